@@ -1,0 +1,112 @@
+# iolab's user interface. `make bench` and `make test` are the two commands in the README.
+#
+#   make bench           set up, build, run the quick scenario into results/runs/, print the summary
+#   make bench SCENARIO=c10k   (bench/run.py --list shows them)   make bench-full (all, resumable)
+#   make deps            install (as root) or name the Debian packages
+#   make build           configure and build everything into build/
+#   make test            unit + conformance tests (installs/checks deps, builds first)
+#   make serve MODEL=threads [BIND=127.0.0.1] [PORT=8080] [ARGS='--threads 2']
+#   make micro           Google Benchmark suites (syscalls, switches, cache, IPC, alloc, http): MICRO_FULL=1
+#   make compare-servers SERVERS='epoll_et threads nginx' [COMPARE_ARGS='--repeats 5']
+#   make doctor          what this machine can do (io_uring, perf, netem, topology, limits)
+#   make test-mutants    prove each conformance case fails against a deliberately broken server
+#   make format          clang-format the C++ sources
+#   make clean           remove build/
+
+BUILD_DIR ?= build
+BUILD_TYPE ?= RelWithDebInfo
+CMAKE_FLAGS ?=
+MODEL ?= threads
+BIND ?= 127.0.0.1
+PORT ?= 8080
+ARGS ?=
+GENERATOR := $(if $(shell command -v ninja 2>/dev/null),-G Ninja,)
+JOBS ?= $(shell nproc)
+CTEST_ARGS ?=
+SCENARIO ?= quick
+BENCH_ARGS ?=
+FULL_SCENARIOS ?= quick models c10k blocking affinity pooling keepalive pipelining payload zerocopy cache rtt scaling
+SERVERS ?= epoll_et threads nginx
+COMPARE_ARGS ?=
+comma := ,
+empty :=
+space := $(empty) $(empty)
+
+.PHONY: help bench bench-full deps build configure test test-mutants compare-servers doctor serve format clean micro
+
+help:
+	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'
+	@for f in $(MAKEFILE_PARTS); do sed -n 's/^#   make /  make /p' $$f; done
+
+bench:
+	@scripts/install-deps.sh bench
+	@$(MAKE) --no-print-directory build
+	/usr/bin/python3 bench/run.py --scenario $(SCENARIO) $(BENCH_ARGS)
+	@if [ "$(SCENARIO)" = quick ]; then \
+	  echo "bench: quick micro suites into $$(readlink -f results/latest)/micro"; \
+	  /usr/bin/python3 bench/micro/run_micro.py --bin-dir $(BUILD_DIR)/bin --run-dir results/latest; \
+	fi
+
+bench-full:
+	@scripts/install-deps.sh bench
+	@$(MAKE) --no-print-directory build
+	@for s in $(FULL_SCENARIOS); do \
+	  /usr/bin/python3 bench/run.py --scenario $$s --label full-$$s --resume $(BENCH_ARGS) || exit $$?; \
+	done
+
+deps:
+	@scripts/install-deps.sh all
+
+$(BUILD_DIR)/CMakeCache.txt:
+	@scripts/install-deps.sh build
+	cmake -S . -B $(BUILD_DIR) $(GENERATOR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
+
+configure: $(BUILD_DIR)/CMakeCache.txt
+
+build: configure
+	@start=$$(date +%s); \
+	cmake --build $(BUILD_DIR) -j $(JOBS) && \
+	echo "build: done in $$(( $$(date +%s) - start )) s"
+
+test:
+	@scripts/install-deps.sh test
+	@$(MAKE) --no-print-directory build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+test-mutants:
+	@scripts/install-deps.sh test
+	tests/conformance/mutants/run.sh
+
+compare-servers:
+	@scripts/install-deps.sh bench
+	@$(MAKE) --no-print-directory build
+	/usr/bin/python3 bench/compare.py --servers $(subst $(space),$(comma),$(strip $(SERVERS))) $(COMPARE_ARGS)
+
+doctor:
+	@scripts/doctor.sh
+
+serve: build
+	@test -x $(BUILD_DIR)/bin/server_$(MODEL) || { echo "serve: no server model '$(MODEL)' (see servers/)" >&2; exit 2; }
+	exec $(BUILD_DIR)/bin/server_$(MODEL) --bind $(BIND) --port $(PORT) $(ARGS)
+
+format:
+	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
+
+clean:
+	rm -rf $(BUILD_DIR)
+
+# make micro: every Google Benchmark suite (bench/micro, build/bin/micro_*), quick (about 30 s
+# here); MICRO_FULL=1 runs each longer with 3 repetitions (about 5 min). Writes
+# results/runs/<timestamp>-micro/{manifest.json,micro/*.json} and repoints results/latest
+# unless NO_LATEST=1.
+MICRO_FULL ?=
+NO_LATEST ?=
+micro:
+	@scripts/install-deps.sh bench
+	@$(MAKE) --no-print-directory build
+	/usr/bin/python3 bench/micro/run_micro.py --bin-dir $(BUILD_DIR)/bin $(if $(MICRO_FULL),--full) $(if $(NO_LATEST),--no-latest)
+
+# Each area keeps its own targets in mk/<area>.mk (charts, reliability, labs, containers); the
+# lines starting '#   make ' at the top of each part are shown by `make help`.
+MAKEFILE_PARTS := $(sort $(wildcard mk/*.mk))
+include $(MAKEFILE_PARTS)

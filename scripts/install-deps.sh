@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs (as root) or names (otherwise) the Debian packages a make target needs.
+#
+#   scripts/install-deps.sh [build|test|bench|all] [--check]
+#
+# Only Debian packages, always with --no-install-recommends; nothing is downloaded from
+# anywhere else. Idempotent: packages already installed are left alone, and apt-get runs only
+# when something is missing. --check only reports (exit 1 when something is missing).
+set -euo pipefail
+
+target=${1:-all}
+check_only=false
+[[ ${2:-} == --check ]] && check_only=true
+
+# What each target needs. `test` runs the unit and conformance suites; `bench` adds the load
+# tools and the reference servers used to compare against.
+build_pkgs=(g++ make cmake ninja-build ccache libgtest-dev libgmock-dev liburing-dev libbenchmark-dev)
+test_pkgs=("${build_pkgs[@]}" python3)
+bench_pkgs=("${build_pkgs[@]}" python3 libbenchmark-dev wrk apache2-utils nginx-light curl
+            strace linux-perf hyperfine valgrind iproute2 golang-go golang-github-gin-gonic-gin-dev)
+
+case $target in
+  build) pkgs=("${build_pkgs[@]}") ;;
+  test) pkgs=("${test_pkgs[@]}") ;;
+  bench|all) pkgs=("${bench_pkgs[@]}") ;;
+  *) echo "install-deps.sh: unknown target '$target' (build, test, bench or all)" >&2; exit 2 ;;
+esac
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+  echo "install-deps.sh: this is not a Debian-based system; install the equivalents of:" >&2
+  echo "  ${pkgs[*]}" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ $status == "install ok installed" ]] || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "deps ($target): all ${#pkgs[@]} packages present"
+  exit 0
+fi
+
+if $check_only; then
+  echo "deps ($target): missing ${missing[*]}" >&2
+  exit 1
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "deps ($target): missing packages. Run this, then the make command again:" >&2
+  echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+  exit 1
+fi
+
+echo "deps ($target): installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "deps ($target): installed ${#missing[@]} packages"

@@ -1,0 +1,243 @@
+#include "app.hpp"
+
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <system_error>
+#include <thread>
+
+#include "clock.hpp"
+#include "stats.hpp"
+
+namespace iolab {
+
+Request::Request(const http::RequestHead& head, std::pmr::memory_resource* mr)
+    : method(head.method, mr), path(head.path, mr), query(head.query, mr), headers(mr),
+      version_minor(head.version_minor) {
+  headers.reserve(head.header_count);
+  for (std::size_t i = 0; i < head.header_count; ++i) {
+    headers.emplace_back(std::pmr::string(head.headers[i].name, mr),
+                         std::pmr::string(head.headers[i].value, mr));
+  }
+}
+
+void DeferredWork::run() const {
+  std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
+}
+
+ContentSource::ContentSource() {
+  fd_ = memfd_create("iolab-content", MFD_CLOEXEC);
+  if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "memfd_create");
+  if (ftruncate(fd_, static_cast<off_t>(kSize)) != 0) {
+    throw std::system_error(errno, std::generic_category(), "ftruncate content file");
+  }
+  void* map = mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+  if (map == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap content");
+  // One period of the pattern, then doubling copies: about 5 ms instead of 60 for a byte loop.
+  auto* bytes = static_cast<char*>(map);
+  std::uint64_t filled = 26;
+  for (std::uint64_t i = 0; i < filled; ++i) bytes[i] = byte_at(i);
+  while (filled < kSize) {
+    const std::uint64_t n = std::min(filled, kSize - filled);
+    std::memcpy(bytes + filled, bytes, n);  // period 26 divides `filled`: the pattern continues
+    filled += n;
+  }
+  mprotect(map, kSize, PROT_READ);
+  data_ = bytes;
+}
+
+ContentSource::~ContentSource() {
+  if (data_) munmap(const_cast<char*>(data_), kSize);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::string_view reason_phrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+  }
+}
+
+namespace {
+
+// The value of `key` in a query string "a=1&n=42", if present.
+std::optional<std::string_view> query_param(std::string_view query, std::string_view key) {
+  while (!query.empty()) {
+    const std::size_t amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    if (pair.size() > key.size() && pair.substr(0, key.size()) == key && pair[key.size()] == '=') {
+      return pair.substr(key.size() + 1);
+    }
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+  }
+  return std::nullopt;
+}
+
+// A decimal parameter in [0, max]; nullopt when missing, malformed or too large.
+std::optional<std::uint64_t> number_param(std::string_view query, std::string_view key,
+                                          std::uint64_t max) {
+  const auto text = query_param(query, key);
+  if (!text || text->empty()) return std::nullopt;
+  std::uint64_t value = 0;
+  const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+  if (ec != std::errc() || end != text->data() + text->size() || value > max) return std::nullopt;
+  return value;
+}
+
+// Burns `us` microseconds of this thread's CPU time (not wall time: a preempted handler still
+// does the same work). The thread clock is a system call, so it is read only every ~20 us of
+// spinning on the vDSO's monotonic clock.
+void burn_cpu_us(std::uint64_t us) {
+  auto nanos = [](clockid_t clock) {
+    timespec ts{};
+    clock_gettime(clock, &ts);
+    return ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
+  };
+  const std::int64_t end = nanos(CLOCK_THREAD_CPUTIME_ID) + static_cast<std::int64_t>(us) * 1000;
+  while (nanos(CLOCK_THREAD_CPUTIME_ID) < end) {
+    const std::int64_t spin_until = nanos(CLOCK_MONOTONIC) + 20'000;
+    while (nanos(CLOCK_MONOTONIC) < spin_until) {
+    }
+  }
+}
+
+void text_body(Response& out, int status, std::string_view text) {
+  out.status = status;
+  out.content_type = "text/plain";
+  out.body.assign(text);
+}
+
+}  // namespace
+
+App::App(std::string_view model, const ContentSource& content)
+    : model_(model), server_header_("Server: iolab-" + std::string(model) + "\r\n"),
+      content_(content) {}
+
+void App::handle(const Request& req, Response& out) const {
+  const std::string_view path = req.path;
+  const std::string_view query = req.query;
+  enum class Route { kPing, kPlaintext, kBytes, kFile, kWork, kSleep, kStats, kNone };
+  Route route = Route::kNone;
+  if (path == "/ping") route = Route::kPing;
+  else if (path == "/plaintext") route = Route::kPlaintext;
+  else if (path == "/bytes") route = Route::kBytes;
+  else if (path == "/file") route = Route::kFile;
+  else if (path == "/work") route = Route::kWork;
+  else if (path == "/sleep") route = Route::kSleep;
+  else if (path == "/stats") route = Route::kStats;
+
+  count(route == Route::kStats ? Counter::kStatsRequests : Counter::kRequests);
+  if (route == Route::kNone) return text_body(out, 404, "Not Found\n");
+  if (req.method != "GET" && req.method != "HEAD") {
+    out.allow = "GET, HEAD";
+    return text_body(out, 405, "Method Not Allowed\n");
+  }
+  switch (route) {
+    case Route::kPing:
+      out.content_type = "application/json";
+      out.body.assign(R"({"message":"pong"})");
+      return;
+    case Route::kPlaintext:
+      out.body.assign("Hello, World!");
+      return;
+    case Route::kBytes:
+    case Route::kFile: {
+      const auto n = number_param(query, "n", ContentSource::kSize);
+      if (!n) return text_body(out, 400, "n must be a number of bytes up to 16777216\n");
+      out.content_type = "application/octet-stream";
+      if (route == Route::kBytes) {
+        out.static_body = content_.bytes().substr(0, *n);
+      } else {
+        out.file = {content_.fd(), 0, *n};
+      }
+      return;
+    }
+    case Route::kWork: {
+      const auto us = number_param(query, "us", kMaxWorkUs);
+      if (!us) return text_body(out, 400, "us must be a number up to 1000000\n");
+      burn_cpu_us(*us);
+      out.body.assign("worked\n");
+      return;
+    }
+    case Route::kSleep: {
+      const auto ms = number_param(query, "ms", kMaxSleepMs);
+      if (!ms) return text_body(out, 400, "ms must be a number up to 10000\n");
+      out.work = DeferredWork{static_cast<std::uint32_t>(*ms)};
+      out.body.assign("slept\n");
+      return;
+    }
+    case Route::kStats:
+      out.content_type = "application/json";
+      append_stats_json(model_, out.body);
+      return;
+    case Route::kNone:
+      return;
+  }
+}
+
+void App::error_response(int status, Response& out) const {
+  out.status = status;
+  out.content_type = "text/plain";
+  out.body.assign(reason_phrase(status));
+  out.body.push_back('\n');
+  out.close = true;
+}
+
+void App::append_head(const Response& resp, bool keep_alive, bool echo_keep_alive,
+                      std::pmr::string& out) const {
+  char number[24];
+  out.append("HTTP/1.1 ");
+  auto r = std::to_chars(number, number + sizeof number, resp.status);
+  out.append(number, r.ptr);
+  out.push_back(' ');
+  out.append(reason_phrase(resp.status));
+  out.append("\r\n");
+  out.append(server_header_);
+  out.append("Date: ");
+  out.append(http_date());
+  out.append("\r\nContent-Type: ");
+  out.append(resp.content_type);
+  out.append("\r\nContent-Length: ");
+  r = std::to_chars(number, number + sizeof number, resp.body_length());
+  out.append(number, r.ptr);
+  out.append("\r\n");
+  if (!resp.allow.empty()) {
+    out.append("Allow: ");
+    out.append(resp.allow);
+    out.append("\r\n");
+  }
+  if (!keep_alive) {
+    out.append("Connection: close\r\n");
+  } else if (echo_keep_alive) {
+    out.append("Connection: keep-alive\r\n");
+  }
+  out.append("\r\n");
+}
+
+std::string App::refusal_response() const {
+  Response resp(std::pmr::new_delete_resource());
+  resp.status = 503;
+  resp.close = true;
+  resp.body.assign("Service Unavailable\n");
+  std::pmr::string out;
+  append_head(resp, false, false, out);
+  out.append(resp.body);
+  return std::string(out);
+}
+
+}  // namespace iolab

@@ -1,0 +1,382 @@
+#include "http_parser.hpp"
+
+#include <cstring>
+
+namespace iolab::http {
+
+namespace {
+
+// RFC 9110 token characters: ALPHA DIGIT and !#$%&'*+-.^_`|~
+constexpr std::array<bool, 256> make_tchar_table() {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}
+constexpr auto kTchar = make_tchar_table();
+
+bool is_tchar(char c) { return kTchar[static_cast<unsigned char>(c)]; }
+// Field values: HTAB, SP, visible ASCII and obs-text; no other control characters.
+bool is_field_char(char c) {
+  const auto u = static_cast<unsigned char>(c);
+  return u == '\t' || (u >= 0x20 && u != 0x7f);
+}
+// Request targets: visible ASCII only (no space, no controls, no raw non-ASCII).
+bool is_target_char(char c) {
+  const auto u = static_cast<unsigned char>(c);
+  return u > 0x20 && u < 0x7f;
+}
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+std::string_view trim_ows(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Position of the next '\n' at or after `from`, or npos.
+std::size_t find_lf(std::string_view in, std::size_t from) {
+  if (from >= in.size()) return std::string_view::npos;
+  const void* p = std::memchr(in.data() + from, '\n', in.size() - from);
+  return p ? static_cast<std::size_t>(static_cast<const char*>(p) - in.data())
+           : std::string_view::npos;
+}
+
+// The line [start, lf) without its optional CR; sets `bad` on a CR anywhere else.
+std::string_view line_without_cr(std::string_view in, std::size_t start, std::size_t lf, bool& bad) {
+  std::string_view line = in.substr(start, lf - start);
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  bad = line.find('\r') != std::string_view::npos;
+  return line;
+}
+
+// Returns 0 or the error status.
+int parse_request_line(std::string_view line, RequestHead& head) {
+  const std::size_t sp1 = line.find(' ');
+  if (sp1 == 0 || sp1 == std::string_view::npos) return 400;
+  head.method = line.substr(0, sp1);
+  for (char c : head.method) {
+    if (!is_tchar(c)) return 400;
+  }
+  const std::size_t sp2 = line.find(' ', sp1 + 1);
+  if (sp2 == std::string_view::npos || sp2 == sp1 + 1) return 400;
+  head.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  for (char c : head.target) {
+    if (!is_target_char(c)) return 400;
+  }
+  const std::string_view version = line.substr(sp2 + 1);
+  if (version.size() != 8 || version.substr(0, 5) != "HTTP/" || !is_digit(version[5]) ||
+      version[6] != '.' || !is_digit(version[7])) {
+    return 400;
+  }
+  if (version[5] != '1' || (version[7] != '0' && version[7] != '1')) return 505;
+  head.version_minor = version[7] - '0';
+
+  std::string_view target = head.target;
+  if (target == "*") {
+    head.path = target;
+    head.query = {};
+    return 0;
+  }
+  // absolute-form (RFC 9112 3.2.2): keep only the path and query.
+  for (std::string_view scheme : {std::string_view("http://"), std::string_view("https://")}) {
+    if (target.size() >= scheme.size() && equals_ignore_case(target.substr(0, scheme.size()), scheme)) {
+      const std::size_t slash = target.find('/', scheme.size());
+      target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+      break;
+    }
+  }
+  if (target.front() != '/') return 400;
+  const std::size_t q = target.find('?');
+  head.path = target.substr(0, q);
+  head.query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+  return 0;
+}
+
+// Before the request line has ended: reject bytes that can never start a request (a TLS
+// handshake, binary noise) without waiting for a line end that may never come.
+int check_partial_request_line(std::string_view partial) {
+  // A line of exactly the limit may be waiting for the LF after its CR.
+  if (partial.size() > kMaxRequestLineBytes &&
+      !(partial.size() == kMaxRequestLineBytes + 1 && partial.back() == '\r')) {
+    return 414;
+  }
+  for (char c : partial) {
+    if (c == ' ') return 0;
+    if (!is_tchar(c) && c != '\r') return 400;
+  }
+  return 0;
+}
+
+// Returns 0 or the error status. Fills the framing fields of `head` from its headers.
+int analyze_framing(RequestHead& head) {
+  bool has_content_length = false;
+  int transfer_encodings = 0;
+  bool chunked = false;
+  int hosts = 0;
+  bool close_token = false;
+  bool keep_alive_token = false;
+  for (std::size_t i = 0; i < head.header_count; ++i) {
+    const HeaderView& h = head.headers[i];
+    if (equals_ignore_case(h.name, "content-length")) {
+      if (has_content_length || h.value.empty() || h.value.size() > 18) return 400;
+      std::uint64_t v = 0;
+      for (char c : h.value) {
+        if (!is_digit(c)) return 400;
+        v = v * 10 + static_cast<std::uint64_t>(c - '0');
+      }
+      has_content_length = true;
+      head.content_length = v;
+    } else if (equals_ignore_case(h.name, "transfer-encoding")) {
+      ++transfer_encodings;
+      chunked = equals_ignore_case(h.value, "chunked");
+    } else if (equals_ignore_case(h.name, "host")) {
+      ++hosts;
+    } else if (equals_ignore_case(h.name, "connection")) {
+      std::string_view rest = h.value;
+      while (!rest.empty()) {
+        const std::size_t comma = rest.find(',');
+        const std::string_view token = trim_ows(rest.substr(0, comma));
+        if (equals_ignore_case(token, "close")) close_token = true;
+        if (equals_ignore_case(token, "keep-alive")) keep_alive_token = true;
+        rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+      }
+    } else if (equals_ignore_case(h.name, "expect")) {
+      head.expect_continue = equals_ignore_case(h.value, "100-continue");
+    }
+  }
+  // Request smuggling defences (RFC 9112 6.1, 6.3): never guess between two framings.
+  if (transfer_encodings > 0 && has_content_length) return 400;
+  if (transfer_encodings > 0 && head.version_minor == 0) return 400;
+  if (transfer_encodings > 1 || (transfer_encodings == 1 && !chunked)) return 501;
+  if (head.version_minor == 1 && hosts != 1) return 400;
+  if (hosts > 1) return 400;
+
+  if (transfer_encodings == 1) {
+    head.body_kind = BodyKind::kChunked;
+  } else if (has_content_length && head.content_length > 0) {
+    head.body_kind = BodyKind::kContentLength;
+  } else {
+    head.body_kind = BodyKind::kNone;
+  }
+  head.connection_keep_alive = keep_alive_token;
+  head.keep_alive = head.version_minor == 1 ? !close_token : keep_alive_token && !close_token;
+  return 0;
+}
+
+ParseResult error(int status) { return {ParseStatus::kError, 0, 0, status}; }
+
+}  // namespace
+
+bool equals_ignore_case(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
+    if (x != y) return false;
+  }
+  return true;
+}
+
+std::string_view RequestHead::header(std::string_view name) const {
+  for (std::size_t i = 0; i < header_count; ++i) {
+    if (equals_ignore_case(headers[i].name, name)) return headers[i].value;
+  }
+  return {};
+}
+
+ParseResult parse_request_head(std::string_view in, RequestHead& head, std::size_t scanned) {
+  // A few empty lines before a request are ignored (RFC 9112 2.2): clients send a stray CRLF
+  // after a body. More than kMaxLeadingEmptyBytes is not a client being sloppy.
+  std::size_t pos = 0;
+  while (pos < in.size() && (in[pos] == '\n' || in[pos] == '\r')) {
+    if (in[pos] == '\r') {
+      if (pos + 1 == in.size()) return {ParseStatus::kIncomplete, 0, 0, 0};
+      if (in[pos + 1] != '\n') return error(400);
+    }
+    ++pos;
+    if (pos > kMaxLeadingEmptyBytes) return error(400);
+  }
+  const std::size_t line_lf = find_lf(in, pos);
+  if (line_lf == std::string_view::npos) {
+    const int status = check_partial_request_line(in.substr(pos));
+    if (status != 0) return error(status);
+    return {ParseStatus::kIncomplete, 0, 0, 0};
+  }
+  if (line_lf - pos > kMaxRequestLineBytes + 1) return error(414);
+  bool bad_cr = false;
+  const std::string_view request_line = line_without_cr(in, pos, line_lf, bad_cr);
+  if (request_line.size() > kMaxRequestLineBytes) return error(414);
+  if (bad_cr) return error(400);
+  if (const int status = parse_request_line(request_line, head); status != 0) return error(status);
+
+  // Find the blank line that ends the head before validating the headers, resuming where the
+  // last call stopped (`scanned` is always the start of a line in the header section).
+  const std::size_t headers_start = line_lf + 1;
+  std::size_t line_start = scanned > headers_start ? scanned : headers_start;
+  std::size_t head_end = std::string_view::npos;
+  while (true) {
+    const std::size_t lf = find_lf(in, line_start);
+    if (lf == std::string_view::npos) break;
+    if (lf == line_start || (lf == line_start + 1 && in[line_start] == '\r')) {
+      head_end = lf + 1;
+      break;
+    }
+    line_start = lf + 1;
+  }
+  // The header section is measured up to its blank line. While incomplete, one byte over the
+  // limit is still legal when it is the CR that starts the blank line.
+  if (head_end == std::string_view::npos) {
+    const std::size_t section = in.size() - headers_start;
+    const bool blank_line_cr = line_start + 1 == in.size() && in.back() == '\r';
+    if (section > kMaxHeaderSectionBytes + (blank_line_cr ? 1 : 0)) return error(431);
+    return {ParseStatus::kIncomplete, 0, line_start, 0};
+  }
+  if (line_start - headers_start > kMaxHeaderSectionBytes) return error(431);
+
+  head.header_count = 0;
+  head.body_kind = BodyKind::kNone;
+  head.content_length = 0;
+  head.expect_continue = false;
+  for (std::size_t p = headers_start; p < head_end;) {
+    const std::size_t lf = find_lf(in, p);
+    bool bad = false;
+    const std::string_view line = line_without_cr(in, p, lf, bad);
+    p = lf + 1;
+    if (bad) return error(400);
+    if (line.empty()) break;
+    if (line.front() == ' ' || line.front() == '\t') return error(400);  // obs-fold
+    const std::size_t colon = line.find(':');
+    if (colon == 0 || colon == std::string_view::npos) return error(400);
+    const std::string_view name = line.substr(0, colon);
+    for (char c : name) {
+      if (!is_tchar(c)) return error(400);  // includes whitespace before the colon
+    }
+    const std::string_view value = trim_ows(line.substr(colon + 1));
+    for (char c : value) {
+      if (!is_field_char(c)) return error(400);
+    }
+    if (head.header_count == kMaxHeaders) return error(431);
+    head.headers[head.header_count++] = {name, value};
+  }
+  if (const int status = analyze_framing(head); status != 0) return error(status);
+  return {ParseStatus::kComplete, head_end, 0, 0};
+}
+
+ChunkedDecoder::Result ChunkedDecoder::feed(std::string_view in) {
+  auto fail = [](std::size_t at) { return Result{at, false, 400}; };
+  std::size_t i = 0;
+  while (i < in.size() && state_ != State::kDone) {
+    const char c = in[i];
+    switch (state_) {
+      case State::kSize: {
+        int digit = -1;
+        if (c >= '0' && c <= '9') digit = c - '0';
+        else if (c >= 'a' && c <= 'f') digit = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F') digit = c - 'A' + 10;
+        if (digit >= 0) {
+          if (++size_digits_ > 15) return fail(i);  // 2^60 bytes is enough for anyone
+          chunk_size_ = chunk_size_ * 16 + static_cast<std::uint64_t>(digit);
+        } else if (size_digits_ == 0) {
+          return fail(i);
+        } else if (c == ';' || c == ' ' || c == '\t') {
+          state_ = State::kExtension;
+        } else if (c == '\r') {
+          state_ = State::kSizeLf;
+        } else if (c == '\n') {
+          state_ = State::kSizeLf;
+          continue;  // handled as the line end below
+        } else {
+          return fail(i);
+        }
+        ++i;
+        if (++line_bytes_ > kMaxLineBytes) return fail(i);
+        break;
+      }
+      case State::kExtension: {
+        // Skip the extension up to the line end, in bulk.
+        std::size_t j = i;
+        while (j < in.size() && in[j] != '\r' && in[j] != '\n') ++j;
+        line_bytes_ += j - i;
+        if (line_bytes_ > kMaxLineBytes) return fail(j);
+        i = j;
+        if (i < in.size()) {
+          state_ = State::kSizeLf;
+          if (in[i] == '\r') ++i;
+        }
+        break;
+      }
+      case State::kSizeLf:
+        if (c != '\n') return fail(i);
+        ++i;
+        line_bytes_ = 0;
+        size_digits_ = 0;
+        if (chunk_size_ == 0) {
+          state_ = State::kTrailerStart;
+        } else {
+          remaining_ = chunk_size_;
+          chunk_size_ = 0;
+          state_ = State::kData;
+        }
+        break;
+      case State::kData: {
+        const std::uint64_t available = in.size() - i;
+        const std::uint64_t take = remaining_ < available ? remaining_ : available;
+        i += static_cast<std::size_t>(take);
+        remaining_ -= take;
+        data_bytes_ += take;
+        if (remaining_ == 0) state_ = State::kDataCr;
+        break;
+      }
+      case State::kDataCr:
+        if (c == '\r') {
+          state_ = State::kDataLf;
+          ++i;
+        } else if (c == '\n') {
+          state_ = State::kSize;
+          ++i;
+        } else {
+          return fail(i);
+        }
+        break;
+      case State::kDataLf:
+        if (c != '\n') return fail(i);
+        state_ = State::kSize;
+        ++i;
+        break;
+      case State::kTrailerStart:
+        if (c == '\r') {
+          state_ = State::kFinalLf;
+          ++i;
+        } else if (c == '\n') {
+          state_ = State::kDone;
+          ++i;
+        } else {
+          state_ = State::kTrailerLine;
+        }
+        break;
+      case State::kTrailerLine: {
+        const std::size_t lf = find_lf(in, i);
+        const std::size_t end = lf == std::string_view::npos ? in.size() : lf + 1;
+        trailer_bytes_ += end - i;
+        if (trailer_bytes_ > kMaxTrailerBytes) return fail(end);
+        i = end;
+        if (lf != std::string_view::npos) state_ = State::kTrailerStart;
+        break;
+      }
+      case State::kFinalLf:
+        if (c != '\n') return fail(i);
+        state_ = State::kDone;
+        ++i;
+        break;
+      case State::kDone:
+        break;
+    }
+  }
+  return {i, state_ == State::kDone, 0};
+}
+
+}  // namespace iolab::http
