@@ -1,0 +1,126 @@
+#!/usr/bin/python3
+"""Tests of bench/compare.py: a real two-server run on loopback, the failure reports, cleanup.
+
+Run by CTest (label tools) as: /usr/bin/python3 compare_test.py BIN_DIR
+"""
+
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+from contextlib import redirect_stdout, redirect_stderr
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+import compare  # noqa: E402
+
+BIN_DIR = (Path(sys.argv.pop(1)) if len(sys.argv) > 1 else ROOT / "build/bin").resolve()
+
+
+def own_descendants():
+    """Processes whose parent chain leads to this test process."""
+    parents = {}
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+            parents[int(status.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    me = os.getpid()
+    found = []
+    for pid in parents:
+        p = pid
+        while p in parents and p != me and p > 1:
+            p = parents[p]
+        if p == me and pid != me:
+            found.append(pid)
+    return found
+
+
+class CompareTest(unittest.TestCase):
+    def run_compare(self, *args):
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            code = compare.main(["--bin-dir", str(BIN_DIR), *args])
+        return code, out.getvalue(), err.getvalue()
+
+    def test_two_servers_side_by_side(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            report = Path(tmp) / "cmp.json"
+            code, out, err = self.run_compare(
+                "--servers", "epoll_et,threads", "--repeats", "2", "--duration", "0.5",
+                "--warmup", "0.2", "--connections", "8", "--json", str(report))
+            self.assertEqual(code, 0, err)
+            doc = json.loads(report.read_text())
+        self.assertEqual(doc["servers"], ["epoll_et", "threads"])
+        # Interleaved: every repeat visits every server before the next repeat starts.
+        order = [(c["repeat"], c["server"]) for c in doc["cells"] if c["kind"] == "fixed"]
+        self.assertEqual(order, [(0, "epoll_et"), (0, "threads"), (1, "epoll_et"), (1, "threads")])
+        self.assertEqual(doc["calibration"]["server"], "epoll_et")
+        for cell in doc["cells"]:
+            self.assertGreater(cell["requests"], 0)
+            self.assertEqual(cell["errors"], 0)
+            self.assertGreater(cell["server_total_us"], 0)
+            if cell["kind"] == "saturation":
+                # Pipelined: one read and one write carry many requests.
+                self.assertLess(cell["syscalls_per_request"], 1.0, cell)
+            else:
+                # One request needs at least one read and one write.
+                self.assertGreaterEqual(cell["syscalls_per_request"], 1.9, cell)
+        fixed = [c for c in doc["cells"] if c["kind"] == "fixed"]
+        for cell in fixed:
+            self.assertAlmostEqual(cell["offered_rate"], doc["offered_rate"])
+        self.assertIn("saturation req/s", out)
+        self.assertEqual(own_descendants(), [])
+
+    def test_server_without_ready_line_is_reported(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            fake = Path(tmp) / "server_silent"
+            fake.write_text("#!/bin/sh\nexec sleep 30\n")
+            fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+            (Path(tmp) / "loadgen").symlink_to(BIN_DIR / "loadgen")
+            old = compare.READY_TIMEOUT_S
+            compare.READY_TIMEOUT_S = 1.0
+            try:
+                out, err = io.StringIO(), io.StringIO()
+                with redirect_stdout(out), redirect_stderr(err):
+                    code = compare.main(["--bin-dir", tmp, "--servers", "silent", "--repeats", "1"])
+            finally:
+                compare.READY_TIMEOUT_S = old
+        self.assertEqual(code, 1)
+        self.assertIn("silent: never printed its ready line", err.getvalue())
+        self.assertEqual(own_descendants(), [])
+
+    def test_server_dying_mid_run_is_reported(self):
+        with compare.Server("epoll_et", 0, BIN_DIR) as server:
+            server.overhead = compare.stats_overhead(server)
+            opts = compare.parse_args(["--duration", "2", "--warmup", "0", "--connections", "4"])
+            killer = subprocess.Popen(["sh", "-c", f"sleep 0.5; kill -KILL {server.pid()}"])
+            with self.assertRaises(compare.HarnessError) as ctx:
+                compare.measure(server, BIN_DIR / "loadgen", 0, "closed", opts)
+            killer.wait()
+        self.assertIn("died during the run", str(ctx.exception))
+        self.assertEqual(own_descendants(), [])
+
+    def test_bad_arguments(self):
+        with self.assertRaises(SystemExit) as ctx, redirect_stderr(io.StringIO()):
+            compare.parse_args(["--kinds", "bogus"])
+        self.assertEqual(ctx.exception.code, 2)
+
+    def test_spread_invalidates(self):
+        cells = [{"server": "a", "kind": "closed", "rps": v, "invalid": []} for v in (100, 100, 130)]
+        row = compare.summarize(cells)[0]
+        self.assertFalse(row["valid"])
+        self.assertIn("spread 30%", row["why_invalid"])
+        cells = [{"server": "a", "kind": "closed", "rps": v, "invalid": []} for v in (100, 105, 110)]
+        self.assertTrue(compare.summarize(cells)[0]["valid"])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
