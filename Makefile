@@ -8,6 +8,7 @@
 #   make serve MODEL=threads [BIND=127.0.0.1] [PORT=8080] [ARGS='--threads 2']
 #   make micro           Google Benchmark suites (syscalls, switches, cache, IPC, alloc, http): MICRO_FULL=1
 #   make compare-servers SERVERS='epoll_et threads nginx' [COMPARE_ARGS='--repeats 5']
+#   make compare A=run1 B=run2   two run folders side by side (harness medians, micro via gbench)
 #   make doctor          what this machine can do (io_uring, perf, netem, topology, limits)
 #   make test-mutants    prove each conformance case fails against a deliberately broken server
 #   make format          clang-format the C++ sources
@@ -32,10 +33,10 @@ comma := ,
 empty :=
 space := $(empty) $(empty)
 
-.PHONY: help bench bench-full deps build configure test test-mutants compare-servers doctor serve format clean micro
+.PHONY: help bench bench-full deps build configure test test-mutants compare compare-servers doctor serve format clean micro
 
 help:
-	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
 	@for f in $(MAKEFILE_PARTS); do sed -n 's/^#   make /  make /p' $$f; done
 
 bench:
@@ -81,6 +82,11 @@ compare-servers:
 	@scripts/install-deps.sh bench
 	@$(MAKE) --no-print-directory build
 	/usr/bin/python3 bench/compare.py --servers $(subst $(space),$(comma),$(strip $(SERVERS))) $(COMPARE_ARGS)
+
+compare:
+	@test -n "$(A)" -a -n "$(B)" || { echo "compare: usage: make compare A=<run> B=<run> (folders, or names under results/runs/)" >&2; exit 2; }
+	@scripts/install-deps.sh bench
+	/usr/bin/python3 bench/compare_runs.py $(A) $(B)
 
 doctor:
 	@scripts/doctor.sh

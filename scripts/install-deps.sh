@@ -17,7 +17,8 @@ check_only=false
 build_pkgs=(g++ make cmake ninja-build ccache libgtest-dev libgmock-dev liburing-dev libbenchmark-dev)
 test_pkgs=("${build_pkgs[@]}" python3)
 bench_pkgs=("${build_pkgs[@]}" python3 libbenchmark-dev wrk apache2-utils nginx-light curl
-            strace linux-perf hyperfine valgrind iproute2 golang-go golang-github-gin-gonic-gin-dev)
+            strace linux-perf hyperfine valgrind iproute2 golang-go golang-github-gin-gonic-gin-dev
+            libbenchmark-tools python3-scipy)
 
 case $target in
   build) pkgs=("${build_pkgs[@]}") ;;

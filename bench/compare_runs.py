@@ -1,0 +1,192 @@
+#!/usr/bin/python3
+"""compare_runs.py: two run folders side by side (`make compare A=run1 B=run2`).
+
+A run folder is what bench/run.py or `make micro` writes (results/runs/<ts>-<name>/). The harness
+part pairs the medians of harness/summary.json by (server, params, point, metric) and prints
+A, B and B/A; a metric that is not valid in either run keeps its '!' and the reason is listed
+below the table, so a ratio between an invalid and a valid figure is never shown bare. The micro
+part hands each micro/<topic>.json present in both runs to Google Benchmark's own compare.py
+(Debian's libbenchmark-tools), which adds a Mann-Whitney U test when there are repetitions.
+
+Runs from different machines are compared as asked, but the machine lines are printed first and
+a difference in CPU model, kernel or core count is called out: a ratio across machines measures
+the machines as much as the change.
+
+    bench/compare_runs.py A B [--metric rps --metric server_cpu_us] [--no-micro]
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+GBENCH_COMPARE = Path("/usr/share/benchmark/compare.py")
+DEFAULT_METRICS = ["rps", "server_cpu_us", "server_user_us", "syscalls_per_req", "ctx_switches_per_req",
+                   "allocs_per_req", "p50_us", "p99_us", "user_kb_per_conn", "instructions_per_req"]
+MACHINE_KEYS = [("cpu_model", "CPU"), ("cpus_online", "CPUs"), ("kernel", "kernel"),
+                ("git_revision", "revision"), ("scenario", "scenario")]
+
+
+class CompareError(Exception):
+    pass
+
+
+def resolve_run(text):
+    """A run folder given as a path, or as a name under results/runs/ (suffix match allowed)."""
+    path = Path(text)
+    if path.is_dir():
+        return path.resolve()
+    runs = Path(__file__).resolve().parents[1] / "results" / "runs"
+    matches = sorted(p for p in runs.glob(f"*{text}*") if p.is_dir()) if runs.is_dir() else []
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise CompareError(f"'{text}' matches {len(matches)} runs: " + ", ".join(p.name for p in matches[:5]))
+    raise CompareError(f"no run folder '{text}' (a path, or a name under results/runs/)")
+
+
+def load_json(path):
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as e:
+        raise CompareError(f"{path}: not valid JSON ({e})") from e
+
+
+def flatten_manifest(doc):
+    """The few machine facts worth printing, wherever the manifest keeps them."""
+    found = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in dict(MACHINE_KEYS) and k not in found and not isinstance(v, (dict, list)):
+                    found[k] = v
+                walk(v)
+
+    walk(doc or {})
+    return found
+
+
+def machine_lines(a_dir, b_dir):
+    a = flatten_manifest(load_json(a_dir / "manifest.json"))
+    b = flatten_manifest(load_json(b_dir / "manifest.json"))
+    lines = [f"A = {a_dir}", f"B = {b_dir}"]
+    differs = []
+    for key, label in MACHINE_KEYS:
+        va, vb = a.get(key, "?"), b.get(key, "?")
+        lines.append(f"  {label:9} A: {va}" + ("" if va == vb else f"   B: {vb}"))
+        if va != vb and key in ("cpu_model", "cpus_online", "kernel"):
+            differs.append(label)
+    if differs:
+        lines.append(f"  note: the runs differ in {', '.join(differs)}: ratios compare machines too")
+    return lines
+
+
+def key_of(s):
+    return (s["server"], json.dumps(s["params"], sort_keys=True), s["point"], s["metric"])
+
+
+def harness_table(a_summary, b_summary, metrics):
+    a = {key_of(s): s for s in a_summary}
+    b = {key_of(s): s for s in b_summary}
+    keys = [k for k in a if k in b and k[3] in metrics]
+    keys.sort(key=lambda k: (k[0], k[1], k[2], metrics.index(k[3])))
+    rows = [["server", "params", "point", "metric", "A", "B", "B/A"]]
+    reasons = []
+    for k in keys:
+        sa, sb = a[k], b[k]
+        marks = []
+        for tag, s in (("A", sa), ("B", sb)):
+            if not s["valid"]:
+                marks.append(tag)
+                reasons.append(f"  ! {tag} {k[0]} {k[2]} {k[3]}: {'; '.join(s['why_invalid'])}")
+        ratio = f"{sb['median'] / sa['median']:.2f}x" if sa["median"] else "-"
+        params = ",".join(f"{p}={v}" for p, v in json.loads(k[1]).items()) or "-"
+        rows.append([k[0], params, k[2], k[3], fmt(sa["median"]) + (" !" if not sa["valid"] else ""),
+                     fmt(sb["median"]) + (" !" if not sb["valid"] else ""), ratio + (" !" if marks else "")])
+    only = sorted({(k[0], k[2]) for k in set(a) ^ set(b) if k[3] in metrics})
+    return rows, reasons, only
+
+
+def fmt(value):
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def print_table(rows):
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+
+
+def compare_micro(a_dir, b_dir):
+    topics = sorted(p.name for p in (a_dir / "micro").glob("*.json") if p.name != "summary.json"
+                    and (b_dir / "micro" / p.name).exists()) if (a_dir / "micro").is_dir() else []
+    if not topics:
+        print("micro: no micro/<topic>.json present in both runs")
+        return 0
+    if not GBENCH_COMPARE.exists():
+        print(f"micro: {GBENCH_COMPARE} missing (Debian package libbenchmark-tools; make deps)")
+        return 1
+    status = 0
+    for name in topics:
+        print(f"\nmicro/{name} (Google Benchmark compare.py: time columns are (B-A)/A)")
+        sys.stdout.flush()
+        proc = subprocess.run(["/usr/bin/python3", str(GBENCH_COMPARE), "--no-color", "benchmarks",
+                               str(a_dir / "micro" / name), str(b_dir / "micro" / name)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"  compare.py failed (exit {proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
+            status = 1
+        else:
+            print(proc.stdout.rstrip())
+    return status
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("a", help="the first run folder (path or name under results/runs/)")
+    ap.add_argument("b", help="the second run folder")
+    ap.add_argument("--metric", action="append", choices=DEFAULT_METRICS,
+                    help="metrics to show (repeatable; default: all)")
+    ap.add_argument("--no-micro", action="store_true", help="skip the micro comparison")
+    opts = ap.parse_args(argv)
+    try:
+        a_dir, b_dir = resolve_run(opts.a), resolve_run(opts.b)
+        for line in machine_lines(a_dir, b_dir):
+            print(line)
+        a_summary = load_json(a_dir / "harness" / "summary.json")
+        b_summary = load_json(b_dir / "harness" / "summary.json")
+        status = 0
+        if a_summary is None or b_summary is None:
+            missing = [str(d) for d, s in ((a_dir, a_summary), (b_dir, b_summary)) if s is None]
+            print(f"\nharness: no harness/summary.json in {', '.join(missing)}")
+        else:
+            rows, reasons, only = harness_table(a_summary, b_summary, opts.metric or DEFAULT_METRICS)
+            print()
+            if len(rows) == 1:
+                print("harness: the two runs share no (server, params, point, metric) cell")
+                status = 1
+            else:
+                print_table(rows)
+                print("(medians over repeats; '!' = not valid in that run, reasons below)")
+                for r in reasons:
+                    print(r)
+            if only:
+                print("in one run only: " + ", ".join(f"{s} {p}" for s, p in only))
+        if not opts.no_micro:
+            status = max(status, compare_micro(a_dir, b_dir))
+        return status
+    except CompareError as e:
+        print(f"compare_runs.py: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+#!/usr/bin/python3
+"""Tests of bench/compare_runs.py (`make compare A= B=`) on two small run folders made here.
+
+The run folders hold only what compare_runs.py reads (manifest.json, harness/summary.json,
+micro/*.json) in the shape bench/run.py writes; Google Benchmark's compare.py is replaced by a
+stand-in script that records its arguments, so the test needs no SciPy.
+"""
+
+import contextlib
+import io
+import json
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import compare_runs  # noqa: E402
+
+
+def summary_row(server, point, metric, median, valid=True, why=()):
+    return {"server": server, "params": {}, "point": point, "metric": metric, "median": median,
+            "spread": 0.01, "n": 3, "valid": valid, "why_invalid": list(why)}
+
+
+def make_run(root, name, rows, cpu="Test CPU", micro=None):
+    run = Path(root) / name
+    (run / "harness").mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps({"cpu_model": cpu, "cpus_online": "0-1",
+                                                   "kernel": "6.1", "git_revision": name,
+                                                   "scenario": "quick"}))
+    (run / "harness" / "summary.json").write_text(json.dumps(rows))
+    if micro is not None:
+        (run / "micro").mkdir()
+        (run / "micro" / "syscalls.json").write_text(json.dumps(micro))
+    return run
+
+
+def run_main(*args):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = compare_runs.main(list(args))
+    return status, out.getvalue(), err.getvalue()
+
+
+class CompareRunsTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="compare-runs-test-")
+        self.root = Path(self.tmp.name)
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def test_ratio_of_medians_per_cell(self):
+        a = make_run(self.root, "a", [summary_row("epoll_et", "saturation", "rps", 50000),
+                                      summary_row("epoll_et", "fixed_rate", "server_cpu_us", 10.0)])
+        b = make_run(self.root, "b", [summary_row("epoll_et", "saturation", "rps", 100000),
+                                      summary_row("epoll_et", "fixed_rate", "server_cpu_us", 5.0)])
+        status, out, _ = run_main(str(a), str(b), "--no-micro")
+        self.assertEqual(status, 0, out)
+        rps = next(l for l in out.splitlines() if " rps " in l)
+        cpu = next(l for l in out.splitlines() if "server_cpu_us" in l)
+        self.assertIn("2.00x", rps)
+        self.assertIn("0.50x", cpu)
+
+    def test_invalid_metric_keeps_its_mark_and_reason(self):
+        a = make_run(self.root, "a", [summary_row("nginx", "saturation", "rps", 40000)])
+        b = make_run(self.root, "b", [summary_row("nginx", "saturation", "rps", 42000, valid=False,
+                                                  why=["spread 40%"])])
+        status, out, _ = run_main(str(a), str(b), "--no-micro")
+        self.assertEqual(status, 0)
+        line = next(l for l in out.splitlines() if l.startswith("nginx"))
+        self.assertTrue(line.rstrip().endswith("!"), line)
+        self.assertIn("! B nginx saturation rps: spread 40%", out)
+
+    def test_different_machines_are_called_out(self):
+        a = make_run(self.root, "a", [summary_row("x", "saturation", "rps", 1)], cpu="CPU one")
+        b = make_run(self.root, "b", [summary_row("x", "saturation", "rps", 1)], cpu="CPU two")
+        _, out, _ = run_main(str(a), str(b), "--no-micro")
+        self.assertIn("the runs differ in CPU", out)
+
+    def test_no_shared_cell_is_an_error(self):
+        a = make_run(self.root, "a", [summary_row("x", "saturation", "rps", 1)])
+        b = make_run(self.root, "b", [summary_row("y", "saturation", "rps", 1)])
+        status, out, _ = run_main(str(a), str(b), "--no-micro")
+        self.assertEqual(status, 1)
+        self.assertIn("share no", out)
+        self.assertIn("in one run only: x saturation, y saturation", out)
+
+    def test_missing_run_names_it(self):
+        a = make_run(self.root, "a", [])
+        status, _, err = run_main(str(a), str(self.root / "nowhere"))
+        self.assertEqual(status, 2)
+        self.assertIn("no run folder", err)
+        self.assertIn("nowhere", err)
+
+    def test_micro_files_go_to_google_benchmark_compare(self):
+        micro = {"context": {}, "benchmarks": []}
+        a = make_run(self.root, "a", [summary_row("x", "saturation", "rps", 1)], micro=micro)
+        b = make_run(self.root, "b", [summary_row("x", "saturation", "rps", 1)], micro=micro)
+        log = self.root / "stand-in.log"
+        stand_in = self.root / "compare.py"
+        stand_in.write_text(f"import sys\nopen({str(log)!r}, 'w').write(' '.join(sys.argv[1:]))\n"
+                            "print('stand-in table')\n")
+        saved = compare_runs.GBENCH_COMPARE
+        compare_runs.GBENCH_COMPARE = stand_in
+        try:
+            status, out, _ = run_main(str(a), str(b))
+        finally:
+            compare_runs.GBENCH_COMPARE = saved
+        self.assertEqual(status, 0, out)
+        self.assertIn("stand-in table", out)
+        self.assertEqual(log.read_text(), f"--no-color benchmarks {a}/micro/syscalls.json {b}/micro/syscalls.json")
+
+    def test_missing_google_benchmark_tool_is_said(self):
+        micro = {"context": {}, "benchmarks": []}
+        a = make_run(self.root, "a", [summary_row("x", "saturation", "rps", 1)], micro=micro)
+        b = make_run(self.root, "b", [summary_row("x", "saturation", "rps", 1)], micro=micro)
+        saved = compare_runs.GBENCH_COMPARE
+        compare_runs.GBENCH_COMPARE = self.root / "absent.py"
+        try:
+            status, out, _ = run_main(str(a), str(b))
+        finally:
+            compare_runs.GBENCH_COMPARE = saved
+        self.assertEqual(status, 1)
+        self.assertIn("libbenchmark-tools", out)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
