@@ -15,7 +15,9 @@ check_only=false
 # What each target needs. `test` runs the unit and conformance suites; `bench` adds the load
 # tools and the reference servers used to compare against.
 build_pkgs=(g++ make cmake ninja-build ccache libgtest-dev libgmock-dev liburing-dev libbenchmark-dev)
-test_pkgs=("${build_pkgs[@]}" python3)
+# The tests also drive nginx (a reference client check) and the perf-tools scripts (strace,
+# perf tracepoints, hyperfine), so they run rather than skip on a fresh machine.
+test_pkgs=("${build_pkgs[@]}" python3 nginx-light strace linux-perf hyperfine)
 bench_pkgs=("${build_pkgs[@]}" python3 libbenchmark-dev wrk apache2-utils nginx-light curl
             strace linux-perf hyperfine valgrind iproute2 golang-go golang-github-gin-gonic-gin-dev
             libbenchmark-tools python3-scipy)
