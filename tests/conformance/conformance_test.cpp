@@ -7,6 +7,7 @@
 //
 // Run one server only:   conformance_test --gtest_filter='*/threads'
 // Another build's bins:  IOLAB_BIN_DIR=/path/to/bin conformance_test
+// A lab's server only:   IOLAB_SERVER_UNDER_TEST=/path/to/server_x conformance_test (named "lab")
 
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -64,6 +65,14 @@ const std::vector<ServerSpec> kServers = {
     {"pooled_2loops", "server_pooled", {"--threads", "2"}},
 };
 
+// IOLAB_SERVER_UNDER_TEST=/path/to/server_x replaces kServers by that one binary, named "lab"
+// (the lab checks use it); its folder becomes the bin directory (bin_dir() below).
+std::vector<ServerSpec> servers_under_test() {
+  const char* env = std::getenv("IOLAB_SERVER_UNDER_TEST");
+  if (env == nullptr || *env == '\0') return kServers;
+  return {{"lab", std::filesystem::path(env).filename().string(), {}}};
+}
+
 void PrintTo(const ServerSpec& spec, std::ostream* os) {
   *os << spec.name << " (" << spec.binary;
   for (const auto& a : spec.args) *os << ' ' << a;
@@ -71,6 +80,9 @@ void PrintTo(const ServerSpec& spec, std::ostream* os) {
 }
 
 std::string bin_dir() {
+  if (const char* lab = std::getenv("IOLAB_SERVER_UNDER_TEST"); lab && *lab) {
+    return std::filesystem::absolute(lab).parent_path().string();
+  }
   if (const char* env = std::getenv("IOLAB_BIN_DIR"); env && *env) return env;
   return IOLAB_BIN_DIR;
 }
@@ -1634,7 +1646,8 @@ std::string ParamName(const ::testing::TestParamInfo<ServerSpec>& info) {
   return info.param.name;
 }
 
-INSTANTIATE_TEST_SUITE_P(Servers, Conformance, ::testing::ValuesIn(kServers), ParamName);
+INSTANTIATE_TEST_SUITE_P(Servers, Conformance, ::testing::ValuesIn(servers_under_test()),
+                         ParamName);
 
 }  // namespace
 }  // namespace iolab::test

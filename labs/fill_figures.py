@@ -1,0 +1,175 @@
+#!/usr/bin/python3
+"""fill_figures.py: writes the expected figures into the lab READMEs from the reference run.
+
+No figure in a lab README is typed by hand. The README holds a marker around each value,
+
+  select pays <!-- fig:select_cpu_900 -->(run make lab-02)<!-- /fig --> per request
+
+and the lab's figures.json says where the value comes from (a harness row or a micro benchmark;
+the source format is described in bench/figures.py), with an optional Python format string:
+
+  {"select_cpu_900": {"scenario": "c10k", "server": "select", "point": "fixed_rate",
+                      "metric": "server_cpu_us", "params": {"idle_connections": 900},
+                      "format": "{:.1f} us"}}
+
+This script looks every source up in the committed reference run, results/reference/<machine>/
+(one run folder per scenario, produced by the lead with `make bench-full`), and rewrites the
+values between the markers. The key `machine` needs no source: it becomes the reference
+machine's CPU model. A value the run marks not valid is written with "!" and the reason. While
+there is no reference run, every value is the placeholder "(run make lab-NN)" and the script
+says so. A marker without a source, or a malformed source, is an error (exit 1).
+
+Usage: labs/fill_figures.py [--reference results/reference] [--machine NAME] [--check]
+  --check   change nothing; exit 1 when a README is not what the reference run gives
+"""
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+LABS = Path(__file__).resolve().parent
+ROOT = LABS.parent
+sys.path.insert(0, str(ROOT / "bench"))
+import figures  # noqa: E402
+
+MARKER = re.compile(r"<!-- fig:([A-Za-z0-9_.-]+) -->(.*?)<!-- /fig -->")
+RESERVED = {"machine"}
+
+
+def placeholder(lab):
+    return f"(run make lab-{lab.name[:2]})"
+
+
+def lab_dirs(labs_dir):
+    return sorted(p for p in Path(labs_dir).glob("[0-9][0-9]-*") if (p / "README.md").exists())
+
+
+def load_sources(lab):
+    """figures.json of a lab ({} when absent); raises figures.SourceError when malformed."""
+    path = lab / "figures.json"
+    if not path.exists():
+        return {}
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise figures.SourceError(f"{path}: not JSON: {e}") from e
+    if not isinstance(doc, dict):
+        raise figures.SourceError(f"{path}: must be an object of key -> source")
+    for key, source in doc.items():
+        if key in RESERVED:
+            raise figures.SourceError(f"{path}: '{key}' is reserved (filled without a source)")
+        if not isinstance(source, dict):
+            raise figures.SourceError(f"{path}: {key}: a source is an object")
+        try:
+            figures.check_source(source)
+        except figures.SourceError as e:
+            raise figures.SourceError(f"{path}: {key}: {e}") from e
+    return doc
+
+
+def problems(lab):
+    """Marker keys without a source, and sources without a marker (the layout test uses it)."""
+    text = (lab / "README.md").read_text()
+    keys = {m.group(1) for m in MARKER.finditer(text)}
+    sources = load_sources(lab)
+    out = [f"{lab.name}/README.md: fig:{k} has no source in figures.json"
+           for k in sorted(keys - set(sources) - RESERVED)]
+    out += [f"{lab.name}/figures.json: {k} is not used in README.md" for k in sorted(set(sources) - keys)]
+    return out
+
+
+def reference_runs(reference, machine):
+    """(machine folder, runs) of the reference, or (None, []) when there is none."""
+    reference = Path(reference)
+    if not reference.is_dir():
+        return None, []
+    machines = sorted(p for p in reference.iterdir() if p.is_dir() and figures.find_runs(p))
+    if machine:
+        machines = [m for m in machines if m.name == machine]
+        if not machines:
+            raise SystemExit(f"fill_figures: no reference run for machine '{machine}' in {reference}")
+    if not machines:
+        return None, []
+    if len(machines) > 1:
+        names = ", ".join(m.name for m in machines)
+        raise SystemExit(f"fill_figures: several reference machines ({names}); choose with --machine")
+    return machines[0], figures.find_runs(machines[0])
+
+
+def fill(lab, runs, machine_dir):
+    """The README text with every marker's value replaced; returns (text, notes)."""
+    text = (lab / "README.md").read_text()
+    sources = load_sources(lab)
+    notes = []
+
+    def value(match):
+        key = match.group(1)
+        if not runs:
+            shown = placeholder(lab)
+        elif key == "machine":
+            shown = runs[0].machine()
+        else:
+            source = sources[key]
+            fig = figures.figure(runs, source)
+            if fig is None:
+                shown = f"(not in the reference run {machine_dir.name})"
+                notes.append(f"{lab.name}: {key}: no such row in the reference run")
+            else:
+                shown = figures.format_value(fig.value, source.get("format"))
+                if not fig.valid:
+                    shown += f" ! ({'; '.join(fig.why_invalid)})"
+        return f"<!-- fig:{key} -->{shown}<!-- /fig -->"
+
+    return MARKER.sub(value, text), notes
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--labs-dir", default=str(LABS))
+    p.add_argument("--reference", default=str(ROOT / "results" / "reference"))
+    p.add_argument("--machine")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if out of date")
+    opts = p.parse_args(argv)
+
+    errors = []
+    for lab in lab_dirs(opts.labs_dir):
+        try:
+            errors += problems(lab)
+        except figures.SourceError as e:
+            errors.append(str(e))
+    if errors:
+        for e in errors:
+            print(f"fill_figures: {e}", file=sys.stderr)
+        return 1
+
+    machine_dir, runs = reference_runs(opts.reference, opts.machine)
+    if not runs:
+        print(f"fill_figures: no reference run in {opts.reference} (the lead commits one with "
+              f"`make bench-full`); figures left as placeholders '(run make lab-NN)'")
+    else:
+        print(f"fill_figures: reference {machine_dir} ({len(runs)} runs; {runs[0].machine()})")
+
+    stale = []
+    for lab in lab_dirs(opts.labs_dir):
+        readme = lab / "README.md"
+        old = readme.read_text()
+        new, notes = fill(lab, runs, machine_dir)
+        for n in notes:
+            print(f"fill_figures: {n}")
+        count = len(MARKER.findall(new))
+        if new == old:
+            print(f"fill_figures: {lab.name}: {count} figures, unchanged")
+            continue
+        stale.append(lab.name)
+        if opts.check:
+            print(f"fill_figures: {lab.name}: README figures are out of date")
+        else:
+            readme.write_text(new)
+            print(f"fill_figures: {lab.name}: {count} figures written")
+    return 1 if opts.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

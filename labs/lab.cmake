@@ -1,0 +1,78 @@
+# The one CMake include every lab uses, so a lab's own CMakeLists.txt is a few lines.
+#
+# A lab keeps two copies of the same source file names: exercise/ (the starter the reader edits)
+# and solution/ (the reference). iolab_lab_program() builds one program from each, under the same
+# file name, into two folders, so a check can run either by swapping a path:
+#
+#   ${CMAKE_BINARY_DIR}/labs/bin/exercise/<name>
+#   ${CMAKE_BINARY_DIR}/labs/bin/solution/<name>
+#
+#   iolab_lab_program(<name> SOURCES <file>... [MODEL <model>] [LIBS <lib>...] [DEFINITIONS <d>...])
+#
+#   SOURCES      file names relative to exercise/ and solution/ (both must hold each one)
+#   MODEL m      a server on the shared core, built like add_server(): IOLAB_MODEL="m" and linked
+#                with iolab_core, the allocation counter and threads. Name the program
+#                server_<m> so its ready line and Server header match what the conformance suite
+#                expects ("server_<m> listening on ...", "Server: iolab-<m>").
+#   LIBS         more libraries to link (benchmark::benchmark, iolab_core, ...)
+#   DEFINITIONS  more compile definitions
+#
+# The exercise variant is compiled without -Werror: a half-finished starter that warns (an
+# unused parameter while the reader works) must not break `make build` for everything else.
+# Program names are global across labs (they share the two bin folders), so a second lab using
+# the same name is a configure error.
+include_guard(GLOBAL)
+
+function(iolab_lab_program name)
+  cmake_parse_arguments(PARSE_ARGV 1 arg "" "MODEL" "SOURCES;LIBS;DEFINITIONS")
+  if(NOT arg_SOURCES)
+    message(FATAL_ERROR "iolab_lab_program(${name}): SOURCES is required")
+  endif()
+  if(arg_UNPARSED_ARGUMENTS)
+    message(FATAL_ERROR "iolab_lab_program(${name}): unknown arguments ${arg_UNPARSED_ARGUMENTS}")
+  endif()
+  get_property(taken GLOBAL PROPERTY IOLAB_LAB_PROGRAMS)
+  if(name IN_LIST taken)
+    message(FATAL_ERROR "iolab_lab_program(${name}): another lab already builds a program of this "
+                        "name (labs/bin/<variant>/ is shared); pick another name")
+  endif()
+  set_property(GLOBAL APPEND PROPERTY IOLAB_LAB_PROGRAMS ${name})
+
+  get_filename_component(lab_folder ${CMAKE_CURRENT_SOURCE_DIR} NAME)
+  string(SUBSTRING ${lab_folder} 0 2 lab_number)
+  foreach(variant exercise solution)
+    set(sources "")
+    foreach(file ${arg_SOURCES})
+      set(path ${CMAKE_CURRENT_SOURCE_DIR}/${variant}/${file})
+      if(NOT EXISTS ${path})
+        message(FATAL_ERROR "iolab_lab_program(${name}): ${path} is missing")
+      endif()
+      list(APPEND sources ${path})
+    endforeach()
+    set(target lab${lab_number}_${variant}_${name})
+    add_executable(${target} ${sources})
+    set_target_properties(${target} PROPERTIES
+      OUTPUT_NAME ${name}
+      RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/labs/bin/${variant})
+    target_include_directories(${target} PRIVATE
+      ${CMAKE_CURRENT_SOURCE_DIR}/${variant} ${CMAKE_CURRENT_SOURCE_DIR})
+    if(arg_MODEL)
+      target_link_libraries(${target} PRIVATE iolab_core iolab_alloc_counter Threads::Threads)
+      target_compile_definitions(${target} PRIVATE IOLAB_MODEL="${arg_MODEL}")
+    endif()
+    if(arg_LIBS)
+      target_link_libraries(${target} PRIVATE ${arg_LIBS})
+    endif()
+    if(arg_DEFINITIONS)
+      target_compile_definitions(${target} PRIVATE ${arg_DEFINITIONS})
+    endif()
+    if(variant STREQUAL "exercise")
+      target_compile_options(${target} PRIVATE -Wno-error)
+    endif()
+    # `cmake --build build --target labNN` builds one lab's programs.
+    if(NOT TARGET lab${lab_number})
+      add_custom_target(lab${lab_number})
+    endif()
+    add_dependencies(lab${lab_number} ${target})
+  endforeach()
+endfunction()

@@ -1,0 +1,121 @@
+#!/usr/bin/python3
+"""Every lab folder keeps the shape of the lab contract (labs/README.md, DESIGN section 8).
+
+For each labs/NN-topic/: the README has the ten sections in order and names `make lab-NN` and
+`make lab-NN-check`; every figure marker has a source in figures.json and every source is used
+and well formed; a check is executable and comes with exercise/ and solution/; a scenario.json
+names an existing scenario, fields it really has, and existing micro suites. Standard library
+only; a second or so.
+"""
+
+import json
+import re
+import sys
+import unittest
+from pathlib import Path
+
+LABS = Path(__file__).resolve().parent.parent
+ROOT = LABS.parent
+sys.path.insert(0, str(LABS))
+sys.path.insert(0, str(ROOT / "bench"))
+import fill_figures  # noqa: E402
+import run  # noqa: E402  (bench/run.py: load_scenario)
+
+SECTIONS = ["Goal", "Background", "Claim under test", "Predict", "Run", "Observe", "Explain",
+            "Exercise", "Check", "Going further"]
+
+
+def lab_dirs():
+    return sorted(p for p in LABS.glob("[0-9][0-9]-*") if p.is_dir())
+
+
+def layout_problems(lab):
+    out = []
+    nn = lab.name[:2]
+    readme = lab / "README.md"
+    if not readme.exists():
+        return [f"{lab.name}: no README.md"]
+    text = readme.read_text()
+    headings = [h.strip() for h in re.findall(r"^## (.+)$", text, re.M)]
+    found = [h for h in headings if h in SECTIONS]
+    missing = [s for s in SECTIONS if s not in found]
+    if missing:
+        out.append(f"{lab.name}/README.md: missing sections: {', '.join(missing)} "
+                   f"(as '## Name' headings)")
+    elif found != SECTIONS:
+        out.append(f"{lab.name}/README.md: sections out of order: {', '.join(found)}")
+    if f"make lab-{nn}" not in text:
+        out.append(f"{lab.name}/README.md: does not say how to run it (make lab-{nn})")
+    if (lab / "check").exists() and f"make lab-{nn}-check" not in text:
+        out.append(f"{lab.name}/README.md: does not say how to check it (make lab-{nn}-check)")
+    try:
+        out += fill_figures.problems(lab)
+    except fill_figures.figures.SourceError as e:
+        out.append(str(e))
+
+    check = lab / "check"
+    if check.exists():
+        if not check.stat().st_mode & 0o111:
+            out.append(f"{lab.name}/check: not executable")
+        for variant in ("exercise", "solution"):
+            if not (lab / variant).is_dir():
+                out.append(f"{lab.name}: has a check but no {variant}/")
+
+    scenario = lab / "scenario.json"
+    if scenario.exists():
+        try:
+            spec = json.loads(scenario.read_text())
+        except json.JSONDecodeError as e:
+            return out + [f"{lab.name}/scenario.json: not JSON: {e}"]
+        if "scenario" not in spec and "micro" not in spec:
+            out.append(f"{lab.name}/scenario.json: names neither \"scenario\" nor \"micro\"")
+        if "scenario" in spec:
+            try:
+                base = run.load_scenario(spec["scenario"])
+            except run.HarnessError as e:
+                out.append(f"{lab.name}/scenario.json: {e}")
+            else:
+                unknown = [k for k in spec.get("set", {}) if k not in base]
+                if unknown:
+                    out.append(f"{lab.name}/scenario.json: scenario {spec['scenario']} has no "
+                               f"field {', '.join(unknown)} (bench/run.py --set would refuse it)")
+        for suite in spec.get("micro", {}).get("suites", []):
+            if not any((ROOT / "bench" / "micro").glob(f"{suite}.cpp")) and \
+                    not (ROOT / "bench" / "micro" / suite).is_dir():
+                out.append(f"{lab.name}/scenario.json: no micro suite '{suite}' in bench/micro/")
+        unknown = set(spec) - {"scenario", "set", "micro", "claims", "description"}
+        if unknown:
+            out.append(f"{lab.name}/scenario.json: unknown keys {', '.join(sorted(unknown))}")
+    return out
+
+
+class LayoutTest(unittest.TestCase):
+    def test_every_lab_keeps_the_contract(self):
+        problems = []
+        for lab in lab_dirs():
+            problems += layout_problems(lab)
+        self.assertEqual(problems, [], "\n" + "\n".join(problems))
+
+    def test_lab_numbers_are_unique(self):
+        numbers = [p.name[:2] for p in lab_dirs()]
+        self.assertEqual(len(numbers), len(set(numbers)), numbers)
+
+    def test_a_broken_lab_is_caught(self):
+        # The checker itself must be able to fail: a README missing sections and a marker
+        # without a source, in a temporary lab folder.
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix="labs-layout-") as tmp:
+            lab = Path(tmp) / "99-broken"
+            lab.mkdir()
+            (lab / "README.md").write_text("## Goal\nx <!-- fig:k -->1<!-- /fig -->\n")
+            (lab / "check").write_text("#!/bin/sh\nexit 0\n")
+            problems = "\n".join(layout_problems(lab))
+        self.assertIn("missing sections", problems)
+        self.assertIn("fig:k has no source", problems)
+        self.assertIn("not executable", problems)
+        self.assertIn("no solution/", problems)
+        self.assertIn("make lab-99", problems)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

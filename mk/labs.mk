@@ -1,0 +1,35 @@
+# The labs (labs/README.md) and the claims ledger.
+#
+#   make lab-NN          build, run lab NN's measurement into results/runs/<stamp>-lab-NN/, chart it
+#   make lab-NN-check    check your work on lab NN's exercise/   (SOLUTION=1: the reference)
+#   make labs-check      check every lab's solution/
+#   make lab-figures     fill the labs' expected figures from results/reference/ (FIG_ARGS=--check)
+#
+# Generic pattern rules: a new folder labs/NN-topic/ needs nothing here. For `lab-01-check` make
+# picks lab-%-check over lab-% (the rule with the shorter stem wins).
+
+SOLUTION ?=
+FIG_ARGS ?=
+LAB_VARIANT = $(if $(SOLUTION),solution,exercise)
+# `make charts` belongs to the notebooks; the labs use it when it exists.
+HAVE_CHARTS := $(shell grep -ls '^charts:' Makefile $(MAKEFILE_PARTS))
+
+.PHONY: labs-check lab-figures
+
+lab-%-check:
+	@scripts/install-deps.sh test
+	@$(MAKE) --no-print-directory build
+	@/usr/bin/python3 labs/run_check.py --lab $* --variant $(LAB_VARIANT) --build-dir $(BUILD_DIR)
+
+lab-%:
+	@scripts/install-deps.sh bench
+	@$(MAKE) --no-print-directory build
+	@/usr/bin/python3 labs/run_lab.py $* --build-dir $(BUILD_DIR) $(if $(HAVE_CHARTS),--charts)
+
+labs-check:
+	@scripts/install-deps.sh test
+	@$(MAKE) --no-print-directory build
+	@/usr/bin/python3 labs/run_check.py --all --variant solution --build-dir $(BUILD_DIR)
+
+lab-figures:
+	/usr/bin/python3 labs/fill_figures.py $(FIG_ARGS)
