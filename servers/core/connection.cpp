@@ -185,12 +185,14 @@ bool Connection::read_body() {
   if (body_kind_ == http::BodyKind::kChunked) {
     const auto r = chunked_.feed(in);
     consume(r.consumed);
-    if (r.error_status != 0) {
-      fail(r.error_status);
-      return false;
-    }
+    // The limit before the framing: a body already past it gets 413 even when bad framing
+    // follows in the same bytes, so the answer does not depend on how the bytes were split.
     if (chunked_.data_bytes() > limits_.max_body_bytes) {
       fail(413);
+      return false;
+    }
+    if (r.error_status != 0) {
+      fail(r.error_status);
       return false;
     }
     if (!r.done) return false;

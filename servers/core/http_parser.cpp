@@ -97,17 +97,25 @@ int parse_request_line(std::string_view line, RequestHead& head) {
 
 // Before the request line has ended: reject bytes that can never start a request (a TLS
 // handshake, binary noise) without waiting for a line end that may never come.
+// The method is judged first, over the first kMaxRequestLineBytes bytes only, so a long line of
+// noise gets the same status (400) however much of it has arrived when it is judged.
 int check_partial_request_line(std::string_view partial) {
+  for (char c : partial.substr(0, kMaxRequestLineBytes)) {
+    if (c == ' ') break;
+    if (!is_tchar(c) && c != '\r') return 400;
+  }
   // A line of exactly the limit may be waiting for the LF after its CR.
   if (partial.size() > kMaxRequestLineBytes &&
       !(partial.size() == kMaxRequestLineBytes + 1 && partial.back() == '\r')) {
     return 414;
   }
-  for (char c : partial) {
-    if (c == ' ') return 0;
-    if (!is_tchar(c) && c != '\r') return 400;
-  }
   return 0;
+}
+
+// A complete request line over the limit: 414, unless its method already proved it 400.
+int overlong_line_status(std::string_view line) {
+  const int status = check_partial_request_line(line);
+  return status != 0 ? status : 414;
 }
 
 // Returns 0 or the error status. Fills the framing fields of `head` from its headers.
@@ -206,10 +214,12 @@ ParseResult parse_request_head(std::string_view in, RequestHead& head, std::size
     if (status != 0) return error(status);
     return {ParseStatus::kIncomplete, 0, 0, 0};
   }
-  if (line_lf - pos > kMaxRequestLineBytes + 1) return error(414);
+  if (line_lf - pos > kMaxRequestLineBytes + 1) {
+    return error(overlong_line_status(in.substr(pos, line_lf - pos)));
+  }
   bool bad_cr = false;
   const std::string_view request_line = line_without_cr(in, pos, line_lf, bad_cr);
-  if (request_line.size() > kMaxRequestLineBytes) return error(414);
+  if (request_line.size() > kMaxRequestLineBytes) return error(overlong_line_status(request_line));
   if (bad_cr) return error(400);
   if (const int status = parse_request_line(request_line, head); status != 0) return error(status);
 
