@@ -44,11 +44,11 @@ std::size_t find_lf(std::string_view in, std::size_t from) {
            : std::string_view::npos;
 }
 
-// The line [start, lf) without its optional CR; sets `bad` on a CR anywhere else.
-std::string_view line_without_cr(std::string_view in, std::size_t start, std::size_t lf, bool& bad) {
+// The line [start, lf) without its optional CR. A CR anywhere else is left in the line, where
+// the character checks of the request line and of header fields reject it (400).
+std::string_view line_without_cr(std::string_view in, std::size_t start, std::size_t lf) {
   std::string_view line = in.substr(start, lf - start);
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  bad = line.find('\r') != std::string_view::npos;
   return line;
 }
 
@@ -217,10 +217,8 @@ ParseResult parse_request_head(std::string_view in, RequestHead& head, std::size
   if (line_lf - pos > kMaxRequestLineBytes + 1) {
     return error(overlong_line_status(in.substr(pos, line_lf - pos)));
   }
-  bool bad_cr = false;
-  const std::string_view request_line = line_without_cr(in, pos, line_lf, bad_cr);
+  const std::string_view request_line = line_without_cr(in, pos, line_lf);
   if (request_line.size() > kMaxRequestLineBytes) return error(overlong_line_status(request_line));
-  if (bad_cr) return error(400);
   if (const int status = parse_request_line(request_line, head); status != 0) return error(status);
 
   // Find the blank line that ends the head before validating the headers, resuming where the
@@ -251,24 +249,23 @@ ParseResult parse_request_head(std::string_view in, RequestHead& head, std::size
   head.body_kind = BodyKind::kNone;
   head.content_length = 0;
   head.expect_continue = false;
-  for (std::size_t p = headers_start; p < head_end;) {
-    const std::size_t lf = find_lf(in, p);
-    bool bad = false;
-    const std::string_view line = line_without_cr(in, p, lf, bad);
-    p = lf + 1;
-    if (bad) return error(400);
-    if (line.empty()) break;
-    if (line.front() == ' ' || line.front() == '\t') return error(400);  // obs-fold
-    const std::size_t colon = line.find(':');
-    if (colon == 0 || colon == std::string_view::npos) return error(400);
-    const std::string_view name = line.substr(0, colon);
-    for (char c : name) {
-      if (!is_tchar(c)) return error(400);  // includes whitespace before the colon
-    }
-    const std::string_view value = trim_ows(line.substr(colon + 1));
-    for (char c : value) {
-      if (!is_field_char(c)) return error(400);
-    }
+  // One pass per field line, byte by byte: every line up to head_end ends with an LF, which no
+  // character class below accepts, so each scan stops inside the head without a bounds check.
+  std::size_t p = headers_start;
+  while (in[p] != '\n' && !(in[p] == '\r' && in[p + 1] == '\n')) {
+    if (in[p] == ' ' || in[p] == '\t') return error(400);  // obs-fold
+    std::size_t q = p;
+    while (is_tchar(in[q])) ++q;  // the name; whitespace before the colon is not a tchar
+    if (q == p || in[q] != ':') return error(400);
+    const std::string_view name = in.substr(p, q - p);
+    ++q;
+    while (in[q] == ' ' || in[q] == '\t') ++q;
+    const std::size_t value_start = q;
+    while (is_field_char(in[q])) ++q;  // stops at CR, LF or another control byte
+    const std::string_view value = trim_ows(in.substr(value_start, q - value_start));
+    if (in[q] == '\r') ++q;
+    if (in[q] != '\n') return error(400);  // a bare CR or a control byte inside the line
+    p = q + 1;
     if (head.header_count == kMaxHeaders) return error(431);
     head.headers[head.header_count++] = {name, value};
   }
