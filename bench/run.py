@@ -18,22 +18,37 @@ Every process it starts is stopped before it exits, also on Ctrl-C, which leaves
 folder (rows so far, manifest marked interrupted). A server that crashes mid-run or never gets
 ready becomes invalid rows with the reason, and the run goes on.
 
+Beyond one machine (DESIGN 6, 12): --target HOST:PORT measures a server this runner did not
+start (`make serve MODEL=x BIND=0.0.0.0` on another machine, or the compose `server` service):
+its CPU time, context switches, RSS and system calls come from the server's own /stats
+(rusage, statm and its counted syscalls) instead of /proc, and every row says where each figure
+came from ("sources"). A scenario with "mode": "netns" (bench/scenarios/netns.json) re-runs this
+script inside bench/netns/with_netns.sh: two network namespaces joined by a veth pair, the
+server in one, loadgen and this runner in the other, measured the same way as a target.
+
 Usage: bench/run.py [--scenario quick] [--results-dir results] [--quick-repeats N] [--dry-run]
+       bench/run.py --target HOST:PORT [--label NAME] [--scenario quick] [--client-cpu N]
+       bench/run.py --scenario netns          (root and iproute2's `ip`)
        bench/run.py --list
 """
 
 import argparse
+import copy
 import datetime
+import ipaddress
 import itertools
 import json
 import os
 import platform
 import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -68,6 +83,7 @@ def load_scenario(name):
     sc.setdefault("loadgen_args", [])
     sc.setdefault("server_args", [])
     sc.setdefault("arg_map", {})
+    sc.setdefault("offered_rate", None)  # a fixed offered rate instead of calibrating one
     return sc
 
 
@@ -221,6 +237,313 @@ def cache_point(spec, requests, path):
 
 
 # ---------------------------------------------------------------------------------------------
+# Servers seen over the network: a --target this runner did not start, and the netns mode.
+#
+# Neither one's /proc is the runner's to read (the target is on another machine; the netns
+# server is, but the runner stands in for a client on another host), so both are measured
+# through the server's own /stats: rusage for CPU time and context switches, statm for RSS, and
+# the counters its syscall wrappers keep. Those are the same numbers compare.py already prefers
+# for iolab servers, which is what makes a target's per-request figures comparable with a normal
+# run's. What the client cannot see (the server's listen queue on another machine) is left empty
+# and said so, never filled with the client's own counters.
+
+NETNS_WRAPPER = ROOT / "bench" / "netns" / "with_netns.sh"
+STATS_TIMEOUT_S = 5.0
+
+LOCAL_SOURCES = {
+    "cpu": "/stats rusage (RUSAGE_SELF: every thread, also exited ones)",
+    "ctx_switches": "/stats rusage", "syscalls": "/stats counters", "allocs": "/stats counters",
+    "rss": "/proc/PID/statm", "listen_overflows": "/proc/net/netstat", "steal": "/proc/stat",
+    "client": "loadgen's report",
+}
+REFERENCE_SOURCES = dict(LOCAL_SOURCES, cpu="/proc/PID/stat (utime, stime)",
+                         ctx_switches="/proc/PID/task/*/status", syscalls=None, allocs=None)
+REMOTE_SOURCES = dict(LOCAL_SOURCES, rss="/stats rss_kb (the server's /proc/self/statm)",
+                      listen_overflows=None, steal="/proc/stat of the client's machine")
+
+
+def parse_target(text):
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise HarnessError(f"--target '{text}': expected HOST:PORT, e.g. 192.0.2.7:8080")
+    return host, int(port)
+
+
+def is_loopback(host):
+    try:
+        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError) as e:
+        raise HarnessError(f"cannot resolve '{host}': {e}")
+
+
+def fetch_stats(host, port):
+    with urllib.request.urlopen(f"http://{host}:{port}/stats", timeout=STATS_TIMEOUT_S) as r:
+        return json.loads(r.read())
+
+
+def stats_snapshot(server):
+    """compare.Server.snapshot's keys, all from /stats (nothing from this machine's /proc)."""
+    snap = {"t": time.monotonic()}
+    stats = fetch_stats(server.host, server.port)
+    snap["stats"] = stats
+    snap["user_s"] = stats["cpu_user_us"] / 1e6
+    snap["sys_s"] = stats["cpu_sys_us"] / 1e6
+    snap["ctx"] = stats["voluntary_context_switches"] + stats["involuntary_context_switches"]
+    snap["rss_kb"] = stats["rss_kb"]
+    return snap
+
+
+class RemoteServer:
+    """--target HOST:PORT: a server someone else started. Entering checks that its /stats
+    answers like an iolab server's; the runner never starts, stops or signals it."""
+
+    iolab = True
+
+    def __init__(self, host, port):
+        self.host, self.port = host, port
+        self.spec = None
+        self.stats_at_start = None
+        self.overhead = {"syscalls": 0, "ctx": 0, "allocations": 0}
+        self.sources = dict(REMOTE_SOURCES)
+        self.where = f"{host}:{port}"
+
+    def __enter__(self):
+        try:
+            stats = fetch_stats(self.host, self.port)
+        except (OSError, urllib.error.URLError) as e:
+            raise HarnessError(f"target {self.where}: /stats did not answer ({e}); is the server "
+                               f"running and bound to an address this machine reaches?")
+        except json.JSONDecodeError:
+            raise HarnessError(f"target {self.where}: /stats is not JSON; --target measures iolab "
+                               f"servers (make serve MODEL=x BIND=0.0.0.0), whose /stats carries "
+                               f"their CPU time and system calls")
+        missing = [k for k in ("model", "cpu_user_us", "cpu_sys_us", "syscalls", "rss_kb")
+                   if k not in stats]
+        if missing:
+            raise HarnessError(f"target {self.where}: /stats lacks {', '.join(missing)}")
+        self.spec = stats["model"]
+        self.stats_at_start = stats
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    snapshot = stats_snapshot
+
+    def alive(self):
+        try:
+            fetch_stats(self.host, self.port)
+            return True
+        except (OSError, urllib.error.URLError, json.JSONDecodeError):
+            return False
+
+    def pid(self):
+        return None  # a pid on another machine means nothing here
+
+    def listen_overflows(self):
+        return None  # the server's kernel counts them, out of this client's sight
+
+    def exit_note(self):
+        return "the target stopped answering /stats"
+
+
+class NetnsServer(Server):
+    """An iolab server this runner starts in the server namespace of with_netns.sh, bound to the
+    veth address; measured over the veth like a target, from the client namespace."""
+
+    def __init__(self, spec, cpu, bin_dir, netns, addr):
+        super().__init__(spec, cpu, bin_dir)
+        self.netns, self.host = netns, addr
+        self.sources = dict(REMOTE_SOURCES, listen_overflows="/proc/PID/net/netstat (the server's "
+                            "namespace)", steal="/proc/stat (one machine for both namespaces)")
+        self.where = None
+
+    def command(self):
+        if not self.iolab:
+            raise HarnessError(f"{self.name}: the netns mode runs iolab models only (the reference "
+                               f"configurations listen on 127.0.0.1)")
+        # `ip netns exec` enters the namespace and execs the server, so the pid stays the server's.
+        return ["ip", "netns", "exec", self.netns, *super().command(), "--bind", self.host]
+
+    def __enter__(self):
+        super().__enter__()
+        self.where = f"{self.host}:{self.port} (netns {self.netns})"
+        return self
+
+    snapshot = stats_snapshot
+
+    def listen_overflows(self):
+        # /proc/PID/net/ shows the network namespace of PID, not the reader's.
+        try:
+            lines = Path(f"/proc/{self.pid()}/net/netstat").read_text().splitlines()
+        except OSError:
+            return None
+        for names, values in zip(lines[::2], lines[1::2]):
+            if names.startswith("TcpExt:"):
+                return int(dict(zip(names.split()[1:], values.split()[1:])).get("ListenOverflows", 0))
+        return None
+
+    def exit_note(self):
+        return f"exit {self.proc.returncode}"
+
+
+def measure_remote(server, loadgen, client_cpu, kind, opts, offered_rate=None, use_perf=False,
+                   extra_args=(), path=None):
+    """compare.measure for a server reached at server.host: the same loads, marks and validity
+    rules, with the server's figures from /stats and each figure's source in the cell."""
+    url = f"http://{server.host}:{server.port}{path or opts.path}"
+    args = ["--connections", str(opts.connections), "--duration", f"{opts.duration}s",
+            "--warmup", f"{opts.warmup}s", *extra_args]
+    if not is_loopback(server.host):
+        args.append("--allow-remote")  # loadgen refuses other addresses unless told
+    if kind == "fixed":
+        args += ["--rate", f"{offered_rate:.0f}"]
+    elif kind == "saturation":
+        args += ["--pipeline", str(opts.pipeline)]
+    marks, perf = {}, {}
+
+    def on_mark(which):
+        marks[which] = server.snapshot()
+        marks[which + "_steal"] = compare.read_steal()
+        marks[which + "_overflows"] = server.listen_overflows()
+        if use_perf and server.pid() and which == "start":
+            perf["proc"] = compare.perf_syscalls_start(server.pid())
+        if use_perf and which == "end":
+            perf["count"] = compare.perf_syscalls_stop(perf.get("proc"))
+
+    try:
+        report = compare.run_loadgen(loadgen, url, client_cpu, args, on_mark,
+                                     timeout_s=opts.duration + opts.warmup + 60)
+    except (HarnessError, OSError, urllib.error.URLError):
+        if server.alive():
+            raise
+        report = None
+    if report is None or not server.alive():
+        raise HarnessError(f"{server.spec}: the server died during the run ({server.exit_note()})")
+    if "start" not in marks or "end" not in marks:
+        raise HarnessError("loadgen printed no window marks")
+    a, b = marks["start"], marks["end"]
+    requests = max(report["requests"], 1)
+    total, steal = (y - x for x, y in zip(marks["start_steal"], marks["end_steal"]))
+    user_s, sys_s = b["user_s"] - a["user_s"], b["sys_s"] - a["sys_s"]
+    overflows = (None if marks["start_overflows"] is None or marks["end_overflows"] is None
+                 else marks["end_overflows"] - marks["start_overflows"])
+    calls = sum(b["stats"]["syscalls"].values()) - sum(a["stats"]["syscalls"].values())
+    allocs = b["stats"]["allocations"] - a["stats"]["allocations"]
+    client_s = report["client_cpu_s"]["user"] + report["client_cpu_s"]["sys"]
+    cell = {
+        "server": server.spec, "kind": kind, "requests": report["requests"], "rps": report["rps"],
+        "errors": report["errors"]["total"],
+        "offered_rate": offered_rate if kind == "fixed" else None,
+        "achieved_rate": report.get("achieved_rate"),
+        "server_user_us": user_s * 1e6 / requests, "server_sys_us": sys_s * 1e6 / requests,
+        "server_cpu_util": (user_s + sys_s) / max(b["t"] - a["t"], 1e-9),
+        "client_user_us": report["client_cpu_s"]["user"] * 1e6 / requests,
+        "client_sys_us": report["client_cpu_s"]["sys"] * 1e6 / requests,
+        "ctx_per_request": (b["ctx"] - a["ctx"] - server.overhead["ctx"]) / requests,
+        "p50_us": report["latency_us"]["p50"], "p99_us": report["latency_us"]["p99"],
+        "latency_us": {k: report["latency_us"][k] for k in ("p50", "p90", "p99", "p999", "max")},
+        "errors_by_kind": {k: v for k, v in report["errors"].items() if k != "total"},
+        "client_cpu_util": client_s / max(report["duration_s"], 1e-9),
+        "wall_s": b["t"] - a["t"], "steal": steal / total if total else 0.0,
+        "listen_overflows": overflows, "rss_kb": b["rss_kb"],
+        "syscalls_per_request": (calls - server.overhead["syscalls"]) / requests,
+        "allocs_per_request": (allocs - server.overhead["allocations"]) / requests,
+        "sources": server.sources, "target": server.where,
+    }
+    cell["server_total_us"] = cell["server_user_us"] + cell["server_sys_us"]
+    if perf.get("count") is not None:
+        cell["perf_syscalls_per_request"] = perf["count"] / requests
+    cell["invalid"] = compare.cell_problems(dict(cell, listen_overflows=overflows or 0), server)
+    return cell
+
+
+def measure_any(server, *args, **kwargs):
+    if isinstance(server, (RemoteServer, NetnsServer)):
+        return measure_remote(server, *args, **kwargs)
+    return compare.measure(server, *args, **kwargs)
+
+
+def netns_env():
+    """The namespaces with_netns.sh made for this run, or None outside one."""
+    names = ("IOLAB_NETNS_SERVER", "IOLAB_NETNS_CLIENT", "IOLAB_NETNS_SERVER_ADDR",
+             "IOLAB_NETNS_CLIENT_ADDR", "IOLAB_NETNS_NETEM")
+    if not all(os.environ.get(n) for n in names):
+        return None
+    return {n[len("IOLAB_NETNS_"):].lower(): os.environ[n] for n in names}
+
+
+# ---------------------------------------------------------------------------------------------
+# Connections needed to reach the peak, per model and round trip (a closed-loop sweep).
+
+PEAK_FRACTION = 0.9
+
+
+def connections_to_peak(rows):
+    """For each server and each setting of the other parameters, the fewest connections whose
+    median throughput reaches PEAK_FRACTION of the sweep's best. With a round trip of T per
+    request, one connection carries at most 1/T requests/s, so the count needed grows with T
+    until the server's own cost caps the rate: the chart of this against T is the lesson."""
+    groups = {}
+    for r in rows:
+        if r["point"] != "closed_loop" or "connections" not in r["params"]:
+            continue
+        rest = {k: v for k, v in r["params"].items() if k != "connections"}
+        key = (r["server"], json.dumps(rest, sort_keys=True))
+        groups.setdefault(key, {}).setdefault(int(r["params"]["connections"]), []).append(r)
+    out = []
+    for (server, rest_text), by_conns in sorted(groups.items()):
+        rest = json.loads(rest_text)
+        reasons, points = [], []
+        for conns, group in sorted(by_conns.items()):
+            measured = [r for r in group if r.get("rps") is not None]
+            if len(measured) < len(group):
+                reasons.append(f"{len(group) - len(measured)} failed runs at {conns} connections")
+            errors = sum(sum((r.get("errors") or {}).values()) for r in measured)
+            if errors:
+                reasons.append(f"{errors} errors at {conns} connections")
+            if measured:
+                points.append({"connections": conns,
+                               "rps": statistics.median(r["rps"] for r in measured),
+                               "server_cpu_util": statistics.median(r["server_cpu_util"] for r in measured),
+                               "p50_us": statistics.median(r["latency_us"]["p50"] for r in measured)})
+        row = {"server": server, "params": rest, "think_ms": rest.get("think_ms"),
+               "threshold": PEAK_FRACTION, "points": points}
+        if len(points) < 2:
+            row.update(valid=False, invalid_reason="fewer than two connection counts measured",
+                       peak_rps=None, connections_to_peak=None)
+            out.append(row)
+            continue
+        best = max(points, key=lambda p: p["rps"])
+        reach = next(p for p in points if p["rps"] >= PEAK_FRACTION * best["rps"])
+        if reach is points[-1] and points[-1]["rps"] > 1.1 * points[-2]["rps"]:
+            reasons.append(f"still rising at {reach['connections']} connections: the peak is "
+                           f"beyond the sweep")
+        row.update(peak_rps=best["rps"], peak_connections=best["connections"],
+                   connections_to_peak=reach["connections"],
+                   peak_bound="server" if best["server_cpu_util"] >= compare.SATURATED_CPU else "client",
+                   peak_server_cpu_util=best["server_cpu_util"],
+                   # One connection's response time at this round trip: the base of the curve.
+                   latency_p50_us_one_connection=points[0]["p50_us"],
+                   valid=not reasons, invalid_reason="; ".join(reasons) or None)
+        out.append(row)
+    return out
+
+
+def print_peaks(peaks):
+    print("\nconnections to reach the peak (closed loop, >= "
+          f"{PEAK_FRACTION:.0%} of the best of the sweep):")
+    for p in peaks:
+        params = ",".join(f"{k}={v}" for k, v in p["params"].items()) or "-"
+        if p["peak_rps"] is None:
+            print(f"  {p['server']:10} {params:14} ! {p['invalid_reason']}")
+            continue
+        print(f"  {p['server']:10} {params:14} {p['connections_to_peak']:>5} connections "
+              f"(peak {p['peak_rps']:.0f} req/s at {p['peak_connections']}, {p['peak_bound']}-bound)"
+              + ("" if p["valid"] else f" ! {p['invalid_reason']}"))
+
+
+# ---------------------------------------------------------------------------------------------
 # Rows
 
 
@@ -249,6 +572,10 @@ def row_from_cell(sc, spec, params, point, repeat, cell):
         "client_cpu_util": cell["client_cpu_util"], "server_cpu_util": cell["server_cpu_util"],
         "steal_pct": 100.0 * cell["steal"], "listen_overflows": cell["listen_overflows"],
         "valid": not invalid, "invalid_reason": "; ".join(invalid) or None,
+        # Where each server figure came from, and where the server was (None: started here).
+        "sources": cell.get("sources") or (REFERENCE_SOURCES if spec.partition(":")[0] in
+                                           compare.REFERENCES else LOCAL_SOURCES),
+        "target": cell.get("target"),
     }
 
 
@@ -451,16 +778,58 @@ def run_scenario(sc, opts):
     loadgen = Path(opts.bin_dir) / "loadgen"
     if not loadgen.exists():
         raise HarnessError(f"{loadgen} not built (make build)")
-    server_cpu, client_cpu, placement = compare.choose_cpus(opts.server_cpu, opts.client_cpu)
+    target = parse_target(opts.target) if opts.target else None
+    ns = netns_env() if sc.get("mode") == "netns" else None
+    if sc.get("mode") == "netns" and ns is None:
+        raise HarnessError("the netns mode runs inside bench/netns/with_netns.sh (run.py starts "
+                           "it by itself)")
+    if target:
+        # The server runs on its own CPUs, elsewhere; only the client is placed here.
+        client_cpu = opts.client_cpu if opts.client_cpu is not None else compare.choose_cpus()[1]
+        server_cpu, placement = None, f"target {opts.target}: its CPUs are its own; client here"
+        with RemoteServer(*target) as probe:
+            sc["servers"] = [probe.spec]
+            target_stats = probe.stats_at_start
+        label = opts.label or f"target-{sc['name']}"
+    else:
+        server_cpu, client_cpu, placement = compare.choose_cpus(opts.server_cpu, opts.client_cpu)
+        label = opts.label
+    remote = bool(target or ns)
     repeats = opts.repeats or sc["repeats"]
     copts = compare.parse_args(["--duration", str(sc["duration_s"]), "--warmup", str(sc["warmup_s"]),
                                 "--connections", str(sc["connections"]), "--pipeline",
                                 str(sc["pipeline"]), "--path", sc["path"], "--bin-dir", opts.bin_dir])
-    run = Run(sc, opts.results_dir, point_latest=not opts.no_latest, label=opts.label)
+    run = Run(sc, opts.results_dir, point_latest=not opts.no_latest, label=label)
     doc = manifest(sc, server_cpu, client_cpu, placement)
     doc["repeats"] = repeats
     doc["interrupted"] = False
     doc["skipped"] = {}
+    doc["mode"] = "target" if target else "netns" if ns else "local"
+    if target:
+        doc["target"] = {"address": opts.target, "label": opts.label, "model": sc["servers"][0],
+                         "loopback": is_loopback(target[0]),
+                         "fd_limits": {"soft": target_stats.get("fd_soft_limit"),
+                                       "hard": target_stats.get("fd_hard_limit")},
+                         "figures_from": "the server's /stats (rusage, statm, syscall counters)"}
+    if ns:
+        doc["netns"] = dict(ns, delay="loadgen --think-ms" + ("" if ns["netem"] == "yes" else
+                                                              " (no netem in this kernel)"))
+    if remote:
+        for point in [p for p in sc["points"] if p in ("memory", "cache")]:
+            doc["skipped"][point] = ("needs the server's /proc and loopback sockets on this "
+                                     "machine; not measured for a server reached over a network")
+        sc = dict(sc, points=[p for p in sc["points"] if p not in ("memory", "cache")])
+        if sc["server_args"] or sc["arg_map"]:
+            doc["skipped"]["server_args"] = "server arguments of the scenario are not applied"
+            sc = dict(sc, server_args=[], arg_map={})
+
+    def open_server(spec, cpu):
+        if target:
+            return RemoteServer(*target)
+        if ns:
+            return NetnsServer(spec, cpu, opts.bin_dir, ns["server"], ns["server_addr"])
+        return Server(spec, cpu, opts.bin_dir)
+
     run.write_manifest(doc)
     print(f"run: scenario {sc['name']} -> {run.dir}")
     print(f"run: server CPU {server_cpu}, client CPU {client_cpu} ({placement})", flush=True)
@@ -470,7 +839,7 @@ def run_scenario(sc, opts):
         servers = []
         for spec in sc["servers"]:
             try:
-                with Server(spec, server_cpu, opts.bin_dir):
+                with open_server(spec, server_cpu):
                     servers.append(spec)
             except HarnessError as e:
                 doc["skipped"][spec] = str(e)
@@ -481,10 +850,14 @@ def run_scenario(sc, opts):
         doc["baseline"] = baseline
 
         points = sc["points"]
-        if "fixed_rate" in points:
-            with Server(baseline, server_cpu, opts.bin_dir) as s:
+        if "fixed_rate" in points and sc.get("offered_rate"):
+            doc["offered_rate"] = float(sc["offered_rate"])
+            doc["calibration"] = {"given": True}
+            print(f"run: offered rate {doc['offered_rate']:.0f} req/s (set by the scenario)")
+        elif "fixed_rate" in points:
+            with open_server(baseline, server_cpu) as s:
                 s.overhead = compare.stats_overhead(s)
-                cal = compare.measure(s, loadgen, client_cpu, "closed", copts)
+                cal = measure_any(s, loadgen, client_cpu, "closed", copts)
             doc["offered_rate"] = cal["rps"] * sc["rate_fraction"]
             doc["calibration"] = {"server": baseline, "closed_loop_rps": cal["rps"],
                                   "fraction": sc["rate_fraction"], "valid": not cal["invalid"]}
@@ -512,12 +885,16 @@ def run_scenario(sc, opts):
                     full_spec = spec + (":" + " ".join(server_args) if server_args and
                                         spec not in compare.REFERENCES else "")
                     cell_server_cpu, cell_client_cpu = placed(params.get("placement"), server_cpu, client_cpu)
+                    cell_copts = copts
+                    if "connections" in params:  # a matrix over connection counts (netns)
+                        cell_copts = copy.copy(copts)
+                        cell_copts.connections = int(params["connections"])
                     try:
-                        with Server(full_spec, cell_server_cpu, opts.bin_dir) as s:
+                        with open_server(full_spec, cell_server_cpu) as s:
                             s.overhead = compare.stats_overhead(s)
                             for point in load_points:
                                 try:
-                                    cell = compare.measure(s, loadgen, cell_client_cpu, POINT_KIND[point], copts,
+                                    cell = measure_any(s, loadgen, cell_client_cpu, POINT_KIND[point], cell_copts,
                                                            doc.get("offered_rate"), opts.perf,
                                                            loadgen_args, path)
                                     row = row_from_cell(sc, spec, params, point, repeat, cell)
@@ -559,8 +936,15 @@ def run_scenario(sc, opts):
         summary = summarize(run.rows)
         (run.dir / "harness" / "summary.json").write_text(json.dumps(summary, indent=1))
         doc["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        peaks = connections_to_peak(run.rows) if "connections" in sc["matrix"] else []
+        if peaks:
+            with (run.dir / "harness" / "connections_to_peak.jsonl").open("w") as f:
+                for p in peaks:
+                    f.write(json.dumps(p, sort_keys=True) + "\n")
         print()
         print_summary(summary, baseline)
+        if peaks:
+            print_peaks(peaks)
         for spec, why in doc["skipped"].items():
             print(f"  skipped {spec}: {why}")
         return run
@@ -582,6 +966,9 @@ def main(argv=None):
     p.add_argument("--results-dir", default=str(ROOT / "results"))
     p.add_argument("--no-latest", action="store_true", help="do not repoint results/latest")
     p.add_argument("--label", help="run folder suffix instead of the scenario name")
+    p.add_argument("--target", metavar="HOST:PORT",
+                   help="measure a running iolab server (make serve BIND=0.0.0.0) instead of "
+                        "starting the scenario's servers; figures from its /stats")
     p.add_argument("--resume", action="store_true",
                    help="do nothing if a finished run with this label exists (make bench-full)")
     p.add_argument("--repeats", type=int, help="override the scenario's repeats")
@@ -596,7 +983,9 @@ def main(argv=None):
         for f in sorted(SCENARIOS.glob("*.json")):
             print(f"{f.stem:12} {json.loads(f.read_text()).get('description', '')}")
         return 0
-    if (opts.server_cpu is None) != (opts.client_cpu is None):
+    if opts.target and opts.server_cpu is not None:
+        p.error("--server-cpu: a --target runs on its own CPUs (--client-cpu places the client)")
+    if not opts.target and (opts.server_cpu is None) != (opts.client_cpu is None):
         p.error("--server-cpu and --client-cpu go together")
     if opts.repeats is not None and not 1 <= opts.repeats <= 50:
         p.error("--repeats must be in 1..50")
@@ -619,6 +1008,14 @@ def main(argv=None):
             sc[key] = json.loads(value)
         except json.JSONDecodeError:
             p.error(f"--set {key}: value is not JSON: {value}")
+    if sc.get("mode") == "netns" and opts.target:
+        p.error("--target and a netns scenario exclude each other (netns starts its own servers)")
+    if sc.get("mode") == "netns" and netns_env() is None:
+        # Run again inside two fresh namespaces; the wrapper (same pid) removes them whatever
+        # happens, and exits 77 with its reason when this machine cannot make them.
+        args = list(sys.argv[1:] if argv is None else argv)
+        os.execv(str(NETNS_WRAPPER), [str(NETNS_WRAPPER), "--", "/usr/bin/python3",
+                                      str(Path(__file__).resolve()), *args])
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     run_scenario(sc, opts)
     return 0
