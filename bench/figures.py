@@ -79,7 +79,19 @@ class RunFolder:
 
     def machine(self):
         m = self.manifest
-        return f"{m.get('cpu_model', '?')} ({m.get('cpus_online', '?')} CPUs, {m.get('hostname', '?')})"
+        return f"{m.get('cpu_model', '?')} ({count_cpus(m.get('cpus_online'))} CPUs, {m.get('hostname', '?')})"
+
+
+def count_cpus(online):
+    """'0-3,6' (/sys/devices/system/cpu/online) -> 5; '?' when unknown."""
+    try:
+        total = 0
+        for part in str(online).split(","):
+            lo, _, hi = part.partition("-")
+            total += int(hi or lo) - int(lo) + 1
+        return total
+    except ValueError:
+        return "?"
 
 
 def _read_json(path):

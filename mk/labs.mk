@@ -4,6 +4,7 @@
 #   make lab-NN-check    check your work on lab NN's exercise/   (SOLUTION=1: the reference)
 #   make labs-check      check every lab's solution/
 #   make lab-figures     fill the labs' expected figures from results/reference/ (FIG_ARGS=--check)
+#   make claims [RESULTS=dir]  claims ledger C01-C20 of a run or folder of runs; writes ledger.md + chart
 #
 # Generic pattern rules: a new folder labs/NN-topic/ needs nothing here. For `lab-01-check` make
 # picks lab-%-check over lab-% (the rule with the shorter stem wins).
@@ -14,7 +15,10 @@ LAB_VARIANT = $(if $(SOLUTION),solution,exercise)
 # `make charts` belongs to the notebooks; the labs use it when it exists.
 HAVE_CHARTS := $(shell grep -ls '^charts:' Makefile $(MAKEFILE_PARTS))
 
-.PHONY: labs-check lab-figures
+RESULTS ?= results/latest
+CLAIMS_ARGS ?=
+
+.PHONY: labs-check lab-figures claims
 
 lab-%-check:
 	@scripts/install-deps.sh test
@@ -33,3 +37,7 @@ labs-check:
 
 lab-figures:
 	/usr/bin/python3 labs/fill_figures.py $(FIG_ARGS)
+
+claims:
+	@scripts/install-deps.sh test
+	/usr/bin/python3 bench/claims.py --results $(RESULTS) $(CLAIMS_ARGS)

@@ -18,12 +18,12 @@ build_pkgs=(g++ make cmake ninja-build ccache libgtest-dev libgmock-dev liburing
 # The tests also drive nginx (a reference client check) and the perf-tools scripts (strace,
 # perf tracepoints, hyperfine), so they run rather than skip on a fresh machine.
 # docker-compose (with python3-yaml) validates the compose file; iproute2 makes the netns
-# test's namespaces.
+# test's namespaces. matplotlib draws the claims ledger's chart (make claims, tools.claims).
 test_pkgs=("${build_pkgs[@]}" python3 nginx-light strace linux-perf hyperfine docker-compose
-           python3-yaml iproute2)
+           python3-yaml iproute2 python3-matplotlib)
 bench_pkgs=("${build_pkgs[@]}" python3 libbenchmark-dev wrk apache2-utils nginx-light curl
             strace linux-perf hyperfine valgrind iproute2 golang-go golang-github-gin-gonic-gin-dev
-            libbenchmark-tools python3-scipy)
+            libbenchmark-tools python3-scipy python3-matplotlib)
 
 case $target in
   build) pkgs=("${build_pkgs[@]}") ;;

@@ -1,0 +1,244 @@
+#!/usr/bin/python3
+"""Tests of bench/claims.py (make claims) and its data file bench/claims.json.
+
+The real ledger is checked against the project (every source names a scenario, server, point,
+parameter value and micro benchmark that exist, so no row can stay 'no data' because of a
+typo); the verdict logic runs on small fixture runs written here; the output (20 rows, ledger.md,
+the chart) is checked on a run without data. Standard library plus matplotlib for the chart.
+"""
+
+import contextlib
+import copy
+import io
+import json
+import re
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+import claims  # noqa: E402
+import figures  # noqa: E402
+
+
+def summary_row(server, point, metric, median, params=None, why=()):
+    return {"server": server, "params": params or {}, "point": point, "metric": metric,
+            "median": median, "spread": 0.01, "n": 3, "valid": not why, "why_invalid": list(why)}
+
+
+def write_run(folder, scenario, summary=None, micro=None, started="2026-01-01T00:00:00"):
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps({
+        "scenario": scenario, "started": started, "finished": started,
+        "cpu_model": "Fixture CPU", "cpus_online": "0-1", "hostname": "fixture"}))
+    if summary is not None:
+        (folder / "harness").mkdir()
+        (folder / "harness" / "summary.json").write_text(json.dumps(summary))
+    for suite, benchmarks in (micro or {}).items():
+        (folder / "micro").mkdir(exist_ok=True)
+        (folder / "micro" / f"{suite}.json").write_text(json.dumps({"benchmarks": benchmarks}))
+
+
+def c10k(select_900=20.0, epoll_5000=11.0, invalid_900=()):
+    p = lambda n: {"idle_connections": n}  # noqa: E731
+    return [summary_row("select", "fixed_rate", "server_cpu_us", 10.0, p(0)),
+            summary_row("select", "fixed_rate", "server_cpu_us", select_900, p(900), invalid_900),
+            summary_row("epoll_et", "fixed_rate", "server_cpu_us", 10.0, p(0)),
+            summary_row("epoll_et", "fixed_rate", "server_cpu_us", epoll_5000, p(5000))]
+
+
+def syscalls(cycles, ns):
+    return {"syscalls": [{"name": "BM_Getppid", "run_name": "BM_Getppid", "run_type": "iteration",
+                          "real_time": ns, "cpu_time": ns, "time_unit": "ns", "tsc_cycles": cycles}]}
+
+
+class Fixture(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="labs-claims-")
+        self.root = Path(self.tmp.name)
+        self.ledger = {c["id"]: c for c in claims.load_ledger()}
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def verdict(self, cid, folder):
+        return claims.evaluate_claim(self.ledger[cid], figures.find_runs(folder))
+
+    def run_main(self, *args):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            rc = claims.main(list(args))
+        return rc, out.getvalue()
+
+
+class RealLedgerTest(Fixture):
+    def test_twenty_claims_in_order(self):
+        self.assertEqual(list(self.ledger), [f"C{i:02d}" for i in range(1, 21)])
+
+    def test_every_source_exists_in_the_project(self):
+        problems = []
+        for cid, c in self.ledger.items():
+            for name, src in (c.get("sources") or {}).items():
+                where = f"{cid}.{name}"
+                if "scenario" in src:
+                    path = ROOT / "bench" / "scenarios" / f"{src['scenario']}.json"
+                    if not path.exists():
+                        problems.append(f"{where}: no scenario {src['scenario']}")
+                        continue
+                    sc = json.loads(path.read_text())
+                    if src["server"] not in sc["servers"]:
+                        problems.append(f"{where}: {src['server']} is not a server of {src['scenario']}")
+                    points = sc.get("points", ["fixed_rate", "saturation", "closed_loop"])
+                    if src["point"] not in points:
+                        problems.append(f"{where}: {src['scenario']} has no point {src['point']}")
+                    for key, value in src.get("params", {}).items():
+                        if value not in sc.get("matrix", {}).get(key, []):
+                            problems.append(f"{where}: {src['scenario']} matrix has no {key}={value}")
+                    if set(sc.get("matrix", {})) - set(src.get("params", {})):
+                        problems.append(f"{where}: params must name every matrix key of {src['scenario']}")
+                else:
+                    suite = src["micro"]
+                    files = list((ROOT / "bench" / "micro").glob(f"{suite}.cpp")) + \
+                        list((ROOT / "bench" / "micro" / suite).glob("*.cpp"))
+                    if not files:
+                        problems.append(f"{where}: no micro suite {suite}")
+                        continue
+                    base = src["benchmark"].split("/")[0]
+                    if not any(re.search(rf"BENCHMARK(_CAPTURE)?\({base}\b", f.read_text()) for f in files):
+                        problems.append(f"{where}: {base} is not registered in micro_{suite}")
+        self.assertEqual(problems, [], "\n".join(problems))
+
+    def test_run_without_data_prints_twenty_rows_and_writes_outputs(self):
+        run = self.root / "empty"
+        write_run(run, "quick")
+        rc, out = self.run_main("--results", str(run))
+        self.assertEqual(rc, 0, out)
+        rows = [l for l in out.splitlines() if re.match(r"C\d\d  ", l)]
+        self.assertEqual(len(rows), 20, out)
+        for line in rows:
+            self.assertRegex(line, r"(no data in this run|not testable here)$")
+        ledger = (run / "ledger.md").read_text()
+        self.assertEqual(len(re.findall(r"^\| C\d\d \|", ledger, re.M)), 20)
+        self.assertIn("Fixture CPU (2 CPUs, fixture)", ledger)
+        self.assertTrue((run / "charts" / "claims.png").stat().st_size > 1000)
+        svg = (run / "charts" / "claims.svg").read_text()
+        self.assertNotIn("<dc:date>", svg)  # reproducible: no date in the metadata
+        self.assertIn("Fixture CPU", svg)
+
+    def test_only_and_unknown_ids(self):
+        run = self.root / "r"
+        write_run(run, "micro", micro=syscalls(1000, 70))
+        rc, out = self.run_main("--results", str(run), "--only", "c01,C02", "--no-write")
+        self.assertEqual(rc, 0, out)
+        self.assertIn("C01  800-1200 cycles  1000 cycles  holds", out)
+        self.assertIn("C02", out)
+        self.assertNotIn("C03", out)
+        self.assertFalse((run / "ledger.md").exists())
+        rc, out = self.run_main("--results", str(run), "--only", "C99")
+        self.assertEqual(rc, 2)
+        rc, out = self.run_main("--results", str(self.root / "nowhere"))
+        self.assertEqual(rc, 2)
+
+
+class VerdictTest(Fixture):
+    def test_micro_claims(self):
+        write_run(self.root / "m", "micro", micro=syscalls(cycles=1000, ns=773))
+        self.assertEqual(self.verdict("C01", self.root).verdict, claims.HOLDS)
+        r = self.verdict("C02", self.root)
+        self.assertEqual(r.verdict, claims.FAILS)
+        self.assertIn("773 ns", r.detail)
+
+    def test_harness_claim_holds_fails_and_is_invalid(self):
+        write_run(self.root / "a", "c10k", summary=c10k())
+        self.assertEqual(self.verdict("C08", self.root).verdict, claims.HOLDS)
+        self.tmp.cleanup()
+        self.root.mkdir()
+        # epoll_et's cost grows with idle connections: the O(1) check fails.
+        write_run(self.root / "b", "c10k", summary=c10k(epoll_5000=20.0))
+        r = self.verdict("C08", self.root)
+        self.assertEqual(r.verdict, claims.FAILS)
+        self.assertIn("epoll_et: CPU per request with 5000", r.detail)
+
+    def test_invalid_source_and_newest_run(self):
+        write_run(self.root / "old", "c10k", summary=c10k(), started="2025-01-01")
+        write_run(self.root / "new", "c10k", summary=c10k(invalid_900=["spread 40%"]),
+                  started="2026-06-01")
+        r = self.verdict("C08", self.root)
+        self.assertEqual(r.verdict, claims.INVALID)
+        self.assertIn("select_900: spread 40%", r.detail)
+        self.assertIn("!", r.measured())
+
+    def test_missing_rows_name_the_scenario(self):
+        write_run(self.root / "q", "quick", summary=[])
+        r = self.verdict("C16", self.root)
+        self.assertEqual(r.verdict, claims.NO_DATA)
+        self.assertEqual(r.detail, "needs blocking")
+
+    def test_rules(self):
+        check = {"what": "x", "expr": "a", "rule": "within_factor", "claimed": [800, 1200], "factor": 2}
+        self.assertTrue(claims.judge(check, 400))
+        self.assertTrue(claims.judge(check, 2400))
+        self.assertFalse(claims.judge(check, 399))
+        self.assertFalse(claims.judge(check, 2401))
+        self.assertTrue(claims.judge({"rule": "at_least", "threshold": 1.5}, 1.5))
+        self.assertFalse(claims.judge({"rule": "at_least", "threshold": 1.5}, 1.49))
+        self.assertTrue(claims.judge({"rule": "at_most", "threshold": 0.6}, 0.6))
+        self.assertFalse(claims.judge({"rule": "at_most", "threshold": 0.6}, 0.61))
+        self.assertEqual(claims.evaluate("(a + b) / (c - 1)", {"a": 1, "b": 2, "c": 4}), 1.0)
+
+    def test_division_by_zero_is_not_valid(self):
+        zero = c10k()
+        zero[2]["median"] = 0.0  # epoll_et at 0 idle: 0 us per request
+        write_run(self.root / "z", "c10k", summary=zero)
+        r = self.verdict("C08", self.root)
+        self.assertEqual(r.verdict, claims.INVALID)
+        self.assertIn("division by zero", r.detail)
+
+
+class LedgerValidationTest(unittest.TestCase):
+    def setUp(self):
+        self.doc = json.loads(claims.LEDGER.read_text())
+        self.tmp = tempfile.NamedTemporaryFile("w", suffix=".json", prefix="labs-claims-", delete=False)
+        self.path = Path(self.tmp.name)
+
+    def tearDown(self):
+        self.path.unlink()
+
+    def broken(self, change):
+        doc = copy.deepcopy(self.doc)
+        change({c["id"]: c for c in doc["claims"]})
+        self.path.write_text(json.dumps(doc))
+        with self.assertRaises(claims.LedgerError) as ctx:
+            claims.load_ledger(self.path)
+        return str(ctx.exception)
+
+    def test_broken_ledgers_are_refused(self):
+        def unknown_name(c):
+            c["C01"]["checks"][0]["expr"] = "getppid_cycles / nothing"
+        self.assertIn("unknown nothing", self.broken(unknown_name))
+
+        def unused(c):
+            c["C01"]["sources"]["spare"] = {"micro": "syscalls", "benchmark": "BM_X", "field": "cpu_time"}
+        self.assertIn("never used: spare", self.broken(unused))
+
+        def bad_rule(c):
+            c["C02"]["checks"][0]["rule"] = "roughly"
+        self.assertIn("rule 'roughly'", self.broken(bad_rule))
+
+        def no_why(c):
+            del c["C07"]["why"]
+        self.assertIn("no 'why'", self.broken(no_why))
+
+        def code(c):
+            c["C01"]["checks"][0]["expr"] = "__import__('os').getpid()"
+        self.assertIn("is not allowed", self.broken(code))
+
+        def no_threshold(c):
+            del c["C04"]["checks"][0]["threshold"]
+        self.assertIn("needs a 'threshold'", self.broken(no_threshold))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
