@@ -121,6 +121,19 @@ class CompareTest(unittest.TestCase):
         cells = [{"server": "a", "kind": "closed", "rps": v, "invalid": []} for v in (100, 105, 110)]
         self.assertTrue(compare.summarize(cells)[0]["valid"])
 
+    def test_background_load_invalidates(self):
+        # 2 s window: the server used 0.5 s and the client 0.5 s of the 1.6 s the machine was busy.
+        marks = {"start_busy": 100.0, "end_busy": 101.6}
+        self.assertAlmostEqual(compare.background_cpus(marks, 0.5, 0.5, 2.0), 0.3)
+        cell = {"kind": "fixed", "errors": 0, "steal": 0.0, "listen_overflows": 0,
+                "achieved_rate": 1000, "offered_rate": 1000, "background_cpus": 0.3}
+        self.assertEqual(compare.cell_problems(cell, None), ["background load 0.30 CPUs"])
+        cell["background_cpus"] = 0.05
+        self.assertEqual(compare.cell_problems(cell, None), [])
+        # Tick rounding can make the pair look busier than the machine: never negative.
+        self.assertEqual(compare.background_cpus({"start_busy": 0.0, "end_busy": 0.9}, 0.5, 0.5, 1.0), 0.0)
+        self.assertGreater(compare.read_busy_s(), 0.0)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
