@@ -144,9 +144,17 @@ bool Connection::parse_head() {
   head_scanned_ = 0;
   if (r.status == http::ParseStatus::kError) {
     // A HEAD request gets no body even in an error response (RFC 9110 9.3.2); the parse failed,
-    // so look at the method directly.
-    const std::size_t start = in.find_first_not_of("\r\n");
-    head_only_ = start != std::string_view::npos && in.substr(start, 5) == "HEAD ";
+    // so look at the method directly, after the empty lines the parser skips. When those lines
+    // are the error (a lone CR, too many), no request began: not HEAD, however many bytes after
+    // them had arrived when the error was seen.
+    std::size_t start = 0;
+    bool bad_start = false;
+    while (start < in.size() && (in[start] == '\n' || in[start] == '\r')) {
+      if (in[start] == '\r' && (start + 1 == in.size() || in[start + 1] != '\n')) bad_start = true;
+      if (++start > http::kMaxLeadingEmptyBytes) bad_start = true;
+      if (bad_start) break;
+    }
+    head_only_ = !bad_start && in.substr(start, 5) == "HEAD ";
     fail(r.error_status);
     return false;
   }
