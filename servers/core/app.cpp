@@ -214,7 +214,9 @@ void App::append_head(const Response& resp, bool keep_alive, bool echo_keep_aliv
   const std::string_view date = http_date();
   constexpr std::string_view kClose = "Connection: close\r\n";
   constexpr std::string_view kKeepAlive = "Connection: keep-alive\r\n";
-  const std::string_view connection = !keep_alive ? kClose : echo_keep_alive ? kKeepAlive : std::string_view();
+  // "" rather than an empty view: put() passes its pointer to memcpy, which must not be null
+  // even for zero bytes (UBSan reports it; the fuzz target found it).
+  const std::string_view connection = !keep_alive ? kClose : echo_keep_alive ? kKeepAlive : std::string_view("");
   constexpr std::string_view kAllow = "Allow: ";
   constexpr std::size_t kFixed = sizeof("HTTP/1.1 ") - 1 + 1 + 2 + sizeof("Date: ") - 1 +
                                  sizeof("\r\nContent-Type: ") - 1 + sizeof("\r\nContent-Length: ") - 1 + 2 + 2;
