@@ -1,0 +1,220 @@
+#!/usr/bin/python3
+"""charts.py: draws a run's charts by executing the notebooks headless, and makes reference runs.
+
+  notebooks/charts.py draw [--results DIR] [--only 01-io-models,09-micro] [--check]
+  notebooks/charts.py reference MACHINE RUN_DIR... [--results-root results] [--no-charts]
+
+`draw` (make charts, and make bench at its end) executes every notebooks/NN-*.ipynb with
+Debian's Jupyter against DIR (default results/latest): one run folder, or a folder of run
+folders such as results/reference/<machine>/. The run folder reaches the notebook through the
+environment (RESULTS, and CHARTS for the output folder: DIR/charts), since Debian 12 has no
+papermill. The kernel is the project's own kernelspec (notebooks/jupyter, found through
+JUPYTER_PATH) that runs /usr/bin/python3, so a kernelspec of the user's named python3 cannot
+send the notebooks to another interpreter. One line per notebook: the charts it wrote, or why
+it was skipped (its data is not in DIR: iolab_plots.NEEDS), or that it failed with the end of
+its traceback. Executed notebooks are thrown away: the charts are the output, the notebooks in
+the source tree stay without outputs. Exit status 1 when a notebook that had data failed.
+
+`reference` (make reference) copies finished runs into results/reference/<machine>/<scenario>/,
+keeping only the small files that charts and checks read (manifest.json, harness rows and
+summary, exported histograms, micro JSON, the ledger), then draws the machine's charts into
+results/reference/<machine>/charts/.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import iolab_plots as ip  # noqa: E402
+
+KERNEL = "iolab-python3"
+JUPYTER = "/usr/bin/jupyter"
+NOTEBOOK_TIMEOUT_S = 600
+# What a reference run keeps: the files the notebooks, the ledger and the checks read.
+KEEP = ("manifest.json", "ledger.md", "harness/results.jsonl", "harness/summary.json",
+        "harness/hist/*", "micro/*.json")
+MAX_KEPT_BYTES = 2 * 1024 * 1024
+
+
+def notebooks(directory):
+    found = sorted(Path(directory).glob("[0-9][0-9]-*.ipynb"))
+    unknown = [nb.stem for nb in found if nb.stem not in ip.NEEDS]
+    if unknown:
+        raise SystemExit(f"charts: {', '.join(unknown)} not in iolab_plots.NEEDS (say what data "
+                         f"each notebook needs)")
+    return found
+
+
+def execute(nb, results, charts_dir, workdir):
+    """Runs one notebook headless; returns (ok, seconds, error text)."""
+    env = dict(os.environ, RESULTS=str(results.root), CHARTS=str(charts_dir),
+               JUPYTER_PATH=str(HERE / "jupyter"), PYTHONPATH=str(HERE),
+               PYDEVD_DISABLE_FILE_VALIDATION="1")
+    cmd = [JUPYTER, "nbconvert", "--to", "notebook", "--execute",
+           f"--ExecutePreprocessor.kernel_name={KERNEL}",
+           f"--ExecutePreprocessor.timeout={NOTEBOOK_TIMEOUT_S}",
+           "--output-dir", str(workdir), "--output", nb.stem, str(nb)]
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                              timeout=NOTEBOOK_TIMEOUT_S + 60)
+    except subprocess.TimeoutExpired:
+        return False, time.monotonic() - start, f"timed out after {NOTEBOOK_TIMEOUT_S + 60} s"
+    except OSError as e:
+        return False, time.monotonic() - start, f"cannot run {JUPYTER}: {e} (make deps)"
+    return proc.returncode == 0, time.monotonic() - start, proc.stderr
+
+
+def error_tail(text, lines=12):
+    """The useful end of nbconvert's output: the exception and the lines before it."""
+    kept = [line for line in text.splitlines() if line.strip() and "[NbConvertApp]" not in line]
+    return "\n".join("    " + line for line in kept[-lines:])
+
+
+def chart_files(charts_dir, prefix):
+    return sorted(charts_dir.glob(f"{prefix}-*.*"))
+
+
+def draw(results_path, only=None, check=False, notebook_dir=HERE):
+    try:
+        results = ip.load(results_path)
+    except ip.NoData as e:
+        print(f"charts: {e}", file=sys.stderr)
+        return 2
+    todo = notebooks(notebook_dir)
+    if only:
+        wanted = set(only)
+        unknown = wanted - {nb.stem for nb in todo}
+        if unknown:
+            print(f"charts: no notebook {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 2
+        todo = [nb for nb in todo if nb.stem in wanted]
+    charts_dir = results.charts_dir()
+    print(f"charts: {len(results)} run(s) in {results.given} -> {charts_dir}", flush=True)
+    drawn, skipped, failed = 0, 0, []
+    with tempfile.TemporaryDirectory(prefix="iolab-charts-") as workdir:
+        for nb in todo:
+            name = nb.stem
+            reason = ip.missing(name, results)
+            if reason:
+                print(f"charts: {name}: skipped: {reason}", flush=True)
+                skipped += 1
+                continue
+            if check:
+                run = ip.NEEDS[name].find(results)
+                print(f"charts: {name}: would draw from {run.name}", flush=True)
+                continue
+            prefix = name[:2]
+            charts_dir.mkdir(parents=True, exist_ok=True)
+            for old in chart_files(charts_dir, prefix):  # a chart the data no longer gives must go
+                old.unlink()
+            ok, seconds, err = execute(nb, results, charts_dir, workdir)
+            written = sorted({f.stem for f in chart_files(charts_dir, prefix) if f.suffix == ".png"})
+            incomplete = [s for s in written
+                          if not all((charts_dir / f"{s}{ext}").exists() for ext in (".svg", ".csv"))]
+            if ok and written and not incomplete:
+                print(f"charts: {name}: {len(written)} charts in {seconds:.0f} s: {', '.join(written)}",
+                      flush=True)
+                drawn += 1
+                continue
+            why = ("failed" if not ok else "wrote no chart" if not written
+                   else f"charts without their .svg/.csv: {', '.join(incomplete)}")
+            print(f"charts: {name}: FAILED ({why}, {seconds:.0f} s)", flush=True)
+            if not ok:
+                print(error_tail(err), flush=True)
+            failed.append(name)
+    print(f"charts: {drawn} notebooks drawn, {skipped} skipped for lack of data, "
+          f"{len(failed)} failed" + (f" ({', '.join(failed)})" if failed else ""), flush=True)
+    return 1 if failed else 0
+
+
+def reference(machine, run_dirs, results_root, charts=True):
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", machine):
+        print(f"reference: MACHINE '{machine}' must be a slug (lower case, digits, . _ -), "
+              f"e.g. laptop-i7-8565u", file=sys.stderr)
+        return 2
+    if not run_dirs:
+        print("reference: no runs given (RUNS='results/runs/<run> ...')", file=sys.stderr)
+        return 2
+    runs = []
+    for d in run_dirs:
+        path = Path(d)
+        try:
+            run = ip.Run(path)
+        except (OSError, ValueError) as e:
+            print(f"reference: {d} is not a run folder: {e}", file=sys.stderr)
+            return 2
+        m = run.manifest
+        if m.get("interrupted"):
+            print(f"reference: {d} was interrupted; a reference keeps finished runs only", file=sys.stderr)
+            return 2
+        if run.rows and not m.get("finished"):
+            print(f"reference: {d} has no 'finished' in its manifest (still running, or it "
+                  f"crashed)", file=sys.stderr)
+            return 2
+        runs.append(run)
+    scenarios = [r.scenario for r in runs]
+    twice = sorted({s for s in scenarios if scenarios.count(s) > 1})
+    if twice:
+        print(f"reference: more than one run of {', '.join(twice)}: give one per scenario", file=sys.stderr)
+        return 2
+    machine_dir = Path(results_root) / "reference" / machine
+    for run in runs:
+        dest = machine_dir / run.scenario
+        if dest.exists():
+            print(f"reference: replacing {dest}")
+            shutil.rmtree(dest)
+        kept, left, size = 0, [], 0
+        for f in sorted(p for p in run.path.rglob("*") if p.is_file()):
+            rel = f.relative_to(run.path)
+            if not any(rel.match(pattern) and len(rel.parts) == len(Path(pattern).parts)
+                       for pattern in KEEP):
+                left.append(str(rel))
+                continue
+            if f.stat().st_size > MAX_KEPT_BYTES:
+                left.append(f"{rel} ({f.stat().st_size // 1024} KB, over {MAX_KEPT_BYTES // 1024} KB)")
+                continue
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, dest / rel)
+            kept += 1
+            size += f.stat().st_size
+        print(f"reference: {run.path.name} -> {dest}: {kept} files, {size // 1024} KB"
+              + (f"; left out: {', '.join(left)}" if left else ""))
+    if not charts:
+        return 0
+    return draw(machine_dir)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("draw", help="execute the notebooks against a run folder")
+    d.add_argument("--results", help="run folder or folder of run folders (default $RESULTS or "
+                                     "results/latest)")
+    d.add_argument("--only", help="comma-separated notebook names (01-io-models,...)")
+    d.add_argument("--check", action="store_true", help="only say what would be drawn or skipped")
+    d.add_argument("--notebook-dir", default=str(HERE), help=argparse.SUPPRESS)
+    r = sub.add_parser("reference", help="copy finished runs into results/reference/MACHINE/")
+    r.add_argument("machine")
+    r.add_argument("runs", nargs="*")
+    r.add_argument("--results-root", default=str(ip.ROOT / "results"))
+    r.add_argument("--no-charts", action="store_true")
+    opts = p.parse_args(argv)
+    if opts.command == "draw":
+        results = opts.results or os.environ.get("RESULTS") or str(ip.ROOT / "results" / "latest")
+        return draw(results, opts.only.split(",") if opts.only else None, opts.check,
+                    Path(opts.notebook_dir))
+    return reference(opts.machine, opts.runs, opts.results_root, not opts.no_charts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
