@@ -492,11 +492,19 @@ def connections_to_peak(rows):
         key = (r["server"], json.dumps(rest, sort_keys=True))
         groups.setdefault(key, {}).setdefault(int(r["params"]["connections"]), []).append(r)
     out = []
-    for (server, rest_text), by_conns in sorted(groups.items()):
+    # By server, then by the other parameters' values (numbers as numbers: 5 before 20).
+    for (server, rest_text), by_conns in sorted(
+            groups.items(), key=lambda kv: (kv[0][0], sorted(json.loads(kv[0][1]).items()))):
         rest = json.loads(rest_text)
-        reasons, points = [], []
+        reasons, points, noise, runs = [], [], [], 0
         for conns, group in sorted(by_conns.items()):
             measured = [r for r in group if r.get("rps") is not None]
+            runs += len(measured)
+            # A sweep is client-bound below its peak by design; what else made a run invalid
+            # (steal, other processes' CPU, listen overflows) invalidates the curve.
+            noise += ["; ".join(part for part in (r["invalid_reason"] or "").split("; ")
+                                if part and not part.startswith("client-bound")
+                                and not part.endswith(" errors")) for r in measured]
             if len(measured) < len(group):
                 reasons.append(f"{len(group) - len(measured)} failed runs at {conns} connections")
             errors = sum(sum((r.get("errors") or {}).values()) for r in measured)
@@ -514,6 +522,7 @@ def connections_to_peak(rows):
                        peak_rps=None, connections_to_peak=None)
             out.append(row)
             continue
+        reasons += merge_reasons([n for n in noise if n], runs)
         best = max(points, key=lambda p: p["rps"])
         reach = next(p for p in points if p["rps"] >= PEAK_FRACTION * best["rps"])
         if reach is points[-1] and points[-1]["rps"] > 1.1 * points[-2]["rps"]:
@@ -523,8 +532,11 @@ def connections_to_peak(rows):
                    connections_to_peak=reach["connections"],
                    peak_bound="server" if best["server_cpu_util"] >= compare.SATURATED_CPU else "client",
                    peak_server_cpu_util=best["server_cpu_util"],
-                   # One connection's response time at this round trip: the base of the curve.
-                   latency_p50_us_one_connection=points[0]["p50_us"],
+                   # What one connection really waited per request at the fewest connections
+                   # (think time + response time + timer wake-up): the round trip it saw.
+                   cycle_ms_fewest_connections=points[0]["connections"] * 1000 / points[0]["rps"]
+                   if points[0]["rps"] else None,
+                   latency_p50_us_fewest_connections=points[0]["p50_us"],
                    valid=not reasons, invalid_reason="; ".join(reasons) or None)
         out.append(row)
     return out
