@@ -22,6 +22,8 @@
 # Program names are global across labs (they share the two bin folders), so a second lab using
 # the same name is a configure error.
 include_guard(GLOBAL)
+# labs/common/ (headers shared by several labs, e.g. lab_loop.hpp) is on every lab's include path.
+set(IOLAB_LABS_COMMON ${CMAKE_CURRENT_LIST_DIR}/common)
 
 function(iolab_lab_program name)
   cmake_parse_arguments(PARSE_ARGV 1 arg "" "MODEL" "SOURCES;LIBS;DEFINITIONS")
@@ -55,7 +57,7 @@ function(iolab_lab_program name)
       OUTPUT_NAME ${name}
       RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/labs/bin/${variant})
     target_include_directories(${target} PRIVATE
-      ${CMAKE_CURRENT_SOURCE_DIR}/${variant} ${CMAKE_CURRENT_SOURCE_DIR})
+      ${CMAKE_CURRENT_SOURCE_DIR}/${variant} ${CMAKE_CURRENT_SOURCE_DIR} ${IOLAB_LABS_COMMON})
     if(arg_MODEL)
       target_link_libraries(${target} PRIVATE iolab_core iolab_alloc_counter Threads::Threads)
       target_compile_definitions(${target} PRIVATE IOLAB_MODEL="${arg_MODEL}")

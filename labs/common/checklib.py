@@ -1,0 +1,291 @@
+"""checklib: what the lab checks share (labs/NN-topic/check imports it).
+
+A check judges a reader's exercise by behaviour and mechanism: does the server pass the
+conformance suite, does /stats show the system calls the lab asks for, does it survive the
+situation the lab is about. It never judges a timing. This module gives the checks one command
+line (--variant exercise|solution, --build-dir), one way to report (each step PASS or FAIL
+with what went wrong, exit 0/1; 2 for a setup problem; 77 when the machine cannot run a step),
+and the plumbing: starting a server binary and reading its ready line, HTTP requests and
+/stats, many raw connections, and the conformance suite run against one binary through
+IOLAB_SERVER_UNDER_TEST. Every wait is bounded. Standard library only.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import re
+import resource
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SETUP, CANNOT = 2, 77
+
+
+class SetupError(Exception):
+    """The check cannot run (binary not built...): exit 2 with the message."""
+
+
+class CannotRun(Exception):
+    """This machine cannot run the check (exit 77, with the reason)."""
+
+
+def parse_args(description, argv=None):
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--variant", choices=("exercise", "solution"), default="exercise")
+    p.add_argument("--build-dir", default=str(ROOT / "build"))
+    p.add_argument("--full", action="store_true", help="the whole conformance suite (slower)")
+    opts = p.parse_args(argv)
+    opts.build_dir = Path(opts.build_dir).resolve()
+    return opts
+
+
+def lab_binary(opts, name):
+    path = opts.build_dir / "labs" / "bin" / opts.variant / name
+    if not path.exists():
+        raise SetupError(f"{path} is not built: run `make build` (or `cmake --build "
+                         f"{opts.build_dir} --target {name}`) first; a compile error in "
+                         f"{opts.variant}/ shows there")
+    return path
+
+
+def tool(opts, name):
+    path = opts.build_dir / "bin" / name
+    if not path.exists():
+        raise SetupError(f"{path} is not built: run `make build` first")
+    return path
+
+
+class Report:
+    """Collects steps; run() prints each as it finishes and returns the exit status."""
+
+    def __init__(self, title):
+        self.title = title
+        self.failed = []
+        self.started = time.monotonic()
+
+    def step(self, name, fn):
+        t0 = time.monotonic()
+        try:
+            detail = fn()
+        except AssertionError as e:
+            print(f"FAIL  {name} ({time.monotonic() - t0:.1f} s)\n      {str(e).replace(chr(10), chr(10) + '      ')}",
+                  flush=True)
+            self.failed.append(name)
+            return False
+        print(f"ok    {name} ({time.monotonic() - t0:.1f} s)" + (f": {detail}" if detail else ""),
+              flush=True)
+        return True
+
+    def finish(self):
+        took = time.monotonic() - self.started
+        if self.failed:
+            print(f"{self.title}: FAIL ({len(self.failed)} step(s): {', '.join(self.failed)}) in {took:.1f} s")
+            return 1
+        print(f"{self.title}: PASS in {took:.1f} s")
+        return 0
+
+
+def main(title, steps_fn, opts):
+    """Runs steps_fn(report) and turns exceptions into the exit statuses of the contract."""
+    report = Report(title)
+    try:
+        steps_fn(report)
+    except SetupError as e:
+        print(f"{title}: setup error: {e}")
+        return SETUP
+    except CannotRun as e:
+        print(f"{title}: cannot run here: {e}")
+        return CANNOT
+    return report.finish()
+
+
+# ---- a server process -----------------------------------------------------------------------
+
+class Server:
+    """A server binary on port 0, read its ready line; stopped with SIGTERM (then SIGKILL)."""
+
+    def __init__(self, binary, args=(), nofile=None, ready_timeout=5.0):
+        self.binary = Path(binary)
+        self.args = list(args)
+        self.nofile = nofile
+        self.ready_timeout = ready_timeout
+        self.proc = None
+        self.port = None
+        self.final_stats = None
+
+    def __enter__(self):
+        def limits():
+            if self.nofile:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+        self.proc = subprocess.Popen([str(self.binary), "--port", "0", *self.args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     preexec_fn=limits, start_new_session=True)
+        line = self._read_line(self.ready_timeout)
+        m = re.match(r"(\S+) listening on 127\.0\.0\.1:(\d+) threads=\d+ pid=\d+", line or "")
+        if not m:
+            err = self._stop(kill=True)
+            raise AssertionError(f"{self.binary.name} printed no ready line within "
+                                 f"{self.ready_timeout:.0f} s (got {line!r}); stderr: {err[-500:]}")
+        self.port = int(m.group(2))
+        return self
+
+    def _read_line(self, timeout):
+        deadline = time.monotonic() + timeout
+        out = b""
+        fd = self.proc.stdout.fileno()
+        while not out.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 1)
+            if not chunk:
+                return None
+            out += chunk
+        return out.decode(errors="replace").strip()
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def _stop(self, kill=False):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            out, err = self.proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            out, err = self.proc.communicate()
+        lines = [l for l in out.decode(errors="replace").splitlines() if l.startswith("{")]
+        if lines:
+            try:
+                self.final_stats = json.loads(lines[-1])
+            except json.JSONDecodeError:
+                pass
+        return err.decode(errors="replace")
+
+    def __exit__(self, *exc):
+        self._stop()
+
+    def get(self, path, timeout=5.0):
+        """(status, body) of one GET on a fresh connection."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            return r.status, r.read()
+        finally:
+            conn.close()
+
+    def stats(self, conn=None):
+        """/stats as a dict, on a fresh connection or on `conn` (from keep_alive())."""
+        if conn is None:
+            status, body = self.get("/stats")
+        else:
+            conn.request("GET", "/stats")
+            r = conn.getresponse()
+            status, body = r.status, r.read()
+        assert status == 200, f"/stats answered {status}"
+        return json.loads(body)
+
+    def keep_alive(self, timeout=5.0):
+        """A keep-alive connection made now (a low descriptor in the server), for /stats
+        later when new connections may be refused."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn.request("GET", "/ping")
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 200, f"/ping answered {r.status}"
+        return conn
+
+
+def raise_own_fd_limit(needed):
+    """Raises this process's soft RLIMIT_NOFILE to hold `needed` descriptors, or CannotRun."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise CannotRun(f"the hard descriptor limit here is {hard}, below the {needed} this "
+                        f"check needs (raise it: ulimit -Hn, or /etc/security/limits.conf)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+PING = b"GET /ping HTTP/1.1\r\nHost: lab\r\n\r\n"
+
+
+def read_status(sock, deadline):
+    """The status code of one response on a blocking socket, or None on close/time-out."""
+    data = b""
+    while b"\r\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(4096)
+        except (socket.timeout, OSError):
+            return None
+        if not chunk:
+            return None
+        data += chunk
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
+    return int(m.group(1)) if m else None
+
+
+def open_connections(port, n, timeout=10.0):
+    """n connected sockets (blocking, with time-outs); raises AssertionError if one fails."""
+    socks = []
+    try:
+        for i in range(n):
+            s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+            socks.append(s)
+    except OSError as e:
+        for s in socks:
+            s.close()
+        raise AssertionError(f"connection {len(socks) + 1} of {n} failed: {e}") from e
+    return socks
+
+
+# ---- the conformance suite against one binary -----------------------------------------------
+
+# Timer and exhaustion tests take 1-2 s each; the quick run leaves them out (--full runs all).
+SLOW_CONFORMANCE = ["HeaderTimeoutNotExtendedByDrippedBytes", "SlowlorisClosedAndFdsRecovered",
+                    "IdleTimeoutClosesIdleConnection", "HeaderTimerStartsAtFirstByteOfLaterRequest",
+                    "BlockingSleepDoesNotDelayPing", "IdleTimerStopsAtFirstByte",
+                    "DescriptorExhaustionKeepsServingAndRecovers"]
+
+
+def conformance(opts, binary, include=None, exclude=(), timeout=120):
+    """Runs build/bin/conformance_test against `binary` (named "lab"); returns a one-line
+    summary, or raises AssertionError naming the failed tests and their first messages."""
+    test = tool(opts, "conformance_test")
+    positive = ":".join(f"*.{t}/lab" for t in include) if include else "*/lab"
+    negative = ":".join(f"*.{t}/lab" for t in exclude)
+    gfilter = positive + (f"-{negative}" if negative else "")
+    env = dict(os.environ, IOLAB_SERVER_UNDER_TEST=str(binary))
+    try:
+        proc = subprocess.run([str(test), f"--gtest_filter={gfilter}", "--gtest_color=no"],
+                              capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"the conformance suite did not finish within {timeout} s "
+                             f"(a hang in the server?)") from None
+    out = proc.stdout
+    passed = re.search(r"\[  PASSED  \] (\d+) test", out)
+    failed = re.findall(r"\[  FAILED  \] Servers/Conformance\.(\w+)/lab", out)
+    if proc.returncode == 0 and passed:
+        return f"{passed.group(1)} conformance tests pass"
+    failed = list(dict.fromkeys(failed))
+    lines = [f"{len(failed)} conformance test(s) failed: {', '.join(failed) or '(crash?)'}"]
+    # The first failure message of each failed test, for a start.
+    for name in failed[:5]:
+        block = re.search(rf"\[ RUN      \] Servers/Conformance\.{name}/lab\n(.*?)\[  FAILED  \]", out, re.S)
+        if block:
+            msg = [l for l in block.group(1).splitlines() if l.strip()][:4]
+            lines.append(f"  {name}: " + " | ".join(m.strip() for m in msg)[:400])
+    lines.append(f"  rerun: IOLAB_SERVER_UNDER_TEST={binary} {test} --gtest_filter='{gfilter}'")
+    raise AssertionError("\n".join(lines))
