@@ -133,16 +133,19 @@ def main(argv=None):
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if out of date")
     opts = p.parse_args(argv)
 
-    errors = []
+    # A lab with a marker without a source (or a malformed source) is reported and left alone;
+    # the others are still filled.
+    errors, broken = [], set()
     for lab in lab_dirs(opts.labs_dir):
         try:
-            errors += problems(lab)
+            found = problems(lab)
         except figures.SourceError as e:
-            errors.append(str(e))
-    if errors:
-        for e in errors:
-            print(f"fill_figures: {e}", file=sys.stderr)
-        return 1
+            found = [str(e)]
+        if found:
+            errors += found
+            broken.add(lab.name)
+    for e in errors:
+        print(f"fill_figures: {e}", file=sys.stderr)
 
     machine_dir, runs = reference_runs(opts.reference, opts.machine)
     if not runs:
@@ -153,6 +156,9 @@ def main(argv=None):
 
     stale = []
     for lab in lab_dirs(opts.labs_dir):
+        if lab.name in broken:
+            print(f"fill_figures: {lab.name}: not filled (see above)")
+            continue
         readme = lab / "README.md"
         old = readme.read_text()
         new, notes = fill(lab, runs, machine_dir)
@@ -168,7 +174,7 @@ def main(argv=None):
         else:
             readme.write_text(new)
             print(f"fill_figures: {lab.name}: {count} figures written")
-    return 1 if opts.check and stale else 0
+    return 1 if errors or (opts.check and stale) else 0
 
 
 if __name__ == "__main__":
