@@ -40,9 +40,12 @@ def why_not_here():
         return "not root: network namespaces need root (ip netns add)"
     if shutil.which("ip") is None:
         return "no 'ip' command (iproute2)"
-    probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    # Root inside a container may still lack CAP_SYS_ADMIN / CAP_NET_ADMIN: try one namespace.
+    name = f"iolab-probe-{os.getpid()}"
+    probe = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
     if probe.returncode != 0:
-        return f"'ip netns list' failed: {probe.stderr.strip()}"
+        return f"'ip netns add' refused here: {probe.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
     return None
 
 
