@@ -19,7 +19,12 @@ results/reference/<machine>/ from `make bench-full`); each source is taken from 
 that has it. Unless --no-write, it writes ledger.md into that folder and the chart
 charts/claims.png and .svg (matplotlib; the machine in the title, units on the axes).
 
+With --readme FILE it instead rewrites the block between <!-- claims-ledger --> and
+<!-- /claims-ledger --> in FILE (the top-level README) from the committed reference run,
+results/reference/<machine>/ ("what we found on this machine"; make lab-figures).
+
 Usage: bench/claims.py [--results results/latest] [--only C01,C08] [--no-write] [--out DIR]
+       bench/claims.py --readme README.md [--reference results/reference] [--machine NAME]
 """
 
 import argparse
@@ -27,6 +32,7 @@ import ast
 import json
 import math
 import operator
+import re
 import sys
 import textwrap
 from dataclasses import dataclass, field
@@ -370,6 +376,48 @@ def draw_chart(results, runs, results_path, out_dir, name="claims"):
     return charts / f"{name}.png"
 
 
+README_BLOCK = re.compile(r"(<!-- claims-ledger -->\n)(.*?)(<!-- /claims-ledger -->)", re.S)
+
+
+def readme_block(results, machine_dir, runs):
+    """The ledger table for the top-level README, from the reference run (or a placeholder)."""
+    if not runs:
+        return ("No reference run is committed yet. Once `results/reference/<machine>/` holds one "
+                "(`make bench-full`), `make lab-figures` fills this table from it.\n")
+    rel = machine_dir.resolve()
+    if rel.is_relative_to(ROOT):
+        rel = rel.relative_to(ROOT)
+    out = [f"What we found on {machine_of(runs)} (`make claims RESULTS={rel}`; the rules are in "
+           f"`bench/claims.json`, '!' marks a figure the harness does not stand behind):", "",
+           "| id | claim | claimed | measured here | verdict |", "|---|---|---|---|---|"]
+    for r in results:
+        c = r.claim
+        claim = textwrap.shorten(c["claim"], 90, placeholder="...")
+        out.append(f"| {c['id']} | {claim} | {c['claimed']} | {r.measured()} | {r.verdict} |")
+    return "\n".join(out) + "\n"
+
+
+def write_readme(path, claims, reference, machine):
+    try:
+        machine_dir, runs = figures.reference_runs(reference, machine)
+    except figures.SourceError as e:
+        print(f"claims: {e}", file=sys.stderr)
+        return 2
+    results = [evaluate_claim(c, runs) for c in claims] if runs else []
+    text = Path(path).read_text()
+    if not README_BLOCK.search(text):
+        print(f"claims: {path} has no <!-- claims-ledger --> ... <!-- /claims-ledger --> block",
+              file=sys.stderr)
+        return 2
+    block = readme_block(results, machine_dir, runs)
+    new = README_BLOCK.sub(lambda m: m.group(1) + block + m.group(3), text)
+    if new != text:
+        Path(path).write_text(new)
+    print(f"claims: {path}: ledger block {'written' if new != text else 'unchanged'} "
+          f"({'from ' + str(machine_dir) if runs else 'no reference run'})")
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", default=str(ROOT / "results" / "latest"),
@@ -378,6 +426,10 @@ def main(argv=None):
     p.add_argument("--only", help="comma-separated claim ids")
     p.add_argument("--no-write", action="store_true", help="print only")
     p.add_argument("--out", help="write ledger.md and charts/ here instead of the results folder")
+    p.add_argument("--readme", help="rewrite the <!-- claims-ledger --> block of this file from "
+                                    "the reference run (--reference, --machine) instead")
+    p.add_argument("--reference", default=str(ROOT / "results" / "reference"))
+    p.add_argument("--machine")
     opts = p.parse_args(argv)
 
     try:
@@ -392,6 +444,8 @@ def main(argv=None):
             print(f"claims: no claim {', '.join(sorted(unknown))}", file=sys.stderr)
             return 2
         claims = [c for c in claims if c["id"] in wanted]
+    if opts.readme:
+        return write_readme(opts.readme, claims, opts.reference, opts.machine)
     results_path = Path(opts.results)
     if not results_path.exists():
         print(f"claims: {results_path} does not exist (make bench, or RESULTS=<run folder>)",

@@ -225,3 +225,21 @@ def format_value(value, fmt=None):
     if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-2):
         return f"{value:.3g}"
     return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+
+
+def reference_runs(reference, machine):
+    """(machine folder, runs) of the reference, or (None, []) when there is none."""
+    reference = Path(reference)
+    if not reference.is_dir():
+        return None, []
+    machines = sorted(p for p in reference.iterdir() if p.is_dir() and find_runs(p))
+    if machine:
+        machines = [m for m in machines if m.name == machine]
+        if not machines:
+            raise SourceError(f"no reference run for machine '{machine}' in {reference}")
+    if not machines:
+        return None, []
+    if len(machines) > 1:
+        names = ", ".join(m.name for m in machines)
+        raise SourceError(f"several reference machines ({names}); choose with --machine")
+    return machines[0], find_runs(machines[0])

@@ -80,24 +80,6 @@ def problems(lab):
     return out
 
 
-def reference_runs(reference, machine):
-    """(machine folder, runs) of the reference, or (None, []) when there is none."""
-    reference = Path(reference)
-    if not reference.is_dir():
-        return None, []
-    machines = sorted(p for p in reference.iterdir() if p.is_dir() and figures.find_runs(p))
-    if machine:
-        machines = [m for m in machines if m.name == machine]
-        if not machines:
-            raise SystemExit(f"fill_figures: no reference run for machine '{machine}' in {reference}")
-    if not machines:
-        return None, []
-    if len(machines) > 1:
-        names = ", ".join(m.name for m in machines)
-        raise SystemExit(f"fill_figures: several reference machines ({names}); choose with --machine")
-    return machines[0], figures.find_runs(machines[0])
-
-
 def fill(lab, runs, machine_dir):
     """The README text with every marker's value replaced; returns (text, notes)."""
     text = (lab / "README.md").read_text()
@@ -147,7 +129,10 @@ def main(argv=None):
     for e in errors:
         print(f"fill_figures: {e}", file=sys.stderr)
 
-    machine_dir, runs = reference_runs(opts.reference, opts.machine)
+    try:
+        machine_dir, runs = figures.reference_runs(opts.reference, opts.machine)
+    except figures.SourceError as e:
+        raise SystemExit(f"fill_figures: {e}") from e
     if not runs:
         print(f"fill_figures: no reference run in {opts.reference} (the lead commits one with "
               f"`make bench-full`); figures left as placeholders '(run make lab-NN)'")

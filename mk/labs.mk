@@ -3,7 +3,7 @@
 #   make lab-NN          build, run lab NN's measurement into results/runs/<stamp>-lab-NN/, chart it
 #   make lab-NN-check    check your work on lab NN's exercise/   (SOLUTION=1: the reference)
 #   make labs-check      check every lab's solution/
-#   make lab-figures     fill the labs' expected figures from results/reference/ (FIG_ARGS=--check)
+#   make lab-figures     fill the labs' figures and README's claims ledger from results/reference/
 #   make claims [RESULTS=dir]  claims ledger C01-C20 of a run or folder of runs; writes ledger.md + chart
 #
 # Generic pattern rules: a new folder labs/NN-topic/ needs nothing here. For `lab-01-check` make
@@ -37,6 +37,7 @@ labs-check:
 
 lab-figures:
 	/usr/bin/python3 labs/fill_figures.py $(FIG_ARGS)
+	/usr/bin/python3 bench/claims.py --readme README.md
 
 claims:
 	@scripts/install-deps.sh test

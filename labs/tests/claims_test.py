@@ -142,6 +142,29 @@ class RealLedgerTest(Fixture):
         self.assertEqual(rc, 2)
 
 
+class ReadmeTest(Fixture):
+    def test_readme_block_from_reference_or_placeholder(self):
+        readme = self.root / "README.md"
+        readme.write_text("# x\n<!-- claims-ledger -->\nSTALE-TEXT\n<!-- /claims-ledger -->\ntail\n")
+        reference = self.root / "reference"
+        rc, out = self.run_main("--readme", str(readme), "--reference", str(reference))
+        self.assertEqual(rc, 0, out)
+        text = readme.read_text()
+        self.assertIn("No reference run is committed yet", text)
+        self.assertTrue(text.endswith("<!-- /claims-ledger -->\ntail\n"))
+        write_run(reference / "vm" / "micro", "micro", micro=syscalls(1000, 70))
+        rc, out = self.run_main("--readme", str(readme), "--reference", str(reference))
+        self.assertEqual(rc, 0, out)
+        text = readme.read_text()
+        self.assertIn("What we found on Fixture CPU (2 CPUs, fixture)", text)
+        self.assertEqual(len(re.findall(r"^\| C\d\d \|", text, re.M)), 20)
+        self.assertIn("| 1000 cycles | holds |", text)
+        self.assertNotIn("STALE-TEXT", text)
+        readme.write_text("no block here\n")
+        rc, out = self.run_main("--readme", str(readme), "--reference", str(reference))
+        self.assertEqual(rc, 2)
+
+
 class VerdictTest(Fixture):
     def test_micro_claims(self):
         write_run(self.root / "m", "micro", micro=syscalls(cycles=1000, ns=773))
