@@ -39,8 +39,8 @@ KERNEL = "iolab-python3"
 JUPYTER = "/usr/bin/jupyter"
 NOTEBOOK_TIMEOUT_S = 600
 # What a reference run keeps: the files the notebooks, the ledger and the checks read.
-KEEP = ("manifest.json", "ledger.md", "harness/results.jsonl", "harness/summary.json",
-        "harness/hist/*", "micro/*.json")
+KEEP = ("manifest.json", "ledger.md", "harness/*.jsonl", "harness/*.json", "harness/hist/*",
+        "micro/*.json")
 MAX_KEPT_BYTES = 2 * 1024 * 1024
 
 

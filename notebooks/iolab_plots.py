@@ -382,11 +382,20 @@ def metric_table(run, point, metric, x="server", series=None, where=None, series
                      "series": series_name or _axis_value(series, server, params),
                      "value": value, "lo": lo, "hi": hi, "n": n, "valid": valid, "reason": reason})
     if x in ("server", "cell"):  # servers the run could not start: a placeholder each
-        for server, why in (run.manifest.get("skipped") or {}).items():
+        for server, why in skipped_servers(run).items():
             rows.append({"run": run.name, "x": server, "series": series_name or "",
                          "value": math.nan, "lo": math.nan, "hi": math.nan, "n": 0,
                          "valid": False, "reason": "not run: " + why.removeprefix(f"{server}: ")})
     return frame(rows)
+
+
+# Keys of the manifest's "skipped" that are not servers (run.py --target skips points and
+# server arguments it cannot apply).
+NOT_SERVERS = ("fixed_rate", "saturation", "closed_loop", "memory", "cache", "server_args")
+
+
+def skipped_servers(run):
+    return {k: v for k, v in (run.manifest.get("skipped") or {}).items() if k not in NOT_SERVERS}
 
 
 def frame(rows):
@@ -659,7 +668,7 @@ def not_run_notes(t, results):
     if not any(_is_server(v, runs) for v in shown):
         return []
     return [f"not run: {s} ({why.removeprefix(f'{s}: ')})" for run in runs
-            for s, why in (run.manifest.get("skipped") or {}).items() if s not in shown]
+            for s, why in skipped_servers(run).items() if s not in shown]
 
 
 def bars(t, results, title, ylabel, xlabel="server", stacked=False, log=False,

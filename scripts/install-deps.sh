@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs (as root) or names (otherwise) the Debian packages a make target needs.
 #
-#   scripts/install-deps.sh [build|test|bench|all] [--check]
+#   scripts/install-deps.sh [build|test|charts|bench|all] [--check]
 #
 # Only Debian packages, always with --no-install-recommends; nothing is downloaded from
 # anywhere else. Idempotent: packages already installed are left alone, and apt-get runs only
@@ -19,17 +19,23 @@ build_pkgs=(g++ make cmake ninja-build ccache libgtest-dev libgmock-dev liburing
 # perf tracepoints, hyperfine), so they run rather than skip on a fresh machine.
 # docker-compose (with python3-yaml) validates the compose file; iproute2 makes the netns
 # test's namespaces. matplotlib draws the claims ledger's chart (make claims, tools.claims).
+# The notebooks' tests execute them headless: pandas, nbconvert, nbclient and the kernel.
+# `charts` is what make charts and make notebook need (jupyter-notebook for the latter only).
+charts_pkgs=(python3 python3-matplotlib python3-pandas jupyter-nbconvert python3-nbclient
+             python3-ipykernel jupyter-notebook)
 test_pkgs=("${build_pkgs[@]}" python3 nginx-light strace linux-perf hyperfine docker-compose
-           python3-yaml iproute2 python3-matplotlib)
+           python3-yaml iproute2 python3-matplotlib python3-pandas jupyter-nbconvert
+           python3-nbclient python3-ipykernel)
 bench_pkgs=("${build_pkgs[@]}" python3 libbenchmark-dev wrk apache2-utils nginx-light curl
             strace linux-perf hyperfine valgrind iproute2 golang-go golang-github-gin-gonic-gin-dev
-            libbenchmark-tools python3-scipy python3-matplotlib)
+            libbenchmark-tools python3-scipy "${charts_pkgs[@]}")
 
 case $target in
   build) pkgs=("${build_pkgs[@]}") ;;
   test) pkgs=("${test_pkgs[@]}") ;;
+  charts) pkgs=("${charts_pkgs[@]}") ;;
   bench|all) pkgs=("${bench_pkgs[@]}") ;;
-  *) echo "install-deps.sh: unknown target '$target' (build, test, bench or all)" >&2; exit 2 ;;
+  *) echo "install-deps.sh: unknown target '$target' (build, test, charts, bench or all)" >&2; exit 2 ;;
 esac
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
