@@ -84,6 +84,8 @@ def load_scenario(name):
     sc.setdefault("server_args", [])
     sc.setdefault("arg_map", {})
     sc.setdefault("offered_rate", None)  # a fixed offered rate instead of calibrating one
+    # "netns": server and client in two network namespaces (any scenario: --set mode='"netns"')
+    sc.setdefault("mode", "local")
     return sc
 
 
@@ -870,6 +872,9 @@ def run_scenario(sc, opts):
             with open_server(baseline, server_cpu) as s:
                 s.overhead = compare.stats_overhead(s)
                 cal = measure_any(s, loadgen, client_cpu, "closed", copts)
+            if not cal["rps"] > 0:  # a zero rate would fail every fixed-rate cell obscurely
+                raise HarnessError(f"calibration on {baseline} failed: no request succeeded "
+                                   f"({cal['errors']} errors: {cal['errors_by_kind']})")
             doc["offered_rate"] = cal["rps"] * sc["rate_fraction"]
             doc["calibration"] = {"server": baseline, "closed_loop_rps": cal["rps"],
                                   "fraction": sc["rate_fraction"], "valid": not cal["invalid"]}
@@ -1020,6 +1025,8 @@ def main(argv=None):
             sc[key] = json.loads(value)
         except json.JSONDecodeError:
             p.error(f"--set {key}: value is not JSON: {value}")
+    if sc["mode"] not in ("local", "netns"):
+        p.error(f"mode '{sc['mode']}': local or netns")
     if sc.get("mode") == "netns" and opts.target:
         p.error("--target and a netns scenario exclude each other (netns starts its own servers)")
     if sc.get("mode") == "netns" and netns_env() is None:
