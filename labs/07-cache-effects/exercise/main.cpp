@@ -1,7 +1,8 @@
 // lab07_counters: false sharing between per-thread counters, measured and laid out.
 //
-//   lab07_counters layout                      where each thread's counters sit (JSON, for the check)
-//   lab07_counters run [--threads N] [--increments M]   N threads bump their own slot M times
+//   lab07_counters layout                      where each thread's counters sit (JSON, for the
+//   check) lab07_counters run [--threads N] [--increments M]   N threads bump their own slot M
+//   times
 //
 // `layout` places a CounterTable at every offset from a cache-line boundary that the table's
 // alignment allows (0 only, once the type is line-aligned; 0, 16, 32, 48 for a 16-byte
@@ -41,10 +42,11 @@ int print_layout() {
   constexpr std::size_t kBase = 4 * kCacheLine;
   alignas(kBase) static unsigned char arena[sizeof(CounterTable) + kBase];
   const auto base = reinterpret_cast<std::uintptr_t>(arena);
-  std::printf("{\"line\":%zu,\"sizeof_slot\":%zu,\"alignof_slot\":%zu,\"alignof_table\":%zu,"
-              "\"slots\":%d,\"placements\":[",
-              kCacheLine, sizeof(lab07::ThreadCounters), alignof(lab07::ThreadCounters),
-              alignof(CounterTable), kMaxThreads);
+  std::printf(
+      "{\"line\":%zu,\"sizeof_slot\":%zu,\"alignof_slot\":%zu,\"alignof_table\":%zu,"
+      "\"slots\":%d,\"placements\":[",
+      kCacheLine, sizeof(lab07::ThreadCounters), alignof(lab07::ThreadCounters),
+      alignof(CounterTable), kMaxThreads);
   const std::size_t step = alignof(CounterTable);
   for (std::size_t offset = 0; offset < kCacheLine; offset += step) {
     auto* table = ::new (arena + offset) CounterTable;
@@ -56,7 +58,8 @@ int print_layout() {
       // [first, last] byte of each counter, relative to a line-aligned base.
       std::printf("%s[[%zu,%zu],[%zu,%zu]]", i ? "," : "", static_cast<std::size_t>(req),
                   static_cast<std::size_t>(req + sizeof s.requests - 1),
-                  static_cast<std::size_t>(bytes), static_cast<std::size_t>(bytes + sizeof s.bytes - 1));
+                  static_cast<std::size_t>(bytes),
+                  static_cast<std::size_t>(bytes + sizeof s.bytes - 1));
     }
     std::printf("]}");
     table->~CounterTable();
@@ -103,11 +106,12 @@ int run(int threads, long increments) {
     bytes += s.bytes.load(std::memory_order_relaxed);
   }
   const auto want = static_cast<std::uint64_t>(threads) * static_cast<std::uint64_t>(increments);
-  std::printf("{\"threads\":%d,\"cpus_used\":%zu,\"increments\":%ld,\"ns_per_increment\":%.3f,"
-              "\"requests\":%llu,\"bytes\":%llu,\"expected_requests\":%llu}\n",
-              threads, cpus.empty() ? 0 : std::min<std::size_t>(cpus.size(), threads), increments,
-              ns / static_cast<double>(increments), static_cast<unsigned long long>(requests),
-              static_cast<unsigned long long>(bytes), static_cast<unsigned long long>(want));
+  std::printf(
+      "{\"threads\":%d,\"cpus_used\":%zu,\"increments\":%ld,\"ns_per_increment\":%.3f,"
+      "\"requests\":%llu,\"bytes\":%llu,\"expected_requests\":%llu}\n",
+      threads, cpus.empty() ? 0 : std::min<std::size_t>(cpus.size(), threads), increments,
+      ns / static_cast<double>(increments), static_cast<unsigned long long>(requests),
+      static_cast<unsigned long long>(bytes), static_cast<unsigned long long>(want));
   return requests == want && bytes == want * 100 ? 0 : 1;
 }
 

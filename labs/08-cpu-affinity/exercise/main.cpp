@@ -86,7 +86,8 @@ long status_field(std::string_view field) {
   std::ifstream in("/proc/thread-self/status");
   std::string line;
   while (std::getline(in, line)) {
-    if (line.compare(0, field.size(), field) == 0) return std::atol(line.c_str() + field.size() + 1);
+    if (line.compare(0, field.size(), field) == 0)
+      return std::atol(line.c_str() + field.size() + 1);
   }
   return -1;
 }
@@ -113,7 +114,8 @@ int main(int argc, char** argv) {
     }
     pin_process(pin);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "lab08_pingpong: %s\nusage: lab08_pingpong [--pin LIST] [--rounds N] [--wait]\n",
+    std::fprintf(stderr,
+                 "lab08_pingpong: %s\nusage: lab08_pingpong [--pin LIST] [--rounds N] [--wait]\n",
                  e.what());
     return 2;
   }
@@ -148,9 +150,11 @@ int main(int argc, char** argv) {
     const int theirs = index == 0 ? to_pong : to_ping;
     for (long r = 0; r < rounds && !failed; ++r) {
       if (index == 0) {
-        if (write(theirs, &v, sizeof v) != sizeof v || read(mine, &v, sizeof v) != sizeof v) failed = true;
+        if (write(theirs, &v, sizeof v) != sizeof v || read(mine, &v, sizeof v) != sizeof v)
+          failed = true;
       } else {
-        if (read(mine, &v, sizeof v) != sizeof v || write(theirs, &v, sizeof v) != sizeof v) failed = true;
+        if (read(mine, &v, sizeof v) != sizeof v || write(theirs, &v, sizeof v) != sizeof v)
+          failed = true;
       }
     }
     if (index == 0) t1 = std::chrono::steady_clock::now();
@@ -178,12 +182,14 @@ int main(int argc, char** argv) {
   const double us = std::chrono::duration<double, std::micro>(t1 - t0).count();
   std::printf("{\"pin\":\"");
   for (std::size_t i = 0; i < pin.size(); ++i) std::printf("%s%d", i ? "," : "", pin[i]);
-  std::printf("\",\"rounds\":%ld,\"us_per_round_trip\":%.3f,\"threads\":[", rounds, us / static_cast<double>(rounds));
+  std::printf("\",\"rounds\":%ld,\"us_per_round_trip\":%.3f,\"threads\":[", rounds,
+              us / static_cast<double>(rounds));
   for (int i = 0; i < kThreads; ++i) {
-    std::printf("%s{\"name\":\"%s\",\"cpu_at_end\":%d,\"migrations\":%ld,\"voluntary_switches\":%ld,"
-                "\"involuntary_switches\":%ld}",
-                i ? "," : "", kNames[i], reports[i].cpu_at_end, reports[i].migrations,
-                reports[i].voluntary, reports[i].involuntary);
+    std::printf(
+        "%s{\"name\":\"%s\",\"cpu_at_end\":%d,\"migrations\":%ld,\"voluntary_switches\":%ld,"
+        "\"involuntary_switches\":%ld}",
+        i ? "," : "", kNames[i], reports[i].cpu_at_end, reports[i].migrations, reports[i].voluntary,
+        reports[i].involuntary);
   }
   std::printf("]}\n");
   return 0;

@@ -56,7 +56,8 @@ void pin_thread(std::span<const int> cpus, int index) {
   CPU_SET(cpu, &set);
   const int rc = pthread_setaffinity_np(pthread_self(), sizeof set, &set);
   // EINVAL: the CPU is offline or outside this process's cpuset (taskset, a container).
-  if (rc != 0) throw std::runtime_error("pin to CPU " + std::to_string(cpu) + ": " + std::strerror(rc));
+  if (rc != 0)
+    throw std::runtime_error("pin to CPU " + std::to_string(cpu) + ": " + std::strerror(rc));
 }
 
 struct ThreadReport {
@@ -84,7 +85,8 @@ long status_field(std::string_view field) {
   std::ifstream in("/proc/thread-self/status");
   std::string line;
   while (std::getline(in, line)) {
-    if (line.compare(0, field.size(), field) == 0) return std::atol(line.c_str() + field.size() + 1);
+    if (line.compare(0, field.size(), field) == 0)
+      return std::atol(line.c_str() + field.size() + 1);
   }
   return -1;
 }
@@ -110,7 +112,8 @@ int main(int argc, char** argv) {
       }
     }
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "lab08_pingpong: %s\nusage: lab08_pingpong [--pin LIST] [--rounds N] [--wait]\n",
+    std::fprintf(stderr,
+                 "lab08_pingpong: %s\nusage: lab08_pingpong [--pin LIST] [--rounds N] [--wait]\n",
                  e.what());
     return 2;
   }
@@ -145,9 +148,11 @@ int main(int argc, char** argv) {
     const int theirs = index == 0 ? to_pong : to_ping;
     for (long r = 0; r < rounds && !failed; ++r) {
       if (index == 0) {
-        if (write(theirs, &v, sizeof v) != sizeof v || read(mine, &v, sizeof v) != sizeof v) failed = true;
+        if (write(theirs, &v, sizeof v) != sizeof v || read(mine, &v, sizeof v) != sizeof v)
+          failed = true;
       } else {
-        if (read(mine, &v, sizeof v) != sizeof v || write(theirs, &v, sizeof v) != sizeof v) failed = true;
+        if (read(mine, &v, sizeof v) != sizeof v || write(theirs, &v, sizeof v) != sizeof v)
+          failed = true;
       }
     }
     if (index == 0) t1 = std::chrono::steady_clock::now();
@@ -175,12 +180,14 @@ int main(int argc, char** argv) {
   const double us = std::chrono::duration<double, std::micro>(t1 - t0).count();
   std::printf("{\"pin\":\"");
   for (std::size_t i = 0; i < pin.size(); ++i) std::printf("%s%d", i ? "," : "", pin[i]);
-  std::printf("\",\"rounds\":%ld,\"us_per_round_trip\":%.3f,\"threads\":[", rounds, us / static_cast<double>(rounds));
+  std::printf("\",\"rounds\":%ld,\"us_per_round_trip\":%.3f,\"threads\":[", rounds,
+              us / static_cast<double>(rounds));
   for (int i = 0; i < kThreads; ++i) {
-    std::printf("%s{\"name\":\"%s\",\"cpu_at_end\":%d,\"migrations\":%ld,\"voluntary_switches\":%ld,"
-                "\"involuntary_switches\":%ld}",
-                i ? "," : "", kNames[i], reports[i].cpu_at_end, reports[i].migrations,
-                reports[i].voluntary, reports[i].involuntary);
+    std::printf(
+        "%s{\"name\":\"%s\",\"cpu_at_end\":%d,\"migrations\":%ld,\"voluntary_switches\":%ld,"
+        "\"involuntary_switches\":%ld}",
+        i ? "," : "", kNames[i], reports[i].cpu_at_end, reports[i].migrations, reports[i].voluntary,
+        reports[i].involuntary);
   }
   std::printf("]}\n");
   return 0;

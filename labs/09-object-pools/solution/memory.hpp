@@ -61,7 +61,8 @@ class ConnectionMemory final : public iolab::ConnectionMemory {
   std::pmr::memory_resource* request_resource() override { return &arena_; }
   void reset_request_resource() override { arena_.release(); }
   std::span<char> acquire_buffer(std::size_t min_bytes) override {
-    return {static_cast<char*>(loop_.pool()->allocate(min_bytes, alignof(std::max_align_t))), min_bytes};
+    return {static_cast<char*>(loop_.pool()->allocate(min_bytes, alignof(std::max_align_t))),
+            min_bytes};
   }
   void release_buffer(std::span<char> buffer) override {
     loop_.pool()->deallocate(buffer.data(), buffer.size(), alignof(std::max_align_t));

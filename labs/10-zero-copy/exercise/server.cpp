@@ -74,8 +74,9 @@ void close_client(Shared& shared, Client* c) {
 
 bool on_writable(Shared& shared, Client& c) {
   const Output out = c.conn.output();
-  const ssize_t n = out.iovcnt > 0 ? sys::writev(c.fd.get(), out.iov.data(), out.iovcnt)
-                                   : lab10::send_file_part(c.fd.get(), out.file, shared.options.sendfile);
+  const ssize_t n = out.iovcnt > 0
+                        ? sys::writev(c.fd.get(), out.iov.data(), out.iovcnt)
+                        : lab10::send_file_part(c.fd.get(), out.file, shared.options.sendfile);
   if (n < 0) {
     if (errno != EAGAIN && errno != EINTR) return false;
     c.may_write = errno == EINTR;
@@ -153,7 +154,8 @@ void on_accept(Shared& shared, int epfd, int listener) {
 }
 
 void event_loop(Shared& shared, int epfd, int listener) {
-  if (!shared.options.pin.empty()) pin_current_thread(std::span<const int>(shared.options.pin.data(), 1));
+  if (!shared.options.pin.empty())
+    pin_current_thread(std::span<const int>(shared.options.pin.data(), 1));
   epoll_event events[kMaxEvents];
   for (;;) {
     const int n = sys::epoll_wait(epfd, events, kMaxEvents, -1);
@@ -187,7 +189,8 @@ int main(int argc, char** argv) {
       return 2;
     }
     raise_fd_limit();
-    std::vector<UniqueFd> listeners = listen_tcp(shared->options.bind, shared->options.port, 1, true);
+    std::vector<UniqueFd> listeners =
+        listen_tcp(shared->options.bind, shared->options.port, 1, true);
     UniqueFd epoll(::epoll_create1(EPOLL_CLOEXEC));
     UniqueFd wakeup(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
     if (!epoll || !wakeup) throw std::system_error(errno, std::generic_category(), "epoll/eventfd");

@@ -34,8 +34,10 @@ ssize_t send_file_part(int sock, const iolab::FileRegion& region, bool use_sendf
     return iolab::sys::sendfile(sock, region.fd, &offset, static_cast<std::size_t>(n));
   }
   thread_local std::unique_ptr<char[]> buffer = std::make_unique_for_overwrite<char[]>(kChunk);
-  const std::size_t want = region.length < kChunk ? static_cast<std::size_t>(region.length) : kChunk;
-  const ssize_t got = iolab::sys::pread(region.fd, buffer.get(), want, static_cast<off_t>(region.offset));
+  const std::size_t want =
+      region.length < kChunk ? static_cast<std::size_t>(region.length) : kChunk;
+  const ssize_t got =
+      iolab::sys::pread(region.fd, buffer.get(), want, static_cast<off_t>(region.offset));
   if (got <= 0) return got == 0 ? (errno = EIO, -1) : got;
   // What the socket does not take now is read again next time, from the advanced offset.
   return iolab::sys::send(sock, buffer.get(), static_cast<std::size_t>(got));
