@@ -16,6 +16,7 @@ a check that cannot fail is no check.
 Run by CTest (label tools) as: /usr/bin/python3 containers_test.py BIN_DIR
 """
 
+import concurrent.futures
 import re
 import shlex
 import shutil
@@ -204,6 +205,29 @@ def dockerfile_problems(text, sets, target_exists):
 
 # ---------------------------------------------------------------------------------------------
 
+def broken_compose_variants(text):
+    """name -> (broken text, MODEL to set, the model expected, what the checker must say)."""
+    return {
+        "no seccomp": (text.replace("- seccomp=unconfined", "- no-new-privileges:true"), None,
+                       "epoll_et", "seccomp"),
+        "same cpus": (text.replace('"${CLIENT_CPUS:-0}"', '"${CLIENT_CPUS:-1}"'), None,
+                      "epoll_et", "overlap"),
+        "nofile left low": (text.replace("nofile: {soft: 1048576, hard: 1048576}\n      # Kernels",
+                                         "nofile: {soft: 1024, hard: 4096}\n      # Kernels"),
+                            None, "epoll_et", "nofile"),
+        "wrong port": (text.replace("--target server:8080", "--target server:9090"), None,
+                       "epoll_et", "not aimed"),
+        "model fixed": (text.replace("server_${MODEL:-epoll_et}", "server_epoll_et"), "io_uring",
+                        "io_uring", "MODEL"),
+        "unknown run.py flag": (text.replace("--results-dir", "--result-dir"), None, "epoll_et",
+                                "run.py has no"),
+        "charts elsewhere": (text.replace("RESULTS=/iolab/results/latest", "RESULTS=/tmp/x"), None,
+                             "epoll_et", "charts"),
+        "invalid yaml": (text.replace("services:", "services: ["), None, "epoll_et",
+                         "config failed"),
+    }
+
+
 class Compose(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -212,20 +236,32 @@ class Compose(unittest.TestCase):
         cls.flags = run_py_flags()
         cls.packages = set(deps_sets()["all"])
         cls.tmp = tempfile.TemporaryDirectory(prefix="iolab-containers-")
+        # Every `docker-compose config` this class needs, at once: each is a second of Python
+        # start-up, mostly waiting, so running them side by side saves most of the wall time.
+        text = COMPOSE.read_text()
+        wanted = [(text, None), (text, "io_uring"), (text, "threads")]
+        wanted += [(v[0], v[1]) for v in broken_compose_variants(text).values()]
+        cls.configs = {}
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            for key, result in zip(wanted, pool.map(lambda k: cls.config_of(*k), wanted)):
+                cls.configs[key] = result
+
+    @classmethod
+    def config_of(cls, text, env_model):
+        folder = Path(tempfile.mkdtemp(dir=cls.tmp.name))
+        path = folder / "docker-compose.yml"
+        path.write_text(text)
+        env = {"PATH": "/usr/bin:/bin"}
+        if env_model:
+            env["MODEL"] = env_model
+        return compose_config(path, env)
 
     @classmethod
     def tearDownClass(cls):
         cls.tmp.cleanup()
 
     def check(self, text, model="epoll_et", env_model=None):
-        folder = Path(self.tmp.name) / f"v{len(list(Path(self.tmp.name).iterdir()))}"
-        folder.mkdir()
-        path = folder / "docker-compose.yml"
-        path.write_text(text)
-        env = {"PATH": "/usr/bin:/bin"}
-        if env_model:
-            env["MODEL"] = env_model
-        cfg, err = compose_config(path, env)
+        cfg, err = self.configs.get((text, env_model)) or self.config_of(text, env_model)
         if cfg is None:
             return [f"docker-compose config failed: {err}"]
         return compose_problems(cfg, model, self.flags, self.packages)
@@ -244,26 +280,10 @@ class Compose(unittest.TestCase):
 
     def test_broken_variants_are_caught(self):
         text = COMPOSE.read_text()
-        variants = {
-            "no seccomp": (text.replace("- seccomp=unconfined", "- no-new-privileges:true"),
-                           "seccomp"),
-            "same cpus": (text.replace('"${CLIENT_CPUS:-0}"', '"${CLIENT_CPUS:-1}"'), "overlap"),
-            "nofile left low": (text.replace("nofile: {soft: 1048576, hard: 1048576}\n      # Kernels",
-                                             "nofile: {soft: 1024, hard: 4096}\n      # Kernels"),
-                                "nofile"),
-            "wrong port": (text.replace("--target server:8080", "--target server:9090"),
-                           "not aimed"),
-            "model fixed": (text.replace("server_${MODEL:-epoll_et}", "server_epoll_et"), "MODEL"),
-            "unknown run.py flag": (text.replace("--results-dir", "--result-dir"), "run.py has no"),
-            "charts elsewhere": (text.replace("RESULTS=/iolab/results/latest", "RESULTS=/tmp/x"),
-                                 "charts"),
-            "invalid yaml": (text.replace("services:", "services: ["), "config failed"),
-        }
-        for name, (variant, expected) in variants.items():
+        for name, (variant, env_model, model, expected) in broken_compose_variants(text).items():
             with self.subTest(name):
                 self.assertNotEqual(variant, text, f"variant '{name}' changed nothing")
-                problems = self.check(variant, "io_uring" if name == "model fixed" else "epoll_et",
-                                      env_model="io_uring" if name == "model fixed" else None)
+                problems = self.check(variant, model, env_model)
                 self.assertTrue(any(expected in p for p in problems), f"{name}: {problems}")
 
 
