@@ -25,7 +25,8 @@ charts_pkgs=(python3 python3-matplotlib python3-pandas jupyter-nbconvert python3
              python3-ipykernel jupyter-notebook)
 test_pkgs=("${build_pkgs[@]}" python3 nginx-light strace linux-perf hyperfine docker-compose
            python3-yaml iproute2 python3-matplotlib python3-pandas jupyter-nbconvert
-           python3-nbclient python3-ipykernel)
+           python3-nbclient python3-ipykernel
+           clang libclang-rt-14-dev)  # lab 05's check: the ThreadSanitizer build (clang)
 bench_pkgs=("${build_pkgs[@]}" python3 libbenchmark-dev wrk apache2-utils nginx-light curl
             strace linux-perf hyperfine valgrind iproute2 golang-go golang-github-gin-gonic-gin-dev
             libbenchmark-tools python3-scipy "${charts_pkgs[@]}")
