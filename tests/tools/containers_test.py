@@ -17,6 +17,7 @@ Run by CTest (label tools) as: /usr/bin/python3 containers_test.py BIN_DIR
 """
 
 import concurrent.futures
+import copy
 import re
 import shlex
 import shutil
@@ -205,26 +206,32 @@ def dockerfile_problems(text, sets, target_exists):
 
 # ---------------------------------------------------------------------------------------------
 
-def broken_compose_variants(text):
-    """name -> (broken text, MODEL to set, the model expected, what the checker must say)."""
+def broken_compose_variants(cfg, unset_cfg):
+    """name -> (a config broken in one way, what the checker must say). `cfg` is the file as
+    read with MODEL=io_uring, `unset_cfg` as read without MODEL. Broken after parsing, so two
+    `docker-compose config` runs serve them all."""
+    def broken(change):
+        c = copy.deepcopy(cfg)
+        change(c["services"])
+        return c
+
+    def replace(service, key, old, new):
+        return lambda s: s[service].__setitem__(key, s[service][key].replace(old, new))
     return {
-        "no seccomp": (text.replace("- seccomp=unconfined", "- no-new-privileges:true"), None,
-                       "epoll_et", "seccomp"),
-        "same cpus": (text.replace('"${CLIENT_CPUS:-0}"', '"${CLIENT_CPUS:-1}"'), None,
-                      "epoll_et", "overlap"),
-        "nofile left low": (text.replace("nofile: {soft: 1048576, hard: 1048576}\n      # Kernels",
-                                         "nofile: {soft: 1024, hard: 4096}\n      # Kernels"),
-                            None, "epoll_et", "nofile"),
-        "wrong port": (text.replace("--target server:8080", "--target server:9090"), None,
-                       "epoll_et", "not aimed"),
-        "model fixed": (text.replace("server_${MODEL:-epoll_et}", "server_epoll_et"), "io_uring",
-                        "io_uring", "MODEL"),
-        "unknown run.py flag": (text.replace("--results-dir", "--result-dir"), None, "epoll_et",
+        "no seccomp": (broken(lambda s: s["server"].pop("security_opt")), "seccomp"),
+        "same cpus": (broken(lambda s: s["bench"].__setitem__("cpuset", s["server"]["cpuset"])),
+                      "overlap"),
+        "nofile left low": (broken(lambda s: s["server"]["ulimits"].__setitem__(
+            "nofile", {"soft": 1024, "hard": 4096})), "nofile"),
+        "wrong port": (broken(replace("bench", "command", "server:8080", "server:9090")),
+                       "not aimed"),
+        # The command ignores MODEL: what runs is not the io_uring asked for.
+        "model fixed": (unset_cfg, "MODEL"),
+        "unknown run.py flag": (broken(replace("bench", "command", "--results-dir", "--result-dir")),
                                 "run.py has no"),
-        "charts elsewhere": (text.replace("RESULTS=/iolab/results/latest", "RESULTS=/tmp/x"), None,
-                             "epoll_et", "charts"),
-        "invalid yaml": (text.replace("services:", "services: ["), None, "epoll_et",
-                         "config failed"),
+        "charts elsewhere": (broken(replace("charts", "command", "RESULTS=/iolab/results/latest",
+                                            "RESULTS=/tmp/x")), "charts"),
+        "bench not waiting": (broken(lambda s: s["bench"].pop("depends_on")), "depend"),
     }
 
 
@@ -236,15 +243,13 @@ class Compose(unittest.TestCase):
         cls.flags = run_py_flags()
         cls.packages = set(deps_sets()["all"])
         cls.tmp = tempfile.TemporaryDirectory(prefix="iolab-containers-")
-        # Every `docker-compose config` this class needs, at once: each is a second of Python
-        # start-up, mostly waiting, so running them side by side saves most of the wall time.
+        # The `docker-compose config` runs this class needs, side by side: each is about a
+        # second of Python start-up.
         text = COMPOSE.read_text()
-        wanted = [(text, None), (text, "io_uring"), (text, "threads")]
-        wanted += [(v[0], v[1]) for v in broken_compose_variants(text).values()]
-        cls.configs = {}
-        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-            for key, result in zip(wanted, pool.map(lambda k: cls.config_of(*k), wanted)):
-                cls.configs[key] = result
+        cls.broken_yaml = text.replace("services:", "services: [")
+        wanted = [(text, None), (text, "io_uring"), (cls.broken_yaml, None)]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+            cls.configs = dict(zip(wanted, pool.map(lambda k: cls.config_of(*k), wanted)))
 
     @classmethod
     def config_of(cls, text, env_model):
@@ -260,26 +265,32 @@ class Compose(unittest.TestCase):
     def tearDownClass(cls):
         cls.tmp.cleanup()
 
-    def check(self, text, model="epoll_et", env_model=None):
-        cfg, err = self.configs.get((text, env_model)) or self.config_of(text, env_model)
-        if cfg is None:
-            return [f"docker-compose config failed: {err}"]
+    def problems(self, cfg, model="epoll_et"):
         return compose_problems(cfg, model, self.flags, self.packages)
 
     def test_compose_file_is_valid_and_complete(self):
-        self.assertEqual(self.check(COMPOSE.read_text()), [])
+        cfg, err = self.configs[(COMPOSE.read_text(), None)]
+        self.assertIsNotNone(cfg, err)
+        self.assertEqual(self.problems(cfg), [])
         self.assertTrue(make_target_exists("charts"), "the charts service runs 'make charts'")
 
     def test_model_comes_from_the_environment(self):
-        self.assertEqual(self.check(COMPOSE.read_text(), "io_uring", env_model="io_uring"), [])
-        self.assertEqual(self.check(COMPOSE.read_text(), "threads", env_model="threads"), [])
+        cfg, err = self.configs[(COMPOSE.read_text(), "io_uring")]
+        self.assertIsNotNone(cfg, err)
+        self.assertEqual(self.problems(cfg, "io_uring"), [])
+
+    def test_invalid_file_is_refused_by_docker_compose(self):
+        cfg, err = self.configs[(self.broken_yaml, None)]
+        self.assertIsNone(cfg)
+        self.assertTrue(err)
 
     def test_broken_variants_are_caught(self):
-        text = COMPOSE.read_text()
-        for name, (variant, env_model, model, expected) in broken_compose_variants(text).items():
+        cfg = self.configs[(COMPOSE.read_text(), "io_uring")][0]
+        unset_cfg = self.configs[(COMPOSE.read_text(), None)][0]
+        for name, (variant, expected) in broken_compose_variants(cfg, unset_cfg).items():
             with self.subTest(name):
-                self.assertNotEqual(variant, text, f"variant '{name}' changed nothing")
-                problems = self.check(variant, model, env_model)
+                self.assertNotEqual(variant, cfg, f"variant '{name}' changed nothing")
+                problems = self.problems(variant, "io_uring")
                 self.assertTrue(any(expected in p for p in problems), f"{name}: {problems}")
 
 
