@@ -226,19 +226,20 @@ class Need:
 
 
 NEEDS = {
-    "01-io-models": Need("saturation and fixed-rate rows of a models or quick run",
+    "01-io-models": Need("models or quick run (saturation and fixed-rate rows)",
                          ("saturation", "fixed_rate"), ("models", "quick")),
-    "02-latency": Need("fixed-rate rows of a models or quick run", ("fixed_rate",), ("models", "quick")),
-    "03-c10k": Need("a c10k run", ("fixed_rate",), ("c10k",)),
-    "04-syscalls-and-switches": Need("fixed-rate rows of any harness run", ("fixed_rate",),
+    "02-latency": Need("models or quick run (fixed-rate rows)", ("fixed_rate",), ("models", "quick")),
+    "03-c10k": Need("c10k run", ("fixed_rate",), ("c10k",)),
+    "04-syscalls-and-switches": Need("run with fixed-rate rows", ("fixed_rate",),
                                      prefer=("models", "quick", "pooling")),
-    "05-cache": Need("cache points (callgrind) of a cache or pooling run", ("cache",),
+    "05-cache": Need("run with cache points (callgrind: the cache or pooling scenario)", ("cache",),
                      prefer=("cache", "pooling")),
-    "06-affinity": Need("an affinity run", ("saturation", "fixed_rate"), ("affinity",)),
-    "07-pooling": Need("a pooling run", ("fixed_rate",), ("pooling",)),
-    "08-memory-per-connection": Need("memory points of a c10k or pooling run", ("memory",),
-                                     prefer=("c10k", "pooling")),
-    "09-micro": Need("Google Benchmark JSON (micro/*.json)", micro=True, prefer=("micro", "quick")),
+    "06-affinity": Need("affinity run", ("saturation", "fixed_rate"), ("affinity",)),
+    "07-pooling": Need("pooling run", ("fixed_rate",), ("pooling",)),
+    "08-memory-per-connection": Need("run with memory points (the c10k or pooling scenario)",
+                                     ("memory",), prefer=("c10k", "pooling")),
+    "09-micro": Need("run with Google Benchmark JSON (micro/*.json: make micro, make bench)",
+                     micro=True, prefer=("micro", "quick")),
 }
 
 
@@ -246,7 +247,7 @@ def missing(notebook, results):
     """None when `results` has what `notebook` needs, else the one-line reason."""
     need = NEEDS[notebook]
     if need.find(results) is None:
-        return f"no run with {need.what} in {results.given}"
+        return f"no {need.what} in {results.given}"
     return None
 
 
@@ -626,7 +627,7 @@ class Notes:
         if lines_:
             ax.annotate("\n".join(lines_), xy=(0, 0), xycoords="axes fraction",
                         xytext=(0, -offset_pt), textcoords="offset points", va="top", ha="left",
-                        fontsize=8, color="#333333", annotation_clip=False)
+                        fontsize=8.5, color="#333333", annotation_clip=False)
 
 
 def _figure(title, t, results, size):
@@ -634,7 +635,7 @@ def _figure(title, t, results, size):
     sub = subtitle(t, results)
     ax.set_title(title, loc="left", fontweight="bold", pad=12 + 11 * (sub.count("\n") + 1))
     ax.annotate(sub, xy=(0, 1), xycoords="axes fraction", xytext=(0, 6), textcoords="offset points",
-                fontsize=8, color="#333333", va="bottom", ha="left", annotation_clip=False)
+                fontsize=8.5, color="#333333", va="bottom", ha="left", annotation_clip=False)
     return fig, ax
 
 

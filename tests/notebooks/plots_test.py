@@ -100,7 +100,7 @@ class Loading(Copy):
             self.assertEqual(ip.run_for(notebook, res).scenario, scenario)
         quick_only = ip.load(self.copy / "quick")
         reason = ip.missing("03-c10k", quick_only)
-        self.assertIn("no run with a c10k run in", reason)
+        self.assertIn("no c10k run in", reason)
         self.assertEqual(reason.count("\n"), 0)
         with self.assertRaisesRegex(ip.NoData, "03-c10k"):
             ip.run_for("03-c10k", quick_only)
