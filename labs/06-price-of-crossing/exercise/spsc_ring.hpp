@@ -1,0 +1,88 @@
+// A single-producer, single-consumer ring of 64-byte messages, for shared memory, that makes no
+// system call while the consumer keeps up with work (lab 06's exercise).
+//
+// The data path is two counters and an array. `head` counts messages published by the producer,
+// `tail` messages taken by the consumer; slot i % kSlots holds message i. Each side writes only
+// its own counter, so no lock and no read-modify-write is needed: the producer fills the slot,
+// then publishes it with a release store of head; the consumer reads head with acquire, so the
+// slot's bytes are visible before it reads them, then frees the slot with a release store of
+// tail. The counters sit on their own cache lines (a line both sides write would bounce between
+// the CPUs on every message: false sharing).
+//
+// The wait path: an empty ring has nothing to do for the consumer, so it sleeps on a futex on
+// `head` and the producer wakes it.
+//
+// EXERCISE (lab 06): this starter is correct, but it makes a system call for every message: the
+// producer calls FUTEX_WAKE after every push, whether or not the consumer sleeps, and the
+// consumer goes to sleep the moment the ring is empty (a futex wait, and a wake-up of a sleeping
+// CPU, for a message that would have come a microsecond later). Make the ring cost no system
+// call per message while the consumer keeps up:
+//   - the consumer checks the ring kSpins times (cpu_relax() between checks) before it sleeps;
+//   - before sleeping it announces it (consumer_waiting_ = 1), then checks head once more;
+//   - the producer calls futex_wake only when it sees consumer_waiting_ set.
+// Order those stores and loads so that no wake-up is lost (a consumer asleep with a message in
+// the ring): the lab's README explains the race. `make lab-06-check`.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+
+#include "futex.hpp"
+
+namespace lab06 {
+
+// Tells the CPU this is a spin loop (x86 PAUSE: saves power, lets an SMT sibling run).
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+struct Message {
+  std::uint64_t seq;
+  std::uint64_t payload[7];
+};
+static_assert(sizeof(Message) == 64);
+
+class SpscRing {
+ public:
+  static constexpr std::uint32_t kSlots = 1024;  // a power of two: head and tail wrap cleanly
+  static constexpr int kSpins = 200;  // checks of an empty ring before sleeping (a few us)
+
+  // Producer. False when the ring is full (nothing written).
+  bool try_push(const Message& m) {
+    const std::uint32_t h = head_.load(std::memory_order_relaxed);
+    if (h - tail_.load(std::memory_order_acquire) == kSlots) return false;
+    slots_[h % kSlots] = m;
+    head_.store(h + 1, std::memory_order_release);  // publish
+    futex_wake(head_);  // starter: a system call per message, sleeping consumer or not
+    return true;
+  }
+
+  // Consumer. Waits until a message is there (the end of a stream is a message too: the
+  // ring has no "closed" state to race with).
+  void pop(Message& out) {
+    const std::uint32_t t = tail_.load(std::memory_order_relaxed);
+    wait_not_empty(t);
+    out = slots_[t % kSlots];
+    tail_.store(t + 1, std::memory_order_release);  // the slot is free again
+  }
+
+ private:
+  void wait_not_empty(std::uint32_t t) {
+    // starter: sleeps at once; FUTEX_WAIT returns at once if head moved past t meanwhile
+    while (head_.load(std::memory_order_acquire) == t) futex_wait(head_, t);
+  }
+
+  alignas(64) std::atomic<std::uint32_t> head_{0};
+  alignas(64) std::atomic<std::uint32_t> tail_{0};
+  alignas(64) std::atomic<std::uint32_t> consumer_waiting_{0};
+  alignas(64) Message slots_[kSlots];
+};
+
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free &&
+              sizeof(std::atomic<std::uint32_t>) == 4,
+              "a futex is a plain 32-bit word");
+
+}  // namespace lab06

@@ -1,0 +1,110 @@
+// A single-producer, single-consumer ring of 64-byte messages, for shared memory, that makes no
+// system call while the consumer keeps up with work (lab 06's exercise).
+//
+// The data path is two counters and an array. `head` counts messages published by the producer,
+// `tail` messages taken by the consumer; slot i % kSlots holds message i. Each side writes only
+// its own counter, so no lock and no read-modify-write is needed: the producer fills the slot,
+// then publishes it with a release store of head; the consumer reads head with acquire, so the
+// slot's bytes are visible before it reads them, then frees the slot with a release store of
+// tail. The counters sit on their own cache lines (a line both sides write would bounce between
+// the CPUs on every message: false sharing).
+//
+// The wait path. An empty ring has nothing to do for the consumer: spinning burns a CPU (and on
+// one CPU keeps the producer from running at all), so after kSpins checks it sleeps on a futex
+// on `head`. The producer must then wake it, and a FUTEX_WAKE is a system call: making it on
+// every push would put a system call on every message, the very cost the ring exists to avoid.
+// So the consumer announces that it is about to sleep (consumer_waiting = 1), and the producer
+// wakes it only when it sees that flag. The race to get right:
+//
+//   consumer                                   producer
+//   waiting = 1                                head = h + 1      (publish)
+//   if head != h: don't sleep                  if waiting: waiting = 0, FUTEX_WAKE
+//   FUTEX_WAIT(head, h)
+//
+// With both sides storing then loading in sequentially consistent order, at least one of them
+// sees the other's store: either the consumer sees the new head and does not sleep, or the
+// producer sees the flag and wakes. And FUTEX_WAIT itself re-checks head == h inside the
+// kernel, so a wake between the consumer's check and its sleep is not lost either. (With
+// release/acquire alone, both loads could read the old values: a lost wake-up, the consumer
+// asleep with a message in the ring.)
+//
+// A full ring is the producer's problem: try_push() says so and the caller decides (spin, drop,
+// or sleep on its own futex: left out here, see Going further).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+
+#include "futex.hpp"
+
+namespace lab06 {
+
+// Tells the CPU this is a spin loop (x86 PAUSE: saves power, lets an SMT sibling run).
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+struct Message {
+  std::uint64_t seq;
+  std::uint64_t payload[7];
+};
+static_assert(sizeof(Message) == 64);
+
+class SpscRing {
+ public:
+  static constexpr std::uint32_t kSlots = 1024;  // a power of two: head and tail wrap cleanly
+  static constexpr int kSpins = 200;  // checks of an empty ring before sleeping (a few us)
+
+  // Producer. False when the ring is full (nothing written).
+  bool try_push(const Message& m) {
+    const std::uint32_t h = head_.load(std::memory_order_relaxed);
+    if (h - tail_.load(std::memory_order_acquire) == kSlots) return false;
+    slots_[h % kSlots] = m;
+    head_.store(h + 1, std::memory_order_seq_cst);  // publish; seq_cst: see the race above
+    // Take the flag as it wakes: pushes that follow before the consumer runs again find it
+    // clear and make no system call (one wake per sleep, not one per message).
+    if (consumer_waiting_.load(std::memory_order_seq_cst) != 0 &&
+        consumer_waiting_.exchange(0, std::memory_order_seq_cst) != 0) {
+      futex_wake(head_);
+    }
+    return true;
+  }
+
+  // Consumer. Waits until a message is there (the end of a stream is a message too: the
+  // ring has no "closed" state to race with).
+  void pop(Message& out) {
+    const std::uint32_t t = tail_.load(std::memory_order_relaxed);
+    wait_not_empty(t);
+    out = slots_[t % kSlots];
+    tail_.store(t + 1, std::memory_order_release);  // the slot is free again
+  }
+
+ private:
+  void wait_not_empty(std::uint32_t t) {
+    for (int i = 0; i < kSpins; ++i) {
+      if (head_.load(std::memory_order_acquire) != t) return;
+      cpu_relax();
+    }
+    for (;;) {
+      consumer_waiting_.store(1, std::memory_order_seq_cst);
+      const std::uint32_t h = head_.load(std::memory_order_seq_cst);
+      if (h != t) break;
+      futex_wait(head_, h);  // sleeps only while head is still h
+    }
+    consumer_waiting_.store(0, std::memory_order_relaxed);
+  }
+
+  alignas(64) std::atomic<std::uint32_t> head_{0};
+  alignas(64) std::atomic<std::uint32_t> tail_{0};
+  alignas(64) std::atomic<std::uint32_t> consumer_waiting_{0};
+  alignas(64) Message slots_[kSlots];
+};
+
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free &&
+              sizeof(std::atomic<std::uint32_t>) == 4,
+              "a futex is a plain 32-bit word");
+
+}  // namespace lab06
