@@ -24,7 +24,7 @@ notebook:
 	@scripts/install-deps.sh charts
 	JUPYTER_PATH=$(CURDIR)/notebooks/jupyter RESULTS=$(abspath $(RESULTS)) PYDEVD_DISABLE_FILE_VALIDATION=1 \
 	  /usr/bin/jupyter notebook --ip=127.0.0.1 --port=$(NOTEBOOK_PORT) --no-browser \
-	  --notebook-dir=$(CURDIR)/notebooks
+	  --notebook-dir=$(CURDIR)/notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 reference:
 	@test -n "$(MACHINE)" || { echo "reference: MACHINE=<slug> is required (e.g. laptop-i7-8565u)" >&2; exit 2; }
