@@ -10,7 +10,9 @@
 // two threads' counters share a line wherever a program might put the table.
 // `run` pins thread i to the i-th CPU this process may use (round robin), so that on a
 // multi-CPU machine the threads really write from different cores, and prints nanoseconds per
-// increment: the timing is advice, the layout is the verdict.
+// increment: the timing is advice, the layout is the verdict. --locked increments with
+// fetch_add (a locked read-modify-write, which must own the line every time) instead of
+// count_request()'s load and store (whose stores the store buffer can absorb).
 // This file is the same in exercise/ and solution/; the exercise is in counters.hpp.
 #include <pthread.h>
 #include <sched.h>
@@ -33,7 +35,8 @@ using lab07::kCacheLine;
 using lab07::kMaxThreads;
 
 int usage() {
-  std::fprintf(stderr, "usage: lab07_counters layout | run [--threads N] [--increments M]\n");
+  std::fprintf(stderr,
+               "usage: lab07_counters layout | run [--threads N] [--increments M] [--locked]\n");
   return 2;
 }
 
@@ -79,7 +82,7 @@ std::vector<int> allowed_cpus() {
   return cpus;
 }
 
-int run(int threads, long increments) {
+int run(int threads, long increments, bool locked) {
   if (threads < 1 || threads > kMaxThreads || increments < 1) return usage();
   auto table = std::make_unique<CounterTable>();
   const std::vector<int> cpus = allowed_cpus();
@@ -94,7 +97,14 @@ int run(int threads, long increments) {
         pthread_setaffinity_np(pthread_self(), sizeof one, &one);
       }
       auto& mine = table->slot[t];
-      for (long i = 0; i < increments; ++i) lab07::count_request(mine, 100);
+      if (locked) {
+        for (long i = 0; i < increments; ++i) {
+          mine.requests.fetch_add(1, std::memory_order_relaxed);
+          mine.bytes.fetch_add(100, std::memory_order_relaxed);
+        }
+      } else {
+        for (long i = 0; i < increments; ++i) lab07::count_request(mine, 100);
+      }
     });
   }
   for (auto& w : workers) w.join();
@@ -124,16 +134,18 @@ int main(int argc, char** argv) {
   if (mode != "run") return usage();
   int threads = 2;
   long increments = 50'000'000;
-  for (int i = 2; i + 1 < argc; i += 2) {
+  bool locked = false;
+  for (int i = 2; i < argc; ++i) {
     const std::string_view flag = argv[i];
-    if (flag == "--threads") {
-      threads = std::atoi(argv[i + 1]);
-    } else if (flag == "--increments") {
-      increments = std::atol(argv[i + 1]);
+    if (flag == "--locked") {
+      locked = true;
+    } else if (flag == "--threads" && i + 1 < argc) {
+      threads = std::atoi(argv[++i]);
+    } else if (flag == "--increments" && i + 1 < argc) {
+      increments = std::atol(argv[++i]);
     } else {
       return usage();
     }
   }
-  if (argc % 2 != 0) return usage();
-  return run(threads, increments);
+  return run(threads, increments, locked);
 }
