@@ -18,7 +18,7 @@ RUNS ?=
 
 charts:
 	@scripts/install-deps.sh charts
-	@/usr/bin/python3 notebooks/charts.py draw --results $(RESULTS)
+	@/usr/bin/python3 notebooks/charts.py draw --results $(RESULTS) --jobs $(JOBS)
 
 notebook:
 	@scripts/install-deps.sh charts

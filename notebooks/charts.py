@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """charts.py: draws a run's charts by executing the notebooks headless, and makes reference runs.
 
-  notebooks/charts.py draw [--results DIR] [--only 01-io-models,09-micro] [--check]
+  notebooks/charts.py draw [--results DIR] [--only 01-io-models,09-micro] [--check] [--jobs N]
   notebooks/charts.py reference MACHINE RUN_DIR... [--results-root results] [--no-charts]
 
 `draw` (make charts, and make bench at its end) executes every notebooks/NN-*.ipynb with
@@ -22,6 +22,7 @@ results/reference/<machine>/charts/.
 """
 
 import argparse
+import concurrent.futures
 import os
 import re
 import shutil
@@ -83,7 +84,27 @@ def chart_files(charts_dir, prefix):
     return sorted(charts_dir.glob(f"{prefix}-*.*"))
 
 
-def draw(results_path, only=None, check=False, notebook_dir=HERE):
+def draw_one(nb, results, charts_dir, workdir):
+    """Executes one notebook after removing its old charts; returns the line to print and
+    whether it failed."""
+    name, prefix = nb.stem, nb.stem[:2]
+    for old in chart_files(charts_dir, prefix):  # a chart the data no longer gives must go
+        old.unlink()
+    ok, seconds, err = execute(nb, results, charts_dir, workdir)
+    written = sorted({f.stem for f in chart_files(charts_dir, prefix) if f.suffix == ".png"})
+    incomplete = [s for s in written
+                  if not all((charts_dir / f"{s}{ext}").exists() for ext in (".svg", ".csv"))]
+    if ok and written and not incomplete:
+        return f"charts: {name}: {len(written)} charts in {seconds:.0f} s: {', '.join(written)}", False
+    why = ("failed" if not ok else "wrote no chart" if not written
+           else f"charts without their .svg/.csv: {', '.join(incomplete)}")
+    line = f"charts: {name}: FAILED ({why}, {seconds:.0f} s)"
+    return (line + "\n" + error_tail(err) if not ok else line), True
+
+
+def draw(results_path, only=None, check=False, notebook_dir=HERE, jobs=1):
+    """Executes the notebooks that have data, `jobs` at a time (each writes only its own
+    NN-* charts), printing their lines in notebook order."""
     try:
         results = ip.load(results_path)
     except ip.NoData as e:
@@ -99,38 +120,30 @@ def draw(results_path, only=None, check=False, notebook_dir=HERE):
         todo = [nb for nb in todo if nb.stem in wanted]
     charts_dir = results.charts_dir()
     print(f"charts: {len(results)} run(s) in {results.given} -> {charts_dir}", flush=True)
-    drawn, skipped, failed = 0, 0, []
-    with tempfile.TemporaryDirectory(prefix="iolab-charts-") as workdir:
-        for nb in todo:
-            name = nb.stem
-            reason = ip.missing(name, results)
-            if reason:
-                print(f"charts: {name}: skipped: {reason}", flush=True)
-                skipped += 1
-                continue
-            if check:
-                run = ip.NEEDS[name].find(results)
-                print(f"charts: {name}: would draw from {run.name}", flush=True)
-                continue
-            prefix = name[:2]
+    skipped, failed, runnable = 0, [], []
+    for nb in todo:
+        reason = ip.missing(nb.stem, results)
+        if reason:
+            skipped += 1
+        runnable.append((nb, reason))
+    with tempfile.TemporaryDirectory(prefix="iolab-charts-") as workdir, \
+            concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        if not check:
             charts_dir.mkdir(parents=True, exist_ok=True)
-            for old in chart_files(charts_dir, prefix):  # a chart the data no longer gives must go
-                old.unlink()
-            ok, seconds, err = execute(nb, results, charts_dir, workdir)
-            written = sorted({f.stem for f in chart_files(charts_dir, prefix) if f.suffix == ".png"})
-            incomplete = [s for s in written
-                          if not all((charts_dir / f"{s}{ext}").exists() for ext in (".svg", ".csv"))]
-            if ok and written and not incomplete:
-                print(f"charts: {name}: {len(written)} charts in {seconds:.0f} s: {', '.join(written)}",
+        pending = {nb: pool.submit(draw_one, nb, results, charts_dir, workdir)
+                   for nb, reason in runnable if not reason and not check}
+        for nb, reason in runnable:
+            if reason:
+                print(f"charts: {nb.stem}: skipped: {reason}", flush=True)
+            elif check:
+                print(f"charts: {nb.stem}: would draw from {ip.NEEDS[nb.stem].find(results).name}",
                       flush=True)
-                drawn += 1
-                continue
-            why = ("failed" if not ok else "wrote no chart" if not written
-                   else f"charts without their .svg/.csv: {', '.join(incomplete)}")
-            print(f"charts: {name}: FAILED ({why}, {seconds:.0f} s)", flush=True)
-            if not ok:
-                print(error_tail(err), flush=True)
-            failed.append(name)
+            else:
+                line, bad = pending[nb].result()
+                print(line, flush=True)
+                if bad:
+                    failed.append(nb.stem)
+    drawn = 0 if check else len(runnable) - skipped - len(failed)
     print(f"charts: {drawn} notebooks drawn, {skipped} skipped for lack of data, "
           f"{len(failed)} failed" + (f" ({', '.join(failed)})" if failed else ""), flush=True)
     return 1 if failed else 0
@@ -190,7 +203,7 @@ def reference(machine, run_dirs, results_root, charts=True):
               + (f"; left out: {', '.join(left)}" if left else ""))
     if not charts:
         return 0
-    return draw(machine_dir)
+    return draw(machine_dir, jobs=os.cpu_count() or 1)
 
 
 def main(argv=None):
@@ -202,6 +215,7 @@ def main(argv=None):
                                      "results/latest)")
     d.add_argument("--only", help="comma-separated notebook names (01-io-models,...)")
     d.add_argument("--check", action="store_true", help="only say what would be drawn or skipped")
+    d.add_argument("--jobs", type=int, default=1, help="notebooks executed at a time")
     d.add_argument("--notebook-dir", default=str(HERE), help=argparse.SUPPRESS)
     r = sub.add_parser("reference", help="copy finished runs into results/reference/MACHINE/")
     r.add_argument("machine")
@@ -212,7 +226,7 @@ def main(argv=None):
     if opts.command == "draw":
         results = opts.results or os.environ.get("RESULTS") or str(ip.ROOT / "results" / "latest")
         return draw(results, opts.only.split(",") if opts.only else None, opts.check,
-                    Path(opts.notebook_dir))
+                    Path(opts.notebook_dir), opts.jobs)
     return reference(opts.machine, opts.runs, opts.results_root, not opts.no_charts)
 
 

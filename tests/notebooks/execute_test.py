@@ -44,7 +44,8 @@ class ExecuteNotebook(unittest.TestCase):
         before = {nb: hashlib.sha256(p.read_bytes()).hexdigest() for nb, p in sources.items()}
         env = {k: v for k, v in os.environ.items() if k not in ("RESULTS", "CHARTS")}
         proc = subprocess.run(["/usr/bin/python3", str(ROOT / "notebooks" / "charts.py"), "draw",
-                               "--results", str(self.results), "--only", ",".join(NOTEBOOKS)],
+                               "--results", str(self.results), "--only", ",".join(NOTEBOOKS),
+                               "--jobs", "2"],
                               capture_output=True, text=True, env=env, timeout=900)
         print(proc.stdout, proc.stderr, sep="\n")
         self.assertEqual(proc.returncode, 0)
