@@ -270,8 +270,8 @@ def print_ledger(results, results_path, runs):
         counts[r.verdict] = counts.get(r.verdict, 0) + 1
     print("(" + ", ".join(f"{n} {v}" for v, n in counts.items()) + ")")
     if counts.get(NO_DATA, 0) > len(results) // 2:
-        print("(most claims have no data here: `make bench-full` runs every scenario; "
-              "RESULTS=results/runs looks across all your runs)")
+        hint = "" if len(runs) > 1 else "; RESULTS=results/runs looks across all your runs"
+        print(f"(most claims have no data here: `make bench-full` runs every scenario{hint})")
 
 
 def ledger_markdown(results, results_path, runs, chart_name=None):
