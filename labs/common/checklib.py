@@ -49,9 +49,8 @@ def parse_args(description, argv=None):
 def lab_binary(opts, name):
     path = opts.build_dir / "labs" / "bin" / opts.variant / name
     if not path.exists():
-        raise SetupError(f"{path} is not built: run `make build` (or `cmake --build "
-                         f"{opts.build_dir} --target {name}`) first; a compile error in "
-                         f"{opts.variant}/ shows there")
+        raise SetupError(f"{path} is not built: run `make build` first (a compile error in "
+                         f"{opts.variant}/ shows there)")
     return path
 
 
