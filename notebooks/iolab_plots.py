@@ -869,8 +869,8 @@ def describe(t, unit):
     for s in dict.fromkeys(t["series"]):
         sel = t[t["series"] == s]
         good = sel[sel["valid"]].sort_values("value", ascending=False)
-        head = f"{s} " if s else ""
-        print(f"{head}({unit}), valid: " +
+        head = f"{s} ({unit})" if s else unit
+        print(f"{head}, valid: " +
               (", ".join(f"{r.x} {fmt(r.value)}" for r in good.itertuples()) or "none"))
         for r in sel[~sel["valid"]].itertuples():
             print(f"    not valid: {r.x} {fmt(r.value)}: {r.reason}")
