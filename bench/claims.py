@@ -318,7 +318,10 @@ def draw_chart(results, runs, results_path, out_dir, name="claims"):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    plt.rcParams["svg.hashsalt"] = "iolab"
+    sys.path.insert(0, str(ROOT / "notebooks"))
+    import iolab_plots  # noqa: E402  (the project's chart style: fixed svg.hashsalt, text as text)
+    iolab_plots.apply_style()
+    newest = iolab_plots.Run(runs[0].dir) if runs else None
 
     rows = []
     for r in results:
@@ -364,9 +367,11 @@ def draw_chart(results, runs, results_path, out_dir, name="claims"):
     ax.invert_yaxis()
     ax.set_xlabel("measured / claimed figure (ratio, log scale; 1 = exactly as claimed)")
     ax.set_ylabel("claim and check (bench/claims.json)")
-    run_name = Path(results_path).resolve().name
-    ax.set_title(f"Claims ledger: {machine_of(runs)}\nresults {run_name}; green band = the rule's "
-                 f"passing range; filled = valid, hollow = not valid", fontsize=9)
+    where = (newest.label() if len(runs) == 1 else
+             f"{len(runs)} runs in {Path(results_path).resolve().name}/, newest {newest.name}")
+    ax.set_title(f"Claims ledger: {newest.machine()}\n{where}\ngreen band = the rule's passing "
+                 f"range; filled = valid, hollow = not valid", fontsize=9)
+    ax.grid(axis="x", alpha=0.35)
     fig.tight_layout()
     charts = Path(out_dir) / "charts"
     charts.mkdir(parents=True, exist_ok=True)

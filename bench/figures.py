@@ -24,6 +24,7 @@ scenario, a micro source in the newest run that has that suite. Standard library
 """
 
 import json
+import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,8 +79,12 @@ class RunFolder:
         return self._micro[suite]
 
     def machine(self):
+        """'Intel Xeon Platinum 8375C @ 2.90GHz, 2 CPUs, Linux 6.1.0-27-amd64', as the charts
+        (notebooks/iolab_plots.py) name a machine."""
         m = self.manifest
-        return f"{m.get('cpu_model', '?')} ({count_cpus(m.get('cpus_online'))} CPUs, {m.get('hostname', '?')})"
+        cpu = re.sub(r"\((R|TM)\)|\bCPU\b", "", m.get("cpu_model") or "unknown CPU")
+        cpu = re.sub(r"\s+", " ", cpu).strip()
+        return f"{cpu}, {count_cpus(m.get('cpus_online'))} CPUs, Linux {m.get('kernel', '?')}"
 
 
 def count_cpus(online):

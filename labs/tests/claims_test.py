@@ -32,7 +32,7 @@ def write_run(folder, scenario, summary=None, micro=None, started="2026-01-01T00
     folder.mkdir(parents=True)
     (folder / "manifest.json").write_text(json.dumps({
         "scenario": scenario, "started": started, "finished": started,
-        "cpu_model": "Fixture CPU", "cpus_online": "0-1", "hostname": "fixture"}))
+        "cpu_model": "Fixture Xeon", "cpus_online": "0-1", "hostname": "fixture", "kernel": "6.1.0"}))
     if summary is not None:
         (folder / "harness").mkdir()
         (folder / "harness" / "summary.json").write_text(json.dumps(summary))
@@ -121,11 +121,11 @@ class RealLedgerTest(Fixture):
             self.assertRegex(line, r"(no data in this run|not testable here)$")
         ledger = (run / "ledger.md").read_text()
         self.assertEqual(len(re.findall(r"^\| C\d\d \|", ledger, re.M)), 20)
-        self.assertIn("Fixture CPU (2 CPUs, fixture)", ledger)
+        self.assertIn("Fixture Xeon, 2 CPUs, Linux 6.1.0", ledger)
         self.assertTrue((run / "charts" / "claims.png").stat().st_size > 1000)
         svg = (run / "charts" / "claims.svg").read_text()
         self.assertNotIn("<dc:date>", svg)  # reproducible: no date in the metadata
-        self.assertIn("Fixture CPU", svg)
+        self.assertIn("Claims ledger: Fixture Xeon, 2 CPUs, Linux 6.1.0", svg)
 
     def test_only_and_unknown_ids(self):
         run = self.root / "r"
@@ -156,7 +156,7 @@ class ReadmeTest(Fixture):
         rc, out = self.run_main("--readme", str(readme), "--reference", str(reference))
         self.assertEqual(rc, 0, out)
         text = readme.read_text()
-        self.assertIn("What we found on Fixture CPU (2 CPUs, fixture)", text)
+        self.assertIn("What we found on Fixture Xeon, 2 CPUs, Linux 6.1.0", text)
         self.assertEqual(len(re.findall(r"^\| C\d\d \|", text, re.M)), 20)
         self.assertIn("| 1000 cycles | holds |", text)
         self.assertNotIn("STALE-TEXT", text)

@@ -117,7 +117,7 @@ class FillFiguresTest(unittest.TestCase):
         self.assertIn("<!-- fig:getppid_ns -->250 ns<!-- /fig -->", text)
         self.assertIn("<!-- fig:pooled_rps -->1.23e+05 ! (spread 22%)<!-- /fig -->", text)
         self.assertIn("<!-- fig:uring -->(not in the reference run fixture-vm)<!-- /fig -->", text)
-        self.assertIn("<!-- fig:machine -->Fixture CPU 3000 (2 CPUs, fixture)<!-- /fig -->", text)
+        self.assertIn("<!-- fig:machine -->Fixture 3000, 2 CPUs, Linux ?<!-- /fig -->", text)
         # A second pass changes nothing, and --check agrees.
         rc, out = self.run_main("--check")
         self.assertEqual(rc, 0, out)
