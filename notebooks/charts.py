@@ -56,9 +56,12 @@ def notebooks(directory):
 
 def execute(nb, results, charts_dir, workdir):
     """Runs one notebook headless; returns (ok, seconds, error text)."""
+    # The user's Jupyter configuration and IPython start-up files stay out of it: a chart must
+    # come out the same on every machine.
     env = dict(os.environ, RESULTS=str(results.root), CHARTS=str(charts_dir),
                JUPYTER_PATH=str(HERE / "jupyter"), PYTHONPATH=str(HERE),
-               PYDEVD_DISABLE_FILE_VALIDATION="1")
+               JUPYTER_CONFIG_DIR=str(Path(workdir) / "jupyter-config"),
+               IPYTHONDIR=str(Path(workdir) / f"ipython-{nb.stem}"), PYDEVD_DISABLE_FILE_VALIDATION="1")
     cmd = [JUPYTER, "nbconvert", "--to", "notebook", "--execute",
            f"--ExecutePreprocessor.kernel_name={KERNEL}",
            f"--ExecutePreprocessor.timeout={NOTEBOOK_TIMEOUT_S}",
