@@ -30,6 +30,7 @@ is stopped before it exits, also on Ctrl-C.
 """
 
 import argparse
+import http.client
 import resource
 import json
 import os
@@ -263,13 +264,18 @@ class Server:
         snap["ctx"] = switches
         snap["rss_kb"] = rss_kb(pid)
         if self.iolab:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=5) as r:
-                stats = json.loads(r.read())
-            snap["stats"] = stats
-            # rusage counts threads that have exited too (thread-per-connection).
-            snap["user_s"] = stats["cpu_user_us"] / 1e6
-            snap["sys_s"] = stats["cpu_sys_us"] / 1e6
-            snap["ctx"] = stats["voluntary_context_switches"] + stats["involuntary_context_switches"]
+            # A server that answers /stats with something else is reported, not a traceback.
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=5) as r:
+                    stats = json.loads(r.read())
+                snap["stats"] = stats
+                # rusage counts threads that have exited too (thread-per-connection).
+                snap["user_s"] = stats["cpu_user_us"] / 1e6
+                snap["sys_s"] = stats["cpu_sys_us"] / 1e6
+                snap["ctx"] = stats["voluntary_context_switches"] + stats["involuntary_context_switches"]
+            except (OSError, ValueError, KeyError, TypeError, http.client.HTTPException) as e:
+                raise HarnessError(f"{self.spec}: /stats did not answer with its counters: "
+                                   f"{type(e).__name__}: {ascii(str(e))[:120]}") from None
         return snap
 
 
@@ -588,6 +594,9 @@ def main(argv=None):
         with Server(baseline, server_cpu, opts.bin_dir) as s:
             s.overhead = stats_overhead(s)
             cal = measure(s, loadgen, client_cpu, "closed", opts)
+        if not cal["rps"] > 0:
+            raise HarnessError(f"calibration on {baseline} failed: no request succeeded "
+                               f"({cal['errors']} errors: {cal['errors_by_kind']})")
         offered = cal["rps"] * opts.rate_fraction
         calibration = {"server": baseline, "closed_rps": cal["rps"], "fraction": opts.rate_fraction}
         print(f"compare: calibrated on {baseline}: closed loop {cal['rps']:.0f} req/s, "
