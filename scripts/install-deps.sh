@@ -26,7 +26,8 @@ charts_pkgs=(python3 python3-matplotlib python3-pandas jupyter-nbconvert python3
 test_pkgs=("${build_pkgs[@]}" python3 nginx-light strace linux-perf hyperfine docker-compose
            python3-yaml iproute2 python3-matplotlib python3-pandas jupyter-nbconvert
            python3-nbclient python3-ipykernel
-           clang libclang-rt-14-dev)  # lab 05's check: the ThreadSanitizer build (clang)
+           clang libclang-rt-14-dev  # lab 05's TSan check; tests/fuzz's libFuzzer (clang)
+           llvm)  # llvm-symbolizer: sanitizer and fuzzer reports with file:line
 bench_pkgs=("${build_pkgs[@]}" python3 libbenchmark-dev wrk apache2-utils nginx-light curl
             strace linux-perf hyperfine valgrind iproute2 golang-go golang-github-gin-gonic-gin-dev
             libbenchmark-tools python3-scipy "${charts_pkgs[@]}")
