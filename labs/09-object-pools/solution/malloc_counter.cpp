@@ -8,7 +8,10 @@
 // malloc_usable_size() stay glibc's and agree with every pointer. Each call adds to /stats
 // "allocations" and "allocated_bytes". The counter itself may allocate (its first use on a
 // thread registers a block); a thread-local flag keeps that from counting itself forever.
+// Sanitizer builds define LAB09_COUNT_OPERATOR_NEW_ONLY (see CMakeLists.txt): the sanitizer's
+// runtime owns malloc, and this file then defines nothing.
 // Not part of the exercise: the same file is in exercise/ and solution/.
+#ifndef LAB09_COUNT_OPERATOR_NEW_ONLY
 #include <cerrno>
 #include <cstddef>
 
@@ -72,3 +75,5 @@ int posix_memalign(void** out, std::size_t alignment, std::size_t size) {
 }
 
 }  // extern "C"
+
+#endif  // LAB09_COUNT_OPERATOR_NEW_ONLY
