@@ -55,6 +55,11 @@ MUTANTS = {
         "return {ParseStatus::kIncomplete, 0, line_start, 0};",
         "return {ParseStatus::kIncomplete, 0, in.size(), 0};",
         "the resume hint claims the unfinished line was searched"),
+    "parser_hint_skip": (
+        "parser", "http_parser.cpp",
+        "return {ParseStatus::kIncomplete, 0, line_start, 0};",
+        "return {ParseStatus::kIncomplete, 0, line_start + 1 < in.size() ? line_start + 1 : line_start, 0};",
+        "the resume hint skips the first byte of the unfinished line"),
     "chunked_split": (
         "chunked", "http_parser.cpp",
         "remaining_ -= take;",

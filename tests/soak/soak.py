@@ -42,6 +42,9 @@ NO_C10K = {"select": "select() cannot watch descriptors >= FD_SETSIZE (1024)"}
 C10K_ARGS = {"threads": ["--max-conns", "10100"]}
 
 
+SETTLE_S = 10.0  # how long a server may take to close its side after the clients have gone
+
+
 def fd_count(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -102,7 +105,7 @@ def phase(server, bin_dir, name, args, expect_requests, slack_kb, results, c10k_
         problems.append(f"the server died (exit {server.proc.returncode})")
         fds_after = rss_after = None
     else:
-        fds_after = settled_fds(pid, want=fds_before)
+        fds_after = settled_fds(pid, want=fds_before, timeout_s=SETTLE_S)
         rss_after = rss_kb(pid)
         if fds_after != fds_before:
             problems.append(f"descriptors {fds_before} -> {fds_after}")
@@ -170,6 +173,7 @@ def soak_server(spec, opts, results):
 
 
 def main(argv=None):
+    global SETTLE_S
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bin-dir", default=str(ROOT / "build/bin"))
@@ -184,7 +188,10 @@ def main(argv=None):
     p.add_argument("--c10k-rss-slack-kb", type=int, default=4096)
     p.add_argument("--c10k-rounds", type=int, default=4)
     p.add_argument("--json", help="write the rows here")
+    p.add_argument("--settle-s", type=float, default=SETTLE_S,
+                   help="time allowed for descriptors to come back after a phase")
     opts = p.parse_args(argv)
+    SETTLE_S = opts.settle_s
     if not (Path(opts.bin_dir) / "loadgen").exists():
         print(f"soak: {opts.bin_dir}/loadgen not built (make build)", file=sys.stderr)
         return 1

@@ -33,7 +33,8 @@ class SoakSelfTest(unittest.TestCase):
             out = io.StringIO()
             with redirect_stdout(out):
                 code = soak.main(["--bin-dir", tmp, "--servers", mode, "--keepalive", "3000",
-                                  "--short", "300", "--warmup", "1000", "--no-c10k"])
+                                  "--short", "300", "--warmup", "1000", "--no-c10k",
+                                  "--settle-s", "3"])
         return code, out.getvalue()
 
     def test_good_server_passes(self):
