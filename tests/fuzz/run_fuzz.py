@@ -57,9 +57,10 @@ MUTANTS = {
         "the resume hint claims the unfinished line was searched"),
     "parser_hint_skip": (
         "parser", "http_parser.cpp",
-        "return {ParseStatus::kIncomplete, 0, line_start, 0};",
-        "return {ParseStatus::kIncomplete, 0, line_start + 1 < in.size() ? line_start + 1 : line_start, 0};",
-        "the resume hint skips the first byte of the unfinished line"),
+        "std::size_t line_start = scanned > headers_start ? scanned : headers_start;",
+        "std::size_t line_start = scanned > headers_start ? "
+        "(scanned + 2 <= in.size() ? scanned + 2 : scanned) : headers_start;",
+        "a resumed search starts two bytes late and can miss the blank line"),
     "chunked_split": (
         "chunked", "http_parser.cpp",
         "remaining_ -= take;",
