@@ -3,7 +3,7 @@
 modes, with small counts (a few seconds):
   good      must pass;
   leak_fd   keeps a descriptor open per accepted connection: must fail on descriptors;
-  leak_mem  keeps 4 KiB per request: must fail on RSS.
+  leak_mem  keeps 4 KiB per request: must fail on RSS (keep-alive phase, and the last c10k round).
 
   /usr/bin/python3 soak_selftest.py BIN_DIR
 """
@@ -24,7 +24,7 @@ FAKE = HERE.parent / "robustness" / "fake_server.py"
 
 
 class SoakSelfTest(unittest.TestCase):
-    def soak(self, mode):
+    def soak(self, mode, *extra):
         with tempfile.TemporaryDirectory(prefix="reliability-soak-") as tmp:
             (Path(tmp) / "loadgen").symlink_to(BIN_DIR / "loadgen")
             shim = Path(tmp) / f"server_{mode}"
@@ -34,7 +34,7 @@ class SoakSelfTest(unittest.TestCase):
             with redirect_stdout(out):
                 code = soak.main(["--bin-dir", tmp, "--servers", mode, "--keepalive", "3000",
                                   "--short", "300", "--warmup", "1000", "--no-c10k",
-                                  "--settle-s", "3"])
+                                  "--settle-s", "3", *extra])
         return code, out.getvalue()
 
     def test_good_server_passes(self):
@@ -46,6 +46,15 @@ class SoakSelfTest(unittest.TestCase):
         code, out = self.soak("leak_fd")
         self.assertEqual(code, 1, out)
         self.assertRegex(out, r"leak_fd +keep-alive .*FAILED: descriptors \d+ -> \d+")
+
+    def test_memory_leak_fails_the_last_c10k_round(self):
+        # 400 idle connections a round, one request each: 1.6 MB more every round, which never
+        # halves like an allocator settling does.
+        code, out = self.soak("leak_mem", "--c10k", "400", "--c10k-rounds", "3",
+                              "--c10k-rss-slack-kb", "800", "--keepalive", "100", "--warmup", "100")
+        self.assertEqual(code, 1, out)
+        self.assertRegex(out, r"leak_mem +c10k-1 .*: ok")
+        self.assertRegex(out, r"leak_mem +c10k-3 .*FAILED: RSS grew \d+ KB")
 
     def test_memory_leak_fails(self):
         code, out = self.soak("leak_mem")
