@@ -407,6 +407,7 @@ def measure_remote(server, loadgen, client_cpu, kind, opts, offered_rate=None, u
     def on_mark(which):
         marks[which] = server.snapshot()
         marks[which + "_steal"] = compare.read_steal()
+        marks[which + "_busy"] = compare.read_busy_s()
         marks[which + "_overflows"] = server.listen_overflows()
         if use_perf and server.pid() and which == "start":
             perf["proc"] = compare.perf_syscalls_start(server.pid())
@@ -454,6 +455,9 @@ def measure_remote(server, loadgen, client_cpu, kind, opts, offered_rate=None, u
         "sources": server.sources, "target": server.where,
     }
     cell["server_total_us"] = cell["server_user_us"] + cell["server_sys_us"]
+    # Other processes' CPU on this machine: only meaningful when the server runs here too.
+    cell["background_cpus"] = (compare.background_cpus(marks, user_s + sys_s, client_s, b["t"] - a["t"])
+                               if server.pid() else None)
     if perf.get("count") is not None:
         cell["perf_syscalls_per_request"] = perf["count"] / requests
     cell["invalid"] = compare.cell_problems(dict(cell, listen_overflows=overflows or 0), server)
@@ -585,6 +589,7 @@ def row_from_cell(sc, spec, params, point, repeat, cell):
         "errors": cell["errors_by_kind"],
         "client_cpu_util": cell["client_cpu_util"], "server_cpu_util": cell["server_cpu_util"],
         "steal_pct": 100.0 * cell["steal"], "listen_overflows": cell["listen_overflows"],
+        "background_cpus": cell.get("background_cpus"),
         "valid": not invalid, "invalid_reason": "; ".join(invalid) or None,
         # Where each server figure came from, and where the server was (None: started here).
         "sources": cell.get("sources") or (REFERENCE_SOURCES if spec.partition(":")[0] in
