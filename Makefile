@@ -2,6 +2,7 @@
 #
 #   make bench           set up, build, run the quick scenario into results/runs/, print the summary
 #   make bench SCENARIO=c10k   (bench/run.py --list shows them)   make bench-full (all, resumable)
+#   make bench TARGET=host:port [LABEL=name]   measure a server started elsewhere (make serve BIND=0.0.0.0)
 #   make deps            install (as root) or name the Debian packages
 #   make build           configure and build everything into build/
 #   make test            unit + conformance tests (installs/checks deps, builds first)
@@ -25,6 +26,8 @@ GENERATOR := $(if $(shell command -v ninja 2>/dev/null),-G Ninja,)
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 SCENARIO ?= quick
+TARGET ?=
+LABEL ?=
 BENCH_ARGS ?=
 FULL_SCENARIOS ?= quick models c10k blocking affinity pooling keepalive pipelining payload zerocopy cache rtt scaling
 SERVERS ?= epoll_et threads nginx
@@ -36,17 +39,19 @@ space := $(empty) $(empty)
 .PHONY: help bench bench-full deps build configure test test-mutants compare compare-servers doctor serve format clean micro
 
 help:
-	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,16p' Makefile | sed 's/^# \{0,1\}//'
 	@for f in $(MAKEFILE_PARTS); do sed -n 's/^#   make /  make /p' $$f; done
 
 bench:
 	@scripts/install-deps.sh bench
 	@$(MAKE) --no-print-directory build
-	/usr/bin/python3 bench/run.py --scenario $(SCENARIO) $(BENCH_ARGS)
-	@if [ "$(SCENARIO)" = quick ]; then \
+	/usr/bin/python3 bench/run.py --scenario $(SCENARIO) $(if $(TARGET),--target $(TARGET)) $(if $(LABEL),--label $(LABEL)) $(BENCH_ARGS)
+	@if [ "$(SCENARIO)" = quick ] && [ -z "$(TARGET)" ]; then \
 	  echo "bench: quick micro suites into $$(readlink -f results/latest)/micro"; \
 	  /usr/bin/python3 bench/micro/run_micro.py --bin-dir $(BUILD_DIR)/bin --run-dir results/latest; \
 	fi
+	@echo "bench: charts of $$(readlink -f results/latest) into results/latest/charts"
+	@$(MAKE) --no-print-directory charts RESULTS=results/latest
 
 bench-full:
 	@scripts/install-deps.sh bench
