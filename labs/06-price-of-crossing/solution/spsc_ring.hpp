@@ -10,23 +10,30 @@
 // the CPUs on every message: false sharing).
 //
 // The wait path. An empty ring has nothing to do for the consumer: spinning burns a CPU (and on
-// one CPU keeps the producer from running at all), so after kSpins checks it sleeps on a futex
-// on `head`. The producer must then wake it, and a FUTEX_WAKE is a system call: making it on
-// every push would put a system call on every message, the very cost the ring exists to avoid.
-// So the consumer announces that it is about to sleep (consumer_waiting = 1), and the producer
-// wakes it only when it sees that flag. The race to get right:
+// one CPU keeps the producer from running at all), so after kSpins checks it sleeps on a futex.
+// The producer must then wake it, and a FUTEX_WAKE is a system call: making it on every push
+// would put a system call on every message, the very cost the ring exists to avoid. So the
+// consumer announces that it is about to sleep (waiting = 1), and the producer wakes it only
+// when it takes that flag (one wake per sleep). The race to get right:
 //
 //   consumer                                   producer
 //   waiting = 1                                head = h + 1      (publish)
-//   if head != h: don't sleep                  if waiting: waiting = 0, FUTEX_WAKE
-//   FUTEX_WAIT(head, h)
+//   if head != h: don't sleep                  if exchange(waiting, 0) == 1: FUTEX_WAKE(waiting)
+//   FUTEX_WAIT(waiting, 1)
 //
 // With both sides storing then loading in sequentially consistent order, at least one of them
 // sees the other's store: either the consumer sees the new head and does not sleep, or the
-// producer sees the flag and wakes. And FUTEX_WAIT itself re-checks head == h inside the
-// kernel, so a wake between the consumer's check and its sleep is not lost either. (With
-// release/acquire alone, both loads could read the old values: a lost wake-up, the consumer
-// asleep with a message in the ring.)
+// producer sees the flag and wakes. (With release/acquire alone, both loads could read the old
+// values: a lost wake-up, the consumer asleep with a message in the ring.)
+//
+// The futex word is the flag, not head. The producer that clears the flag may be a late one:
+// it published a message the consumer has already taken, and reaches the flag only after the
+// consumer came back empty-handed, set the flag again and is about to sleep with head unchanged.
+// A sleep on head would then go ahead, and the flag is gone, so no later push wakes it (the
+// lab's check caught exactly this, once in a few hundred thousand messages). A sleep on the flag
+// cannot: FUTEX_WAIT(waiting, 1) re-checks the word inside the kernel, atomically with going to
+// sleep, so a flag cleared before it returns at once (and the loop looks again), and a flag
+// cleared after it is followed by the wake it was cleared for.
 //
 // A full ring is the producer's problem: try_push() says so and the caller decides (spin, drop,
 // or sleep on its own futex: left out here, see Going further).
@@ -68,7 +75,7 @@ class SpscRing {
     // clear and make no system call (one wake per sleep, not one per message).
     if (consumer_waiting_.load(std::memory_order_seq_cst) != 0 &&
         consumer_waiting_.exchange(0, std::memory_order_seq_cst) != 0) {
-      futex_wake(head_);
+      futex_wake(consumer_waiting_);
     }
     return true;
   }
@@ -92,7 +99,7 @@ class SpscRing {
       consumer_waiting_.store(1, std::memory_order_seq_cst);
       const std::uint32_t h = head_.load(std::memory_order_seq_cst);
       if (h != t) break;
-      futex_wait(head_, h);  // sleeps only while head is still h
+      futex_wait(consumer_waiting_, 1);  // sleeps only while the flag is still set
     }
     consumer_waiting_.store(0, std::memory_order_relaxed);
   }
