@@ -22,19 +22,32 @@ done
 
 work=$(mktemp -d /tmp/iolab-callgrind.XXXXXX)
 pid=
-cleanup() { [[ -n ${KEEP:-} ]] && echo "kept $work" >&2 && return; [[ -n $pid ]] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
+# Stops the server: SIGTERM, then SIGKILL after 10 s (a process blocked in a system call valgrind
+# cannot interrupt never sees the SIGTERM: server_io_uring waiting in io_uring_enter did that).
+stop_server() {
+  [[ -n $pid ]] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  pid=
+}
+cleanup() { [[ -n ${KEEP:-} ]] && echo "kept $work" >&2 && return; stop_server; rm -rf "$work"; }
 trap cleanup EXIT
 valgrind --tool=callgrind --instr-atstart=no --cache-sim=yes --callgrind-out-file="$work/out" \
   "$bin/server_$model" --port 0 > "$work/stdout" 2> "$work/stderr" &
 pid=$!
 for _ in $(seq 300); do grep -q listening "$work/stdout" 2>/dev/null && break; sleep 0.1; done
 port=$(sed -n 's/.*listening on [0-9.]*:\([0-9]*\) .*/\1/p' "$work/stdout")
-[[ -n $port ]] || { echo "instructions_per_request: server_$model did not start: $(cat "$work/stderr")" >&2; exit 1; }
-"$bin/loadgen" --url "http://127.0.0.1:$port$path" --requests 2000 --connections 4 --json /dev/null >/dev/null 2>&1
+[[ -n $port ]] || { echo "instructions_per_request: server_$model printed no listening line within 30 s under valgrind: $(grep -v '^==' "$work/stderr" | tail -n 5)" >&2; exit 1; }
+# Bounded: a server that stops answering under valgrind fails the run instead of hanging it.
+timeout 300 "$bin/loadgen" --url "http://127.0.0.1:$port$path" --requests 2000 --connections 4 --json /dev/null >/dev/null 2>&1 ||
+  { echo "instructions_per_request: warm-up against server_$model under valgrind failed" >&2; exit 1; }
 callgrind_control -i on "$pid" >/dev/null 2>&1
-"$bin/loadgen" --url "http://127.0.0.1:$port$path" --requests "$requests" --connections 4 --json "$work/lg.json" >/dev/null 2>&1
+timeout 900 "$bin/loadgen" --url "http://127.0.0.1:$port$path" --requests "$requests" --connections 4 --json "$work/lg.json" >/dev/null 2>&1 ||
+  { echo "instructions_per_request: the counted run against server_$model under valgrind failed" >&2; exit 1; }
 callgrind_control -i off "$pid" >/dev/null 2>&1
-kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=
+stop_server
 totals=$(callgrind_annotate "$work/out" 2>/dev/null | grep "PROGRAM TOTALS" | head -n 1 | tr -d ',' || true)
 /usr/bin/python3 - "$model" "$requests" "$path" "$work/lg.json" $totals <<'PY'
 import json, sys
