@@ -16,8 +16,8 @@ a run and prints one row per claim:
 
 RESULTS may be one run folder or a folder of run folders (results/runs/, or
 results/reference/<machine>/ from `make bench-full`); each source is taken from the newest run
-that has it. Unless --no-write, it writes ledger.md into that folder and the chart
-charts/claims.png and .svg (matplotlib; the machine in the title, units on the axes).
+that has it. Unless --no-write, it writes ledger.md into that folder and beside it the chart
+claims.png and .svg (matplotlib; the machine in the title, units on the axes).
 
 With --readme FILE it instead rewrites the block between <!-- claims-ledger --> and
 <!-- /claims-ledger --> in FILE (the top-level README) from the committed reference run,
@@ -373,12 +373,14 @@ def draw_chart(results, runs, results_path, out_dir, name="claims"):
                  f"range; filled = valid, hollow = not valid", fontsize=9)
     ax.grid(axis="x", alpha=0.35)
     fig.tight_layout()
-    charts = Path(out_dir) / "charts"
-    charts.mkdir(parents=True, exist_ok=True)
-    fig.savefig(charts / f"{name}.png", dpi=110)
-    fig.savefig(charts / f"{name}.svg", metadata={"Date": None})
+    # Beside ledger.md, the table it draws; charts/ holds the notebooks' charts, each with the
+    # CSV its figures are checked against (tests/notebooks/regenerate_test.py).
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out / f"{name}.png", dpi=110)
+    fig.savefig(out / f"{name}.svg", metadata={"Date": None})
     plt.close(fig)
-    return charts / f"{name}.png"
+    return out / f"{name}.png"
 
 
 README_BLOCK = re.compile(r"(<!-- claims-ledger -->\n)(.*?)(<!-- /claims-ledger -->)", re.S)
@@ -430,7 +432,7 @@ def main(argv=None):
     p.add_argument("--ledger", default=str(LEDGER), help=argparse.SUPPRESS)
     p.add_argument("--only", help="comma-separated claim ids")
     p.add_argument("--no-write", action="store_true", help="print only")
-    p.add_argument("--out", help="write ledger.md and charts/ here instead of the results folder")
+    p.add_argument("--out", help="write ledger.md and claims.png/.svg here instead of the results folder")
     p.add_argument("--readme", help="rewrite the <!-- claims-ledger --> block of this file from "
                                     "the reference run (--reference, --machine) instead")
     p.add_argument("--reference", default=str(ROOT / "results" / "reference"))
