@@ -763,7 +763,9 @@ def bars(t, results, title, ylabel, xlabel="server", stacked=False, log=False,
             mark = f" [{','.join(map(str, marks[x]))}]" if marks[x] else ""
             label_at(total if total else stub, xi, (value_format(total) if total else "n/a") + mark)
     labels = [str(x) for x in xs]
-    long_labels = not horizontal and sum(len(s) for s in labels) > 90
+    # Slanted when the names would run into each other: many of them, or one long server spec
+    # (io_uring:--recv-multishot=0) wider than its bar.
+    long_labels = not horizontal and (sum(len(s) for s in labels) > 90 or max(map(len, labels), default=0) > 16)
     if horizontal:
         ax.set_yticks(range(len(xs)), labels, fontsize=8.5)
         ax.invert_yaxis()
