@@ -273,6 +273,12 @@ class Server:
                 snap["user_s"] = stats["cpu_user_us"] / 1e6
                 snap["sys_s"] = stats["cpu_sys_us"] / 1e6
                 snap["ctx"] = stats["voluntary_context_switches"] + stats["involuntary_context_switches"]
+            except urllib.error.HTTPError as e:
+                # A server at its connection limit (select's FD_SETSIZE wall, --max-conns)
+                # refuses the harness's own /stats connection like any other: 503.
+                why = " (a server at its connection limit refuses new connections so)" if e.code == 503 else ""
+                raise HarnessError(f"{self.spec}: /stats did not answer with its counters: "
+                                   f"HTTP {e.code} {e.reason}{why}") from None
             except (OSError, ValueError, KeyError, TypeError, http.client.HTTPException) as e:
                 raise HarnessError(f"{self.spec}: /stats did not answer with its counters: "
                                    f"{type(e).__name__}: {ascii(str(e))[:120]}") from None
