@@ -18,6 +18,14 @@ exceeds 15% is marked invalid. Server counters are read at the moments loadgen m
 and end of its window; the cost of reading /stats itself is measured and subtracted. CPU comes
 from /proc (user and system over all threads) or, for iolab servers, from their own rusage.
 
+That user/system split is the kernel's billing, and some VMs bill part of every kernel round
+trip as user time. So before the fixed-rate runs the tool measures what one bare system call
+(getppid, a few user instructions) is billed on the server CPU (build/bin/micro_syscalls), and
+prints it. With --perf, which counts every server's system calls (nginx's included), the table
+adds "user beyond syscalls": user CPU per request minus that billing times the system calls per
+request, an estimate of the server's own user-space work that a per-crossing charge does not
+swamp. The raw user column stays the measured figure.
+
 Usage:
   bench/compare.py --servers epoll_et,threads,nginx [--repeats 5] [--duration 3] [--warmup 1]
                    [--connections 64] [--pipeline 16] [--rate-fraction 0.5 | --rate R]
@@ -351,6 +359,33 @@ def perf_syscalls_stop(proc):
     return None
 
 
+def syscall_billing(bin_dir, cpu):
+    """What the kernel bills one bare system call on `cpu`: {"user_us", "sys_us"}, or a string
+    saying why it could not be measured. micro_syscalls' BM_Getppid loops on getppid for about a
+    second and reports the thread's user and system time per call (getrusage)."""
+    micro = Path(bin_dir) / "micro_syscalls"
+    if not micro.exists():
+        return f"{micro} not built"
+    try:
+        out = subprocess.run([str(micro), "--benchmark_filter=^BM_Getppid$", "--benchmark_min_time=1",
+                              "--benchmark_format=json"], capture_output=True, text=True, timeout=60,
+                             preexec_fn=(lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None)
+        runs = [b for b in json.loads(out.stdout)["benchmarks"] if b.get("run_type") != "aggregate"]
+        return {"user_us": runs[-1]["user_ns"] / 1000.0, "sys_us": runs[-1]["sys_ns"] / 1000.0}
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError) as e:
+        return f"micro_syscalls gave no billing ({e.__class__.__name__}: {e})"
+
+
+def add_user_beyond_syscalls(cell, billing):
+    """Adds server_user_net_us: user CPU per request less the user time billed to the system calls
+    themselves. Only from perf's count, the one every server has (nginx has no /stats), so every
+    server in the column is corrected the same way."""
+    calls = cell.get("perf_syscalls_per_request")
+    if isinstance(billing, dict) and calls is not None:
+        cell["server_user_net_us"] = cell["server_user_us"] - billing["user_us"] * calls
+    return cell
+
+
 def measure(server, loadgen, client_cpu, kind, opts, offered_rate=None, use_perf=False,
             extra_args=(), path=None):
     """One run of one kind ('fixed', 'saturation', 'closed') against a started server.
@@ -458,7 +493,7 @@ def cell_problems(cell, server):
 METRICS = {
     "saturation": ["rps", "server_total_us"],
     "closed": ["rps"],
-    "fixed": ["server_user_us", "server_sys_us", "server_total_us", "client_user_us",
+    "fixed": ["server_user_us", "server_user_net_us", "server_sys_us", "server_total_us", "client_user_us",
               "client_sys_us", "syscalls_per_request", "perf_syscalls_per_request",
               "ctx_per_request", "p50_us", "p99_us"],
 }
@@ -508,13 +543,17 @@ def print_table(summary, baseline):
     cols = [("saturation req/s", "saturation", "rps", 0, True),
             ("closed req/s", "closed", "rps", 0, True),
             ("user us/req", "fixed", "server_user_us", 2, True),
+            ("user beyond syscalls", "fixed", "server_user_net_us", 2, True),
             ("sys us/req", "fixed", "server_sys_us", 2, False),
             ("total us/req", "fixed", "server_total_us", 2, True),
             ("client us/req", "fixed", "client_user_us", 2, False),
             ("syscalls/req", "fixed", "syscalls_per_request", 2, False),
+            ("perf syscalls/req", "fixed", "perf_syscalls_per_request", 2, False),
             ("ctx sw/req", "fixed", "ctx_per_request", 3, False),
             ("p50 us", "fixed", "p50_us", 0, False),
             ("p99 us", "fixed", "p99_us", 0, False)]
+    # A column no server has a figure for (user beyond syscalls without --perf) is left out.
+    cols = [c for c in cols if any(r["kind"] == c[1] and r["metric"] == c[2] for r in summary)]
     rows = [["server"] + [c[0] for c in cols]]
     for s in servers:
         row = [s]
@@ -608,6 +647,16 @@ def main(argv=None):
         print(f"compare: calibrated on {baseline}: closed loop {cal['rps']:.0f} req/s, "
               f"offered rate {offered:.0f} req/s")
 
+    billing = None
+    if "fixed" in opts.kinds:
+        billing = syscall_billing(opts.bin_dir, server_cpu)
+        if isinstance(billing, dict):
+            print(f"compare: CPU {server_cpu} bills a bare system call (getppid) {billing['user_us']:.3f} us "
+                  f"user + {billing['sys_us']:.3f} us system"
+                  + (" (--perf subtracts the user part per system call)" if opts.perf else ""))
+        else:
+            print(f"compare: system call billing not measured: {billing}", file=sys.stderr)
+
     cells = []
     total_runs = opts.repeats * len(runnable) * len(opts.kinds)
     done = 0
@@ -618,6 +667,8 @@ def main(argv=None):
                 for kind in opts.kinds:
                     done += 1
                     cell = measure(s, loadgen, client_cpu, kind, opts, offered, opts.perf)
+                    if kind == "fixed":
+                        add_user_beyond_syscalls(cell, billing)
                     cell["repeat"] = repeat
                     cells.append(cell)
                     print(f"[{done}/{total_runs}] {spec} {kind}: {cell['rps']:.0f} req/s, "
@@ -632,7 +683,8 @@ def main(argv=None):
     if opts.json:
         doc = {"schema_version": 1, "servers": runnable, "skipped": skipped,
                "server_cpu": server_cpu, "client_cpu": client_cpu, "placement": placement,
-               "offered_rate": offered, "calibration": calibration, "options": vars(opts),
+               "offered_rate": offered, "calibration": calibration, "syscall_billing": billing,
+               "options": vars(opts),
                "cells": cells, "summary": summary}
         Path(opts.json).write_text(json.dumps(doc, indent=1, default=str))
     return 0

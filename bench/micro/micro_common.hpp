@@ -138,6 +138,19 @@ inline void set_tsc_counter(benchmark::State& state, std::uint64_t ticks) {
 #endif
 }
 
+// The user and system CPU time the kernel has billed to the calling thread so far, in seconds
+// (getrusage RUSAGE_THREAD: the same accounting /proc/PID/stat and the harness read).
+struct ThreadCpu {
+  double user_s = 0;
+  double sys_s = 0;
+};
+inline ThreadCpu thread_cpu() {
+  rusage ru{};
+  getrusage(RUSAGE_THREAD, &ru);
+  return {static_cast<double>(ru.ru_utime.tv_sec) + static_cast<double>(ru.ru_utime.tv_usec) / 1e6,
+          static_cast<double>(ru.ru_stime.tv_sec) + static_cast<double>(ru.ru_stime.tv_usec) / 1e6};
+}
+
 // Voluntary + involuntary context switches of the whole process so far.
 inline long context_switches() {
   rusage ru{};

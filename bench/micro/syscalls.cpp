@@ -5,6 +5,12 @@
 //     no work and glibc cannot cache it. Compare ns with C02's 68 ns and tsc_cycles with C01's
 //     800-1200 cycles; on a VM with Spectre/Meltdown mitigations expect several times more.
 //     `perf bench syscall basic` measures the same loop: the two should agree.
+//     Its user_ns and sys_ns counters are how the kernel *bills* each call: the user and system
+//     CPU time charged to the thread (getrusage), per call. getppid runs a handful of user
+//     instructions, so user_ns should be near zero; on some VMs it is not (on the reference
+//     PVM guest about half of every kernel round trip is billed as user time), and then every
+//     "user CPU per request" figure of a server carries user_ns times its system calls per
+//     request. bench/compare.py measures this at the start of a run for that reason.
 //   - BM_ClockGettimeVdso never enters the kernel (the vDSO reads the clock in user space).
 //   - BM_PipeWriteRead is two system calls that move a byte; BM_EpollWaitZero one that checks
 //     an empty ready list.
@@ -31,12 +37,18 @@ using iolab::micro::set_tsc_counter;
 using iolab::micro::tsc;
 
 void BM_Getppid(benchmark::State& state) {
+  const iolab::micro::ThreadCpu cpu_start = iolab::micro::thread_cpu();
   const std::uint64_t start = tsc();
   for (auto _ : state) {
     long ppid = syscall(SYS_getppid);
     benchmark::DoNotOptimize(ppid);
   }
   set_tsc_counter(state, tsc() - start);
+  const iolab::micro::ThreadCpu cpu_end = iolab::micro::thread_cpu();
+  state.counters["user_ns"] = benchmark::Counter((cpu_end.user_s - cpu_start.user_s) * 1e9,
+                                                 benchmark::Counter::kAvgIterations);
+  state.counters["sys_ns"] = benchmark::Counter((cpu_end.sys_s - cpu_start.sys_s) * 1e9,
+                                                benchmark::Counter::kAvgIterations);
   state.SetLabel("C01 C02 raw syscall");
 }
 BENCHMARK(BM_Getppid);

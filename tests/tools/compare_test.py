@@ -43,6 +43,27 @@ def own_descendants():
     return found
 
 
+class SyscallBillingTest(unittest.TestCase):
+    def test_user_beyond_syscalls_subtracts_the_billing_per_call(self):
+        cell = {"server_user_us": 2.0, "perf_syscalls_per_request": 3.0, "syscalls_per_request": 1.0}
+        compare.add_user_beyond_syscalls(cell, {"user_us": 0.5, "sys_us": 0.5})
+        self.assertAlmostEqual(cell["server_user_net_us"], 0.5)  # perf's count, not /stats'
+
+    def test_no_correction_without_a_perf_count_or_a_billing(self):
+        cell = {"server_user_us": 2.0, "syscalls_per_request": 3.0}
+        compare.add_user_beyond_syscalls(cell, {"user_us": 0.5, "sys_us": 0.5})
+        self.assertNotIn("server_user_net_us", cell)
+        cell = {"server_user_us": 2.0, "perf_syscalls_per_request": 3.0}
+        compare.add_user_beyond_syscalls(cell, "micro_syscalls not built")
+        self.assertNotIn("server_user_net_us", cell)
+
+    def test_a_missing_micro_binary_is_named(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            why = compare.syscall_billing(tmp, None)
+        self.assertIsInstance(why, str)
+        self.assertIn("micro_syscalls not built", why)
+
+
 class CompareTest(unittest.TestCase):
     def run_compare(self, *args):
         out, err = io.StringIO(), io.StringIO()
@@ -77,6 +98,14 @@ class CompareTest(unittest.TestCase):
         for cell in fixed:
             self.assertAlmostEqual(cell["offered_rate"], doc["offered_rate"])
         self.assertIn("saturation req/s", out)
+        # The billing of one bare system call was measured on the server CPU before the runs.
+        billing = doc["syscall_billing"]
+        self.assertIsInstance(billing, dict, billing)
+        self.assertGreater(billing["sys_us"], 0.0)
+        self.assertGreaterEqual(billing["user_us"], 0.0)
+        self.assertIn("bills a bare system call", out)
+        # Without --perf no server has a system call count from perf: no corrected column.
+        self.assertNotIn("user beyond syscalls", out)
         self.assertEqual(own_descendants(), [])
 
     def test_server_without_ready_line_is_reported(self):
