@@ -29,6 +29,20 @@ total=$(( (u2+n2+s2+i2+w2+q2+sq2+st2) - (u1+n1+s1+i1+w1+q1+sq1+st1) ))
 steal=$(( st2 - st1 ))
 busy=$(( total - (i2 - i1) - (w2 - w1) ))
 row "steal over 1 s" "$(( total > 0 ? 100 * steal / total : 0 ))% (busy $(( total > 0 ? 100 * busy / total : 0 ))%): a VM neighbour taking CPU invalidates timings"
+# How the kernel bills a system call that does no user work (getppid): user time here is not
+# user work, and every server's user CPU per request carries it once per system call.
+micro=$(dirname "$0")/../build/bin/micro_syscalls
+if [[ -x $micro ]]; then
+  billing=$("$micro" --benchmark_filter='^BM_Getppid$' --benchmark_min_time=0.5 --benchmark_format=json 2>/dev/null |
+    /usr/bin/python3 -c '
+import json, sys
+b = [x for x in json.load(sys.stdin)["benchmarks"] if x.get("run_type") != "aggregate"][-1]
+note = ": this kernel bills part of each round trip as user time" if b["user_ns"] > 50 else ""
+print("%.3f us user + %.3f us system%s" % (b["user_ns"] / 1e3, b["sys_ns"] / 1e3, note))' 2>/dev/null)
+  row "one getppid is billed" "${billing:-? (micro_syscalls failed)}"
+else
+  row "one getppid is billed" "? (make build first: build/bin/micro_syscalls measures it)"
+fi
 
 echo "Kernel features"
 case $(readf /proc/sys/kernel/io_uring_disabled) in
