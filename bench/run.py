@@ -782,6 +782,22 @@ def print_summary(summary, baseline):
         print(f"  ! {server} {params + ' ' if params else ''}{point}: {text}")
 
 
+def print_failures(rows, summary):
+    """Cells that produced no figure in any repeat (a server that crashed or never got ready):
+    the summary table has no line for them, so they are listed here with their reasons."""
+    measured = {(s["server"], json.dumps(s["params"], sort_keys=True), s["point"]) for s in summary}
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["server"], json.dumps(r["params"], sort_keys=True), r["point"]), []).append(r)
+    failed = [(key, group) for key, group in groups.items() if key not in measured]
+    for (server, params_text, point), group in failed:
+        params = ",".join(f"{k}={v}" for k, v in json.loads(params_text).items())
+        why = "; ".join(merge_reasons([r["invalid_reason"] for r in group if r["invalid_reason"]],
+                                      len(group))) or "no figures"
+        print(f"  x {server} {params + ' ' if params else ''}{point}: FAILED, no figures: {why}")
+    return len(failed)
+
+
 def placed(placement, server_cpu, client_cpu):
     """CPUs for a cell of the affinity scenario: (server, client); None means unpinned."""
     if placement in (None, "other_cpu"):
@@ -914,7 +930,7 @@ def run_scenario(sc, opts):
                     try:
                         with open_server(full_spec, cell_server_cpu) as s:
                             s.overhead = compare.stats_overhead(s)
-                            for point in load_points:
+                            for index, point in enumerate(load_points):
                                 try:
                                     cell = measure_any(s, loadgen, cell_client_cpu, POINT_KIND[point], cell_copts,
                                                            doc.get("offered_rate"), opts.perf,
@@ -927,6 +943,12 @@ def run_scenario(sc, opts):
                                     run.add(base_row(sc, spec, params, point, repeat, str(e)))
                                     progress(f"{spec} {point}: FAILED: {e}")
                                     if not s.alive():
+                                        # The points after it get a row too: a dead server is
+                                        # reported for every cell it did not serve, not left out.
+                                        for later in load_points[index + 1:]:
+                                            why = f"not measured: {spec} died during {point}"
+                                            run.add(base_row(sc, spec, params, later, repeat, why))
+                                            progress(f"{spec} {later}: FAILED: {why}")
                                         break
                             if repeat == 0 and "memory" in points:
                                 try:
@@ -965,6 +987,7 @@ def run_scenario(sc, opts):
                     f.write(json.dumps(p, sort_keys=True) + "\n")
         print()
         print_summary(summary, baseline)
+        print_failures(run.rows, summary)
         if peaks:
             print_peaks(peaks)
         for spec, why in doc["skipped"].items():

@@ -111,6 +111,14 @@ class RunTest(unittest.TestCase):
             self.assertFalse((results / "latest").exists())
             crashed = [r for r in rows if r["server"] == "crashy" and not r["valid"]]
             self.assertTrue(any("died during the run" in r["invalid_reason"] for r in crashed), rows)
+            # A point with no figure in any repeat has no line in the table: it is listed below it.
+            failed_points = {r["point"] for r in crashed if "rps" not in r}
+            self.assertTrue(failed_points, rows)
+            # Every point of the crashed server has a row: measured, or failed with its reason.
+            self.assertEqual({r["point"] for r in rows if r["server"] == "crashy"},
+                             {"fixed_rate", "saturation", "closed_loop"}, rows)
+            for point in failed_points:
+                self.assertRegex(out, rf"x crashy {point}: FAILED, no figures: .*died during")
             threads = [r for r in rows if r["server"] == "threads"]
             self.assertEqual(len(threads), 3)
             self.assertTrue(all("rps" in r for r in threads))
