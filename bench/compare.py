@@ -25,8 +25,8 @@ prints it. With --perf, which counts every server's system calls (nginx's includ
 adds "user beyond syscalls": user CPU per request minus that billing times the system calls per
 request, an estimate of the server's own user-space work that a per-crossing charge does not
 swamp. It errs high, never low: a call that blocks and switches is billed more user time than
-getppid (a same-CPU pipe ping-pong measured 0.64 us against getppid's 0.49 us on the reference
-VM). The raw user column stays the measured figure.
+getppid (on the reference VM a blocking pipe read on one CPU was billed about a third more).
+The raw user column stays the measured figure.
 
 Usage:
   bench/compare.py --servers epoll_et,threads,nginx [--repeats 5] [--duration 3] [--warmup 1]
