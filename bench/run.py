@@ -747,6 +747,10 @@ def print_summary(summary, baseline):
                ("user KB/conn", "memory", "user_kb_per_conn", 2), ("kstack KB/conn", "memory", "kernel_stack_kb_per_conn", 2),
                ("instr/req", "cache", "instructions_per_req", 0)]
     keys = list(dict.fromkeys((s["server"], json.dumps(s["params"], sort_keys=True)) for s in summary))
+    if not any(s["point"] == "fixed_rate" for s in summary):
+        # No fixed rate (the pipelining scenario): the closed loop's per-request counts instead.
+        columns[2:2] = [("syscalls/req", "closed_loop", "syscalls_per_req", 2),
+                        ("ctx/req", "closed_loop", "ctx_switches_per_req", 3)]
     present = [c for c in columns if any(s["point"] == c[1] and s["metric"] == c[2] for s in summary)]
     table = [["server", "params"] + [c[0] for c in present]]
     for server, params_text in keys:
@@ -941,14 +945,14 @@ def run_scenario(sc, opts):
                                              + ("" if row["valid"] else f" (invalid: {row['invalid_reason']})"))
                                 except HarnessError as e:
                                     run.add(base_row(sc, spec, params, point, repeat, str(e)))
-                                    progress(f"{spec} {point}: FAILED: {e}")
+                                    progress(f"{spec} {params or ''} {point}: FAILED: {e}")
                                     if not s.alive():
                                         # The points after it get a row too: a dead server is
                                         # reported for every cell it did not serve, not left out.
                                         for later in load_points[index + 1:]:
                                             why = f"not measured: {spec} died during {point}"
                                             run.add(base_row(sc, spec, params, later, repeat, why))
-                                            progress(f"{spec} {later}: FAILED: {why}")
+                                            progress(f"{spec} {params or ''} {later}: FAILED: {why}")
                                         break
                             if repeat == 0 and "memory" in points:
                                 try:
@@ -960,11 +964,11 @@ def run_scenario(sc, opts):
                                              f"{mem['kernel_stack_kb']:.2f} KB kernel stack per connection")
                                 except HarnessError as e:
                                     run.add(base_row(sc, spec, params, "memory", 0, str(e)))
-                                    progress(f"{spec} memory: FAILED: {e}")
+                                    progress(f"{spec} {params or ''} memory: FAILED: {e}")
                     except HarnessError as e:
                         for point in load_points:
                             run.add(base_row(sc, spec, params, point, repeat, str(e)))
-                            progress(f"{spec} {point}: FAILED: {e}")
+                            progress(f"{spec} {params or ''} {point}: FAILED: {e}")
                     if repeat == 0 and "cache" in points and spec not in compare.REFERENCES:
                         try:
                             res = cache_point(spec, sc.get("cache_requests", 20000), path)
@@ -976,7 +980,7 @@ def run_scenario(sc, opts):
                             progress(f"{spec} cache: {res['instructions_per_request']:.0f} instructions/request")
                         except (HarnessError, subprocess.TimeoutExpired) as e:
                             run.add(base_row(sc, spec, params, "cache", 0, str(e)))
-                            progress(f"{spec} cache: FAILED: {e}")
+                            progress(f"{spec} {params or ''} cache: FAILED: {e}")
         summary = summarize(run.rows)
         (run.dir / "harness" / "summary.json").write_text(json.dumps(summary, indent=1))
         doc["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
