@@ -171,6 +171,7 @@ class IoAwaiter {
       if (slot.exchange(detail::kNil, std::memory_order_seq_cst) == detail::kTimedOut &&
           Clock::now() >= deadline_) {
         result_ = {-1, ETIMEDOUT};
+        done_ = true;  // await_resume returns it as it is (the slot is already taken)
         return false;
       }
       if (Op::kDirection == 0) sock_.may_read_ = true;  // an edge came meanwhile: try again

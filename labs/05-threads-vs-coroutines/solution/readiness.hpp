@@ -81,6 +81,7 @@ class ReadinessAwaiter {
       const std::uintptr_t seen = slot.exchange(pd::kNil, std::memory_order_seq_cst);
       if (seen == pd::kTimedOut && Clock::now() >= deadline_) {
         result_ = {-1, ETIMEDOUT};
+        done_ = true;  // await_resume returns it as it is (the slot is already taken)
         return false;
       }
       if (try_once()) return false;  // resume at once with the result
