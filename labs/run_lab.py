@@ -11,10 +11,11 @@ the harness (so a lab never depends on the harness's insides):
              "filter": "Getppid|Vdso"},        --benchmark_filter, written into the same run
    "claims": ["C08", "C14"]}                   optional: ledger rows printed after the run
 
-A lab with only "micro" gets a run folder of its own from run_micro.py. A lab may instead ship an
-executable `run` script (called with --build-dir DIR --results-dir DIR) for a measurement the
-harness does not make. The run folder is labelled lab-NN (results/runs/<stamp>-lab-NN/), and
-results/latest points at it, like any run.
+A lab with only "micro" gets a run folder of its own from run_micro.py, labelled micro
+(results/runs/<stamp>-micro/). A lab may instead ship an executable `run` script (called with
+--build-dir DIR --results-dir DIR) for a measurement the harness does not make. A harness run
+folder is labelled lab-NN (results/runs/<stamp>-lab-NN/); results/latest points at the run
+folder, like any run, and the line `run_lab: ... results in DIR` names it.
 
 Usage: labs/run_lab.py NN [--build-dir build] [--results-dir results] [--dry-run]
 """
