@@ -15,7 +15,9 @@ dictionary. The working corpus is build-fuzz/corpus/<target> (it grows over long
 committed seeds in tests/fuzz/corpus are never written), or a temporary folder with
 --scratch-corpus. A finding (a crash, a sanitizer report or a broken invariant) fails the run and
 names the saved input; reproduce it with build-fuzz/fuzz_<target> FILE. Executions and
-executions per second are printed and written to build-fuzz/fuzz-report.json.
+executions per second are printed and written to build-fuzz/fuzz-report.json. A unit that runs
+past -timeout=20 s of wall-clock time is a finding; as a paused (SIGSTOP) or CPU-starved fuzzer
+produces one too, a timed-out unit is run once more alone and the report says which it was.
 
 mutant copies servers/core, breaks it in one named place (an over-read, a lost resume hint, a
 split-dependent decoder, a HEAD response with a body, a view kept into a freed buffer, ...),
@@ -171,7 +173,26 @@ def run_target(build_dir, target, seconds, runs, nice, corpus_dir, stop_on_first
                          r"ERROR: libFuzzer: [^\n]*)", out)
         result["finding"] = {"what": what.group(1) if what else f"exit {proc.returncode}",
                              "input": saved[-1] if saved else None, "log_tail": out[-3000:]}
+        if "timeout" in result["finding"]["what"] and saved:
+            result["finding"]["rerun"] = rerun_timeout(binary, saved[-1])
     return result
+
+
+def rerun_timeout(binary, unit):
+    """libFuzzer's -timeout is wall-clock time: a fuzzer paused (SIGSTOP, a suspended laptop) or
+    starved of CPU for longer reports the unit it was on as a timeout. Runs the unit once more
+    alone and says how long it took, so a real hang is told from a pause."""
+    start = time.monotonic()
+    try:
+        proc = subprocess.run([str(binary), unit], capture_output=True, text=True,
+                              env=sanitizer_env(), timeout=120)
+        took = time.monotonic() - start
+        if proc.returncode == 0:
+            return (f"ran alone in {took:.1f} s without a finding: the timeout was most likely a "
+                    f"pause or CPU starvation of the fuzzer, not a hang")
+        return f"fails again alone (exit {proc.returncode} after {took:.1f} s): a real finding"
+    except subprocess.TimeoutExpired:
+        return "hangs again alone (killed after 120 s): a real hang"
 
 
 def cmd_run(opts):
@@ -198,6 +219,8 @@ def cmd_run(opts):
             sys.stdout.write(r["finding"]["log_tail"] + "\n")
             log(f"{target}: FINDING: {r['finding']['what']}; input saved as {r['finding']['input']}"
                 f" (reproduce: {opts.build_dir}/fuzz_{target} {r['finding']['input']})")
+            if r["finding"].get("rerun"):
+                log(f"{target}: the timed-out input {r['finding']['rerun']}")
         elif r["executions"] == 0:
             failed = True
             log(f"{target}: ran no input at all")
