@@ -5,7 +5,8 @@
 #   STARTUP_DYNAMIC=path STARTUP_STATIC=path bench/perf/startup.sh      (time binaries you built)
 #
 # C07 claims a static binary starts in 2-5 ms and a dynamic one in 15-30 ms. This script builds
-# server_MODEL twice from this source tree, in scratch build directories under /tmp (Release;
+# server_MODEL twice from this source tree, in scratch build directories under /tmp, one pair per
+# user (Release;
 # one with -DCMAKE_EXE_LINKER_FLAGS=-static), checks with ldd which is which, and times
 # whole processes (hyperfine -N, no shell in between), in two ways:
 #   help:  `server --help`: exec, dynamic loading and relocation, static initialisers, exit;
@@ -33,7 +34,7 @@ command -v "$hyperfine" >/dev/null 2>&1 || {
 
 build_variant() {  # build_variant NAME EXTRA_CMAKE_ARGS... -> path of the binary on stdout
   local name=$1; shift
-  local dir=/tmp/iolab-startup-$name
+  local dir=/tmp/iolab-startup-$(id -u)-$name   # kept between runs (rebuilds are quick); one per user
   echo "startup: building server_$model ($name) in $dir" >&2
   if ! { cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@" &&
          cmake --build "$dir" -j 2 --target "server_$model"; } > "$dir.log" 2>&1; then
