@@ -6,8 +6,7 @@
 #
 # C07 claims a static binary starts in 2-5 ms and a dynamic one in 15-30 ms. This script builds
 # server_MODEL twice from this source tree, in scratch build directories under /tmp, one pair per
-# user (Release;
-# one with -DCMAKE_EXE_LINKER_FLAGS=-static), checks with ldd which is which, and times
+# user (Release; one with -DCMAKE_EXE_LINKER_FLAGS=-static), checks with ldd which is which, and times
 # whole processes (hyperfine -N, no shell in between), in two ways:
 #   help:  `server --help`: exec, dynamic loading and relocation, static initialisers, exit;
 #   ready: a bash coproc starts `server --port 0`, reads its ready line, stops it (this adds
