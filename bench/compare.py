@@ -536,6 +536,8 @@ def print_table(summary, baseline):
         if row is None:
             return "-"
         text = f"{row['median']:.{digits}f}"
+        if float(text) == 0:  # -0.00: a count less its measured overhead, a hair below zero
+            text = text.lstrip("-")
         if ratio_to is not None and ratio_to["median"]:
             text += f" ({row['median'] / ratio_to['median']:.2f}x)"
         text += f" ±{row['spread'] * 50:.0f}%"
