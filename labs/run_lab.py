@@ -11,11 +11,11 @@ the harness (so a lab never depends on the harness's insides):
              "filter": "Getppid|Vdso"},        --benchmark_filter, written into the same run
    "claims": ["C08", "C14"]}                   optional: ledger rows printed after the run
 
-A lab with only "micro" gets a run folder of its own from run_micro.py, labelled micro
-(results/runs/<stamp>-micro/). A lab may instead ship an executable `run` script (called with
---build-dir DIR --results-dir DIR) for a measurement the harness does not make. A harness run
-folder is labelled lab-NN (results/runs/<stamp>-lab-NN/); results/latest points at the run
-folder, like any run, and the line `run_lab: ... results in DIR` names it.
+A lab with only "micro" gets a run folder of its own from run_micro.py. A lab may instead ship
+an executable `run` script (called with --build-dir DIR --results-dir DIR) for a measurement the
+harness does not make. Either way the run folder is labelled lab-NN
+(results/runs/<stamp>-lab-NN/); results/latest points at it, like any run, and the line
+`run_lab: ... results in DIR` names it.
 
 Usage: labs/run_lab.py NN [--build-dir build] [--results-dir results] [--dry-run]
 """
@@ -58,6 +58,8 @@ def commands(lab, spec, build_dir, results_dir):
             argv += ["--filter", micro["filter"]]
         if micro.get("min_time") is not None:
             argv += ["--min-time", str(micro["min_time"])]
+        if "scenario" not in spec:  # a run folder of its own, named after the lab
+            argv += ["--label", label]
         out.append((argv, "micro"))
     return out
 
@@ -103,7 +105,7 @@ def main(argv=None):
         if what == "harness":
             run_dir = newest_run(opts.results_dir, label)
         elif what == "micro" and run_dir is None:
-            run_dir = newest_run(opts.results_dir, "micro")
+            run_dir = newest_run(opts.results_dir, label)
     if opts.dry_run:
         return 0
     if run_dir is None:

@@ -25,6 +25,7 @@ Usage: bench/micro/run_micro.py [--full] [--bin-dir build/bin] [--results-dir re
 import argparse
 import datetime
 import json
+import re
 import subprocess
 import sys
 import time
@@ -85,6 +86,7 @@ def main(argv=None):
     p.add_argument("--results-dir", default=str(run.ROOT / "results"))
     p.add_argument("--run-dir", help="write into this existing run folder's micro/")
     p.add_argument("--no-latest", action="store_true", help="do not repoint results/latest")
+    p.add_argument("--label", default="micro", help="run folder suffix (a lab passes lab-NN)")
     p.add_argument("--suites", help="comma-separated topics (default: every build/bin/micro_*)")
     p.add_argument("--filter", help="--benchmark_filter for every suite")
     p.add_argument("--min-time", type=float, help="override the per-benchmark minimum time")
@@ -101,7 +103,9 @@ def main(argv=None):
     own_run = opts.run_dir is None
     if own_run:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir = results_dir / "runs" / f"{stamp}-micro"
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", opts.label):
+            raise SystemExit(f"run_micro: --label '{opts.label}': letters, digits, '.', '_', '-' only")
+        run_dir = results_dir / "runs" / f"{stamp}-{opts.label}"
     else:
         run_dir = Path(opts.run_dir)
     (run_dir / "micro").mkdir(parents=True, exist_ok=not own_run)

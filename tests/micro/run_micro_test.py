@@ -57,6 +57,15 @@ class RunMicroTest(unittest.TestCase):
                          ["name"], "BM_Fake")
         self.assertEqual((self.results / "latest").resolve(), run.resolve())
 
+    def test_label_names_the_run_folder(self):
+        r = self.run_micro("--suites", "fake", "--label", "lab-06", "--no-latest")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        (run,) = (self.results / "runs").iterdir()
+        self.assertTrue(run.name.endswith("-lab-06"), run.name)
+        r = self.run_micro("--suites", "fake", "--label", "../x")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("--label '../x'", r.stderr)
+
     def test_full_mode_and_no_latest(self):
         r = self.run_micro("--suites", "fake", "--full", "--no-latest")
         self.assertEqual(r.returncode, 0, r.stderr)
