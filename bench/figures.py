@@ -30,6 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TIME_TO_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+# Other processes' CPU during a micro suite above which its figures are not valid (the harness's
+# rule for its own cells, compare.MAX_BACKGROUND_CPUS).
+MAX_BACKGROUND_CPUS = 0.25
 
 
 @dataclass
@@ -77,6 +80,11 @@ class RunFolder:
             doc = _read_json(self.dir / "micro" / f"{suite}.json")
             self._micro[suite] = doc.get("benchmarks") if isinstance(doc, dict) else None
         return self._micro[suite]
+
+    def micro_background_cpus(self, suite):
+        """Other processes' CPU while the suite ran (run_micro.py), or None where not recorded."""
+        doc = self.manifest.get("micro") or _read_json(self.dir / "micro" / "summary.json") or {}
+        return ((doc.get("suites") or {}).get(suite) or {}).get("background_cpus")
 
     def machine(self):
         """'Intel Xeon Platinum 8375C @ 2.90GHz, 2 CPUs, Linux 6.1.0-27-amd64', as the charts
@@ -210,6 +218,9 @@ def micro_figure(runs, source):
                 v *= TIME_TO_NS.get(b.get("time_unit", "ns"), 1.0)
             values.append(v)
         why = [b["error_message"] for b in chosen if b.get("error_occurred")]
+        background = run.micro_background_cpus(source["micro"])
+        if background is not None and background > MAX_BACKGROUND_CPUS:
+            why.append(f"background load {background:.2f} CPUs during micro_{source['micro']}")
         where = f"{run.dir.name}: micro_{source['micro']} {name} {fld}"
         return Figure(statistics.median(values), not why, why, run.dir, where)
     return None

@@ -173,6 +173,21 @@ class VerdictTest(Fixture):
         self.assertEqual(r.verdict, claims.FAILS)
         self.assertIn("773 ns", r.detail)
 
+    def test_micro_figures_under_background_load_are_not_valid(self):
+        write_run(self.root / "m", "micro", micro=syscalls(cycles=1000, ns=773))
+        manifest = json.loads((self.root / "m" / "manifest.json").read_text())
+        manifest["micro"] = {"suites": {"syscalls": {"exit_status": 0, "background_cpus": 0.9}}}
+        (self.root / "m" / "manifest.json").write_text(json.dumps(manifest))
+        r = self.verdict("C01", self.root)
+        self.assertEqual(r.verdict, claims.INVALID)
+        self.assertIn("background load 0.90 CPUs during micro_syscalls", r.detail)
+        # The same rule as the harness's cells.
+        import compare  # noqa: E402
+        self.assertEqual(figures.MAX_BACKGROUND_CPUS, compare.MAX_BACKGROUND_CPUS)
+        manifest["micro"]["suites"]["syscalls"]["background_cpus"] = 0.1
+        (self.root / "m" / "manifest.json").write_text(json.dumps(manifest))
+        self.assertEqual(self.verdict("C01", self.root).verdict, claims.HOLDS)
+
     def test_harness_claim_holds_fails_and_is_invalid(self):
         write_run(self.root / "a", "c10k", summary=c10k())
         self.assertEqual(self.verdict("C08", self.root).verdict, claims.HOLDS)
