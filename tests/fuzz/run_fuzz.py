@@ -167,7 +167,8 @@ def run_target(build_dir, target, seconds, runs, nice, corpus_dir, stop_on_first
               "exec_per_s": round(execs / elapsed) if elapsed else None,
               "new_units": stat("new_units_added"), "peak_rss_mb": stat("peak_rss_mb"),
               "exit": proc.returncode, "finding": None}
-    if proc.returncode != 0:
+    result["interrupted"] = "libFuzzer: run interrupted" in out
+    if proc.returncode != 0 and not result["interrupted"]:
         saved = re.findall(r"Test unit written to (\S+)", out)
         what = re.search(r"(INVARIANT BROKEN: .*|ERROR: \w+Sanitizer: [^\n]*|runtime error: [^\n]*|"
                          r"ERROR: libFuzzer: [^\n]*)", out)
@@ -221,6 +222,9 @@ def cmd_run(opts):
                 f" (reproduce: {opts.build_dir}/fuzz_{target} {r['finding']['input']})")
             if r["finding"].get("rerun"):
                 log(f"{target}: the timed-out input {r['finding']['rerun']}")
+        elif r["interrupted"]:
+            failed = True
+            log(f"{target}: interrupted (SIGINT) after {r['executions']} executions, no finding")
         elif r["executions"] == 0:
             failed = True
             log(f"{target}: ran no input at all")
