@@ -815,6 +815,11 @@ def placed(placement, server_cpu, client_cpu):
     raise HarnessError(f"unknown placement '{placement}' (other_cpu, same_cpu, unpinned)")
 
 
+# Set once run_scenario has said it was interrupted; a Ctrl-C or SIGTERM outside its measuring
+# loop (setting up the run folder, say) is reported by __main__ instead.
+INTERRUPT_REPORTED = []
+
+
 def run_scenario(sc, opts):
     loadgen = Path(opts.bin_dir) / "loadgen"
     if not loadgen.exists():
@@ -1002,6 +1007,7 @@ def run_scenario(sc, opts):
     except KeyboardInterrupt:
         doc["interrupted"] = True
         print("\nrun: interrupted; servers stopped, rows so far kept", file=sys.stderr, flush=True)
+        INTERRUPT_REPORTED.append(True)
         raise
     finally:
         run.write_manifest(doc)
@@ -1081,4 +1087,6 @@ if __name__ == "__main__":
         print(f"run.py: {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
+        if not INTERRUPT_REPORTED:
+            print("\nrun: interrupted", file=sys.stderr, flush=True)
         sys.exit(130)
