@@ -31,18 +31,21 @@ busy=$(( total - (i2 - i1) - (w2 - w1) ))
 row "steal over 1 s" "$(( total > 0 ? 100 * steal / total : 0 ))% (busy $(( total > 0 ? 100 * busy / total : 0 ))%): a VM neighbour taking CPU invalidates timings"
 # How the kernel bills a system call that does no user work (getppid): user time here is not
 # user work, and every server's user CPU per request carries it once per system call.
-micro=$(dirname "$0")/../build/bin/micro_syscalls
-if [[ -x $micro ]]; then
-  billing=$("$micro" --benchmark_filter='^BM_Getppid$' --benchmark_min_time=0.5 --benchmark_format=json 2>/dev/null |
-    /usr/bin/python3 -c '
-import json, sys
-b = [x for x in json.load(sys.stdin)["benchmarks"] if x.get("run_type") != "aggregate"][-1]
-note = ": this kernel bills part of each round trip as user time" if b["user_ns"] > 50 else ""
-print("%.3f us user + %.3f us system%s" % (b["user_ns"] / 1e3, b["sys_ns"] / 1e3, note))' 2>/dev/null)
-  row "one getppid is billed" "${billing:-? (micro_syscalls failed)}"
-else
-  row "one getppid is billed" "? (make build first: build/bin/micro_syscalls measures it)"
-fi
+bin_dir=$(cd "$(dirname "$0")/.." && pwd)/build/bin
+billing=$(/usr/bin/python3 - "$bin_dir" <<'PY' 2>/dev/null
+import sys
+from pathlib import Path
+sys.path.insert(0, str(Path(sys.argv[1]).parents[1] / "bench"))
+import compare  # the measurement bench/compare.py makes before its fixed-rate runs
+b = compare.syscall_billing(sys.argv[1], None)
+if isinstance(b, str):
+    print(f"? ({b})")
+else:
+    note = ": this kernel bills part of each round trip as user time" if b["user_us"] > 0.05 else ""
+    print(f"{b['user_us']:.3f} us user + {b['sys_us']:.3f} us system{note}")
+PY
+)
+row "one getppid is billed" "${billing:-? (python3 failed)}"
 
 echo "Kernel features"
 case $(readf /proc/sys/kernel/io_uring_disabled) in
