@@ -525,6 +525,13 @@ def summarize(cells):
     return summary
 
 
+def fixed(value, digits):
+    """value with `digits` decimals; 0.00, not -0.00, for a count less its measured overhead that
+    lands a hair below zero."""
+    text = f"{value:.{digits}f}"
+    return text.lstrip("-") if float(text) == 0 else text
+
+
 def print_table(summary, baseline):
     def get(server, kind, metric):
         for row in summary:
@@ -535,9 +542,7 @@ def print_table(summary, baseline):
     def fmt(row, digits=1, ratio_to=None):
         if row is None:
             return "-"
-        text = f"{row['median']:.{digits}f}"
-        if float(text) == 0:  # -0.00: a count less its measured overhead, a hair below zero
-            text = text.lstrip("-")
+        text = fixed(row["median"], digits)
         if ratio_to is not None and ratio_to["median"]:
             text += f" ({row['median'] / ratio_to['median']:.2f}x)"
         text += f" ±{row['spread'] * 50:.0f}%"

@@ -761,9 +761,7 @@ def print_summary(summary, baseline):
             if s is None:
                 line.append("-")
                 continue
-            text = f"{s['median']:.{digits}f}"
-            if float(text) == 0:  # -0.00: a count less its measured overhead, a hair below zero
-                text = text.lstrip("-")
+            text = compare.fixed(s["median"], digits)
             base = get(baseline, params, point, metric) if baseline and server != baseline else None
             if base and base["median"] and metric in ("rps", "server_cpu_us"):
                 text += f" ({s['median'] / base['median']:.2f}x)"
