@@ -28,15 +28,21 @@ swamp. It errs high, never low: a call that blocks and switches is billed more u
 getppid (on the reference VM a blocking pipe read on one CPU was billed about a third more).
 The raw user column stays the measured figure.
 
+The reference "floor" (servers/reference/floor, build/bin/server_floor) shows the same thing
+without estimates: it makes the system calls a keep-alive server must make and does nothing else
+in user space. Its user CPU per request is what this machine bills for the calls alone, the floor
+no server goes below; when it runs, the table adds "user above floor": each server's user CPU per
+request less the floor's from the same repeat.
+
 Usage:
   bench/compare.py --servers epoll_et,threads,nginx [--repeats 5] [--duration 3] [--warmup 1]
                    [--connections 64] [--pipeline 16] [--rate-fraction 0.5 | --rate R]
                    [--path /ping] [--server-cpu N --client-cpu N] [--perf] [--json FILE]
 
 Servers: any iolab model with a binary build/bin/server_<model> (options after a colon, e.g.
-'epoll_et:--threads=2'), and the references nginx, gin, nethttp (skipped with a note when not
-installed). Loads go to 127.0.0.1 only, every run is bounded, and every process this tool starts
-is stopped before it exits, also on Ctrl-C.
+'epoll_et:--threads=2'), the references nginx, gin, nethttp (skipped with a note when not
+installed), and floor. Loads go to 127.0.0.1 only, every run is bounded, and every process this
+tool starts is stopped before it exits, also on Ctrl-C.
 """
 
 import argparse
@@ -57,7 +63,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-REFERENCES = ("nginx", "gin", "nethttp")
+REFERENCES = ("nginx", "gin", "nethttp", "floor")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MAX_SPREAD = 0.15
 MAX_RATE_SHORTFALL = 0.02
@@ -182,6 +188,11 @@ class Server:
             (prefix / "nginx.conf").write_text(conf)
             return taskset + [nginx, "-p", f"{prefix}/", "-e", str(prefix / "error.log"),
                               "-c", str(prefix / "nginx.conf")]
+        if self.name == "floor":
+            binary = self.bin_dir / "server_floor"
+            if not binary.exists():
+                raise HarnessError(f"floor: {binary} not built (make build)")
+            return taskset + [str(binary), "--port", "0"]
         build = subprocess.run([str(ROOT / "servers/reference/build.sh"), str(self.bin_dir.parent)],
                                capture_output=True, text=True)
         if build.returncode != 0:
@@ -388,6 +399,20 @@ def add_user_beyond_syscalls(cell, billing):
     return cell
 
 
+def add_user_above_floor(cells):
+    """Adds server_user_above_floor_us to each fixed-rate cell: its user CPU per request less the
+    floor's in the same repeat (the floor ran between the same other runs, so the pair shares the
+    machine's mood). A floor run's problems make the difference invalid too (floor_invalid).
+    Nothing when the floor did not run."""
+    floor = {c["repeat"]: c for c in cells if c["server"] == "floor" and c["kind"] == "fixed"}
+    for cell in cells:
+        if cell["kind"] == "fixed" and cell["server"] != "floor" and cell["repeat"] in floor:
+            base = floor[cell["repeat"]]
+            cell["server_user_above_floor_us"] = cell["server_user_us"] - base["server_user_us"]
+            cell["floor_invalid"] = [f"floor: {p}" for p in base["invalid"]]
+    return cells
+
+
 def measure(server, loadgen, client_cpu, kind, opts, offered_rate=None, use_perf=False,
             extra_args=(), path=None):
     """One run of one kind ('fixed', 'saturation', 'closed') against a started server.
@@ -495,7 +520,8 @@ def cell_problems(cell, server):
 METRICS = {
     "saturation": ["rps", "server_total_us"],
     "closed": ["rps"],
-    "fixed": ["server_user_us", "server_user_net_us", "server_sys_us", "server_total_us", "client_user_us",
+    "fixed": ["server_user_us", "server_user_net_us", "server_user_above_floor_us", "server_sys_us",
+              "server_total_us", "client_user_us",
               "client_sys_us", "syscalls_per_request", "perf_syscalls_per_request",
               "ctx_per_request", "p50_us", "p99_us"],
 }
@@ -515,6 +541,8 @@ def summarize(cells):
             median = statistics.median(values)
             spread = (max(values) - min(values)) / median if median else 0.0
             reasons = sorted({p for c in group for p in c["invalid"]})
+            if metric == "server_user_above_floor_us":
+                reasons += sorted({p for c in group for p in c.get("floor_invalid", [])})
             if len(values) >= 2 and spread > MAX_SPREAD and metric not in ("p99_us",):
                 reasons.append(f"spread {spread:.0%}")
             if kind == "closed" and any(r.startswith("client-bound") for r in reasons):
@@ -553,6 +581,7 @@ def print_table(summary, baseline):
             ("closed req/s", "closed", "rps", 0, True),
             ("user us/req", "fixed", "server_user_us", 2, True),
             ("user beyond syscalls", "fixed", "server_user_net_us", 2, True),
+            ("user above floor", "fixed", "server_user_above_floor_us", 2, True),
             ("sys us/req", "fixed", "server_sys_us", 2, False),
             ("total us/req", "fixed", "server_total_us", 2, True),
             ("client us/req", "fixed", "client_user_us", 2, False),
@@ -581,13 +610,30 @@ def print_table(summary, baseline):
     return client_cpu
 
 
+def print_floor_note(summary, baseline):
+    """One sentence on what the floor's figure means for the user column, when the floor ran."""
+    def row_of(server, metric):
+        return next((r for r in summary if r["server"] == server and r["kind"] == "fixed"
+                     and r["metric"] == metric), None)
+    floor_row = row_of("floor", "server_user_us")
+    base_row = row_of(baseline, "server_user_us")
+    if floor_row is None or base_row is None or not base_row["median"] or baseline == "floor":
+        return
+    valid = floor_row["valid"] and base_row["valid"]
+    print(f"floor: a responder that makes the system calls and nothing else was billed "
+          f"{floor_row['median']:.2f} us user per request here, "
+          f"{floor_row['median'] / base_row['median']:.2f}x {baseline}'s"
+          f"{'' if valid else ' (! not valid: see above)'}: no server's user CPU ratio to {baseline} "
+          f"can measure below that on this machine; 'user above floor' compares the user-space work")
+
+
 # ---------------------------------------------------------------------------------------------
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--servers", default="epoll_et,threads,nginx",
-                   help="comma-separated: iolab models (model:ARGS) and nginx, gin, nethttp")
+                   help="comma-separated: iolab models (model:ARGS) and nginx, gin, nethttp, floor")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--duration", type=float, default=3.0, help="measured seconds per run")
     p.add_argument("--warmup", type=float, default=1.0)
@@ -684,9 +730,10 @@ def main(argv=None):
                           f"server {cell['server_total_us']:.2f} us/req"
                           + (f"  ({'; '.join(cell['invalid'])})" if cell["invalid"] else ""),
                           flush=True)
-    summary = summarize(cells)
+    summary = summarize(add_user_above_floor(cells))
     print()
     print_table(summary, baseline)
+    print_floor_note(summary, baseline)
     for spec, why in skipped.items():
         print(f"  skipped {spec}: {why}")
     if opts.json:

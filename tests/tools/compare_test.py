@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Tests of bench/compare.py: a real two-server run on loopback, the failure reports, cleanup.
+"""Tests of bench/compare.py: a real two-server run on loopback, the failure reports, cleanup,
+and of the floor responder it can run beside the servers (servers/reference/floor).
 
 Run by CTest (label tools) as: /usr/bin/python3 compare_test.py BIN_DIR
 """
@@ -7,6 +8,7 @@ Run by CTest (label tools) as: /usr/bin/python3 compare_test.py BIN_DIR
 import io
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -62,6 +64,87 @@ class SyscallBillingTest(unittest.TestCase):
             why = compare.syscall_billing(tmp, None)
         self.assertIsInstance(why, str)
         self.assertIn("micro_syscalls not built", why)
+
+
+class FloorTest(unittest.TestCase):
+    """server_floor answers every request head it is sent, however the bytes are cut, and no more."""
+
+    def test_split_and_pipelined_heads_each_get_one_response(self):
+        with compare.Server("floor", None, BIN_DIR) as server:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+                # Three pipelined heads, each "\r\n\r\n" cut between two reads at a different
+                # place (the pauses let the server read each piece alone), then a "\r\r\n" that
+                # must not end a fourth.
+                head = b"GET /ping HTTP/1.1\r\nHost: a\r\n\r\n"
+                stream = head * 3 + b"\r\r\n"
+                cuts = [0, len(head) - 3, 2 * len(head) - 2, 3 * len(head) - 1, len(stream)]
+                for start, end in zip(cuts, cuts[1:]):
+                    s.sendall(stream[start:end])
+                    time.sleep(0.05)
+                body = b'{"message":"pong"}'
+                got = b""
+                while got.count(body) < 3:
+                    chunk = s.recv(65536)
+                    self.assertTrue(chunk, f"closed after {got!r}")
+                    got += chunk
+                self.assertEqual(got.count(b"HTTP/1.1 200 OK\r\n"), 3)
+                self.assertTrue(got.endswith(body))
+                s.settimeout(0.3)
+                with self.assertRaises(socket.timeout):
+                    s.recv(1)  # nothing for the unfinished head
+            # A closed peer's connection is closed and the server goes on.
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+                s.sendall(b"GET /ping HTTP/1.1\r\n\r\n")
+                self.assertTrue(s.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n"))
+                s.shutdown(socket.SHUT_WR)
+                self.assertEqual(s.recv(1), b"")
+            self.assertTrue(server.alive())
+        self.assertEqual(own_descendants(), [])
+
+    def test_bad_flag_is_named(self):
+        for args, word in ((["--bogus"], "'--bogus'"), (["--port", "70000"], "'70000'")):
+            run = subprocess.run([str(BIN_DIR / "server_floor"), *args], capture_output=True, text=True,
+                                 timeout=5)
+            self.assertEqual(run.returncode, 2)
+            self.assertIn(word, run.stderr)
+
+    def test_user_above_floor_pairs_each_repeat_with_the_floor_run_beside_it(self):
+        def cell(server, repeat, user, invalid=()):
+            return {"server": server, "kind": "fixed", "repeat": repeat, "server_user_us": user,
+                    "invalid": list(invalid)}
+        cells = [cell("epoll_et", 0, 2.0), cell("floor", 0, 1.5), cell("epoll_et", 1, 3.0),
+                 cell("floor", 1, 2.4, ["steal 5%"]), cell("epoll_et", 2, 2.0)]
+        compare.add_user_above_floor(cells)
+        self.assertAlmostEqual(cells[0]["server_user_above_floor_us"], 0.5)
+        self.assertAlmostEqual(cells[2]["server_user_above_floor_us"], 0.6)
+        self.assertNotIn("server_user_above_floor_us", cells[4])  # no floor run in repeat 2
+        self.assertNotIn("server_user_above_floor_us", cells[1])  # the floor itself
+        rows = {(r["server"], r["metric"]): r for r in compare.summarize(cells)}
+        above = rows[("epoll_et", "server_user_above_floor_us")]
+        self.assertEqual(len(above["values"]), 2)
+        for value, expected in zip(above["values"], (0.5, 0.6)):
+            self.assertAlmostEqual(value, expected)
+        # The floor run's problem makes the difference invalid, not epoll_et's own figures.
+        self.assertIn("floor: steal 5%", above["why_invalid"])
+        self.assertNotIn("floor: steal 5%", rows[("epoll_et", "server_user_us")]["why_invalid"])
+
+    def test_floor_in_a_run_gives_the_column_and_the_note(self):
+        out, err = io.StringIO(), io.StringIO()
+        with tempfile.TemporaryDirectory() as tmp, redirect_stdout(out), redirect_stderr(err):
+            report = Path(tmp) / "cmp.json"
+            code = compare.main(["--bin-dir", str(BIN_DIR), "--servers", "epoll_et,floor", "--kinds",
+                                 "fixed", "--repeats", "1", "--duration", "0.5", "--warmup", "0.1",
+                                 "--connections", "4", "--rate", "2000", "--json", str(report)])
+            doc = json.loads(report.read_text())
+        self.assertEqual(code, 0, err.getvalue())
+        epoll_et, floor = doc["cells"]
+        self.assertEqual(floor["errors"], 0)
+        self.assertNotIn("syscalls_per_request", floor)  # no /stats: a reference, not a model
+        self.assertAlmostEqual(epoll_et["server_user_above_floor_us"],
+                               epoll_et["server_user_us"] - floor["server_user_us"])
+        self.assertIn("user above floor", out.getvalue())
+        self.assertIn("floor: a responder that makes the system calls and nothing else", out.getvalue())
+        self.assertEqual(own_descendants(), [])
 
 
 class CompareTest(unittest.TestCase):
