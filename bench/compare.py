@@ -162,6 +162,7 @@ class Server:
         self.cpu = cpu
         self.bin_dir = Path(bin_dir)
         self.proc = None
+        self.drain = None
         self.port = None
         self.tmp = None
         self.iolab = self.name not in REFERENCES
@@ -211,14 +212,16 @@ class Server:
 
     def _wait_for_ready_line(self):
         line = []
-        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(READY_TIMEOUT_S)
+        self.drain = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()),
+                                      daemon=True)
+        self.drain.start()
+        self.drain.join(READY_TIMEOUT_S)
         text = line[0] if line else ""
         match = re.search(r"listening on [0-9.]+:(\d+) ", text)
         if not match:
             self.stop()
             err = self.proc.stderr.read().strip() if self.proc.stderr else ""
+            self.close_pipes()
             code = self.proc.returncode
             if code == 77:
                 raise HarnessError(f"{self.spec}: not supported here (exit 77): {err}")
@@ -226,19 +229,24 @@ class Server:
                                f"{READY_TIMEOUT_S:.0f} s (exit {code}) {err}")
         self.port = int(match.group(1))
         # Drain stdout so a chatty server never blocks on a full pipe.
-        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+        self.drain = threading.Thread(target=self.proc.stdout.read, daemon=True)
+        self.drain.start()
 
     def _wait_for_port(self):
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise HarnessError(f"{self.spec}: exited at start: {self.proc.stderr.read().strip()}")
+                err = self.proc.stderr.read().strip()
+                self.stop()  # removes the prefix directory
+                self.close_pipes()
+                raise HarnessError(f"{self.spec}: exited at start: {err}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), 0.2).close()
                 return
             except OSError:
                 time.sleep(0.05)
         self.stop()
+        self.close_pipes()
         raise HarnessError(f"{self.spec}: not accepting on port {self.port} after "
                            f"{READY_TIMEOUT_S:.0f} s")
 
@@ -261,6 +269,22 @@ class Server:
 
     def __exit__(self, *exc):
         self.stop()
+        self.close_pipes()
+
+    def close_pipes(self):
+        """Closes this end of the stopped server's stdout and stderr. Not while the drain thread
+        still reads stdout (closing a file under a blocked read would wait for it): the server
+        is dead, so the thread sees end of file at once, unless something it started holds the
+        pipe, and then the pipe is left to the garbage collector."""
+        if self.proc is None or self.proc.poll() is None:
+            return
+        if self.drain is not None:
+            self.drain.join(1.0)
+            if self.drain.is_alive():
+                return
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
 
     def pid(self):
         # taskset execs the server, so the child's pid is the server's.
@@ -328,20 +352,20 @@ def stats_overhead(server):
 def run_loadgen(loadgen, url, client_cpu, args, on_mark, timeout_s):
     pin = ["--pin", str(client_cpu)] if client_cpu is not None else []
     cmd = [str(loadgen), "--url", url, *pin, "--json", "-", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
     stderr_lines = []
-    try:
-        for line in proc.stderr:
-            stderr_lines.append(line)
-            match = re.match(r"loadgen: window (start|end) ", line)
-            if match:
-                on_mark(match.group(1))
-        out, _ = proc.communicate(timeout=timeout_s)
-    except BaseException:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        raise
+    # As a context manager Popen closes the pipes and waits for loadgen, also on an exception.
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as proc:
+        try:
+            for line in proc.stderr:
+                stderr_lines.append(line)
+                match = re.match(r"loadgen: window (start|end) ", line)
+                if match:
+                    on_mark(match.group(1))
+            out, _ = proc.communicate(timeout=timeout_s)
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
     if proc.returncode != 0:
         raise HarnessError(f"loadgen failed (exit {proc.returncode}): {''.join(stderr_lines).strip()}")
     return json.loads(out)
