@@ -364,7 +364,10 @@ def run_loadgen(loadgen, url, client_cpu, args, on_mark, timeout_s):
                     on_mark(match.group(1))
             out, _ = proc.communicate(timeout=timeout_s)
         except BaseException:
-            os.killpg(proc.pid, signal.SIGKILL)
+            # Only a loadgen still running: once communicate() has reaped it, killpg would fail
+            # with ESRCH and that error would replace the Ctrl-C being handled here.
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
             raise
     if proc.returncode != 0:
         raise HarnessError(f"loadgen failed (exit {proc.returncode}): {''.join(stderr_lines).strip()}")
