@@ -644,14 +644,18 @@ def print_floor_note(summary, baseline):
                      and r["metric"] == metric), None)
     floor_row = row_of("floor", "server_user_us")
     base_row = row_of(baseline, "server_user_us")
-    if floor_row is None or base_row is None or not base_row["median"] or baseline == "floor":
+    if floor_row is None or baseline == "floor":
         return
-    valid = floor_row["valid"] and base_row["valid"]
+    if base_row is not None and base_row["median"] > 0:
+        valid = floor_row["valid"] and base_row["valid"]
+        ratio = (f", {floor_row['median'] / base_row['median']:.2f}x {baseline}'s"
+                 f"{'' if valid else ' (! not valid: see above)'}: no server's user CPU ratio to "
+                 f"{baseline} can measure below that on this machine")
+    else:  # a run too short for the kernel to have billed the baseline any user time
+        ratio = f"{'' if floor_row['valid'] else ' (! not valid: see above)'}"
     print(f"floor: a responder that makes the system calls and nothing else was billed "
-          f"{floor_row['median']:.2f} us user per request here, "
-          f"{floor_row['median'] / base_row['median']:.2f}x {baseline}'s"
-          f"{'' if valid else ' (! not valid: see above)'}: no server's user CPU ratio to {baseline} "
-          f"can measure below that on this machine; 'user above floor' compares the user-space work")
+          f"{fixed(floor_row['median'], 2)} us user per request here{ratio}; "
+          f"'user above floor' compares the user-space work")
 
 
 # ---------------------------------------------------------------------------------------------
