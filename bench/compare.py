@@ -554,6 +554,28 @@ METRICS = {
 }
 
 
+def merge_reasons(reasons, runs):
+    """'steal 14%', 'steal 35%' -> 'steal 14-35% in 2 of 3 runs'."""
+    kinds = {}
+    for reason in reasons:
+        for part in reason.split("; "):
+            key = re.sub(r"[0-9]+(\.[0-9]+)?", "#", part)
+            numbers = [float(x) for x in re.findall(r"[0-9]+(?:\.[0-9]+)?", part)]
+            kinds.setdefault(key, []).append(numbers)
+    out = []
+    for key, samples in kinds.items():
+        text = key
+        for i in range(key.count("#")):
+            values = [n[i] for n in samples if len(n) > i]
+            lo, hi = min(values), max(values)
+            shown = f"{lo:g}" if lo == hi else f"{lo:g}-{hi:g}"
+            text = text.replace("#", shown, 1)
+        if runs > 1:
+            text += f" in {len(samples)} of {runs} runs"
+        out.append(text)
+    return sorted(out)
+
+
 def summarize(cells):
     """Median, spread and validity per (server, kind, metric)."""
     out = {}
@@ -567,9 +589,10 @@ def summarize(cells):
                 continue
             median = statistics.median(values)
             spread = (max(values) - min(values)) / median if median else 0.0
-            reasons = sorted({p for c in group for p in c["invalid"]})
+            problems = [p for c in group for p in c["invalid"]]
             if metric == "server_user_above_floor_us":
-                reasons += sorted({p for c in group for p in c.get("floor_invalid", [])})
+                problems += [p for c in group for p in c.get("floor_invalid", [])]
+            reasons = merge_reasons(problems, len(group))
             if len(values) >= 2 and spread > MAX_SPREAD and metric not in ("p99_us",):
                 reasons.append(f"spread {spread:.0%}")
             if kind == "closed" and any(r.startswith("client-bound") for r in reasons):

@@ -528,7 +528,7 @@ def connections_to_peak(rows):
                        peak_rps=None, connections_to_peak=None)
             out.append(row)
             continue
-        reasons += merge_reasons([n for n in noise if n], runs)
+        reasons += compare.merge_reasons([n for n in noise if n], runs)
         best = max(points, key=lambda p: p["rps"])
         reach = next(p for p in points if p["rps"] >= PEAK_FRACTION * best["rps"])
         if reach is points[-1] and points[-1]["rps"] > 1.1 * points[-2]["rps"]:
@@ -669,28 +669,6 @@ class Run:
             tmp.replace(latest)
 
 
-def merge_reasons(reasons, runs):
-    """'steal 14%', 'steal 35%' -> 'steal 14-35% in 2 of 3 runs'."""
-    kinds = {}
-    for reason in reasons:
-        for part in reason.split("; "):
-            key = re.sub(r"[0-9]+(\.[0-9]+)?", "#", part)
-            numbers = [float(x) for x in re.findall(r"[0-9]+(?:\.[0-9]+)?", part)]
-            kinds.setdefault(key, []).append(numbers)
-    out = []
-    for key, samples in kinds.items():
-        text = key
-        for i in range(key.count("#")):
-            values = [n[i] for n in samples if len(n) > i]
-            lo, hi = min(values), max(values)
-            shown = f"{lo:g}" if lo == hi else f"{lo:g}-{hi:g}"
-            text = text.replace("#", shown, 1)
-        if runs > 1:
-            text += f" in {len(samples)} of {runs} runs"
-        out.append(text)
-    return sorted(out)
-
-
 def summarize(rows):
     """Median and validity per (server, params, point, metric), like compare.summarize."""
     groups = {}
@@ -714,7 +692,8 @@ def summarize(rows):
     }
     out = []
     for (server, params, point), group in groups.items():
-        reasons = merge_reasons([r["invalid_reason"] for r in group if r["invalid_reason"]], len(group))
+        reasons = compare.merge_reasons([r["invalid_reason"] for r in group if r["invalid_reason"]],
+                                        len(group))
         for name, get in metrics.items():
             values = [v for v in (get(r) for r in group if r.get("rps") is not None or
                                   r["point"] in ("memory", "cache")) if v is not None]
@@ -796,8 +775,8 @@ def print_failures(rows, summary):
     failed = [(key, group) for key, group in groups.items() if key not in measured]
     for (server, params_text, point), group in failed:
         params = ",".join(f"{k}={v}" for k, v in json.loads(params_text).items())
-        why = "; ".join(merge_reasons([r["invalid_reason"] for r in group if r["invalid_reason"]],
-                                      len(group))) or "no figures"
+        why = "; ".join(compare.merge_reasons(
+            [r["invalid_reason"] for r in group if r["invalid_reason"]], len(group))) or "no figures"
         print(f"  x {server} {params + ' ' if params else ''}{point}: FAILED, no figures: {why}")
     return len(failed)
 
