@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """claims.py: the claims ledger for a run (make claims).
 
-The project exists to put twenty popular performance claims (C01-C20, ../shared/CLAIMS.md) to
+The project exists to put twenty popular performance claims (C01-C20, bench/claims.json) to
 the test on the reader's own machine. bench/claims.json keeps, for each claim, the claimed
 figure, where the measured figure comes from (harness rows and micro benchmarks, looked up by
 bench/figures.py) and the verdict rule as a list of checks. This script evaluates them against

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""run.py: runs a scenario and writes one run folder (DESIGN section 6).
+"""run.py: runs a scenario and writes one run folder (described in results/README.md).
 
 A scenario (bench/scenarios/NAME.json) names servers, the points to measure and a matrix of
 parameters; run.py measures every cell with compare.py's rules (fixed-rate open loop for costs
@@ -18,7 +18,7 @@ Every process it starts is stopped before it exits, also on Ctrl-C, which leaves
 folder (rows so far, manifest marked interrupted). A server that crashes mid-run or never gets
 ready becomes invalid rows with the reason, and the run goes on.
 
-Beyond one machine (DESIGN 6, 12): --target HOST:PORT measures a server this runner did not
+Beyond one machine: --target HOST:PORT measures a server this runner did not
 start (`make serve MODEL=x BIND=0.0.0.0` on another machine, or the compose `server` service):
 its CPU time, context switches, RSS and system calls come from the server's own /stats
 (rusage, statm and its counted syscalls) instead of /proc, and every row says where each figure
@@ -611,7 +611,7 @@ MEASURED_KEYS = ("offered_rate", "rps", "latency_us", "cpu_us_per_req", "syscall
 
 
 def check_row(row):
-    """The row schema (DESIGN 6.2 and the runner issue); raises ValueError on a bad row."""
+    """The row schema (results/README.md and the runner issue); raises ValueError on a bad row."""
     for key in ROW_KEYS:
         if key not in row:
             raise ValueError(f"row lacks '{key}': {row}")

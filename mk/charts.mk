@@ -1,4 +1,4 @@
-# Charts and notebooks (notebooks/, DESIGN section 7; the folders are described in results/README.md).
+# Charts and notebooks (notebooks/, README.md; the folders are described in results/README.md).
 #   make charts [RESULTS=dir]     draw a run's charts (default results/latest) into DIR/charts: PNG, SVG, CSV
 #   make notebook [RESULTS=dir]   open the notebooks in Jupyter on 127.0.0.1 (NOTEBOOK_PORT=8888)
 #   make reference MACHINE=slug RUNS='results/runs/<run> ...'   keep finished runs as results/reference/<slug>/

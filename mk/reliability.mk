@@ -1,4 +1,4 @@
-# Reliability: fuzzing, sanitizers, soak (tests/fuzz, tests/soak, tests/robustness; DESIGN 9, 12).
+# Reliability: fuzzing, sanitizers, soak (tests/fuzz, tests/soak, tests/robustness; README.md).
 #   make fuzz            libFuzzer targets one after another, long: FUZZ_SECONDS=600 per target, FUZZ_RUNS=N
 #   make fuzz-mutants    prove each fuzz invariant fires on a deliberately broken core
 #   make test-asan       unit + conformance suites built with clang ASan+UBSan (build-asan/)
@@ -6,7 +6,7 @@
 #   make test-full       soak: descriptors and RSS before/after 100k keep-alive requests and 10k short connections per server, c10k per model
 #
 # Sanitizer builds use clang: g++ 12 does not make symmetric transfer a tail call under
-# sanitizers (DESIGN 12), so the coroutine server would overflow its stack there. The ASan build
+# sanitizers, so the coroutine server would overflow its stack there. The ASan build
 # is the root project's (IOLAB_SANITIZE), whose clang runtimes are shared libraries
 # (-shared-libsan, see CMakeLists.txt); the rpath below lets its binaries find them. The TSan
 # build is tests/tsan's own project (tests/tsan/CMakeLists.txt says why).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Validates loadgen against wrk on the same server (issue 3, "Done when"; DESIGN section 6.1).
+# Validates loadgen against wrk on the same server (issue 3, "Done when").
 #
 # Starts nginx with servers/reference/nginx (one process, pinned to the server CPU), then runs
 # wrk and loadgen in turn, both pinned to the client CPU, closed loop, same connections and
@@ -8,10 +8,10 @@
 # requests and req/s from its own report. Prints one row per run and the medians with their
 # spread ((max - min) / median), then the verdict:
 #   loadgen req/s >= 0.97 x wrk req/s   and   loadgen user CPU/request <= wrk's.
-# A req/s spread over 15% makes the comparison invalid (DESIGN 6.1). The columns say why: CPU
-# time went elsewhere (steal%, or a low cpu% with nginx_cpu% also low while other jobs ran), or
-# both sides idled waiting for each other's cross-CPU wake-ups (expensive in VMs), a regime
-# either client can fall into on a 2-CPU VM.
+# A req/s spread over 15% makes the comparison invalid (bench/compare.py's rule). The columns
+# say why: CPU time went elsewhere (steal%, or a low cpu% with nginx_cpu% also low while other
+# jobs ran), or both sides idled waiting for each other's cross-CPU wake-ups (expensive in VMs),
+# a regime either client can fall into on a 2-CPU VM.
 #
 # Usage: bench/loadgen/validate_vs_wrk.sh [--runs 5] [--duration 5] [--connections 64]
 #          [--path /ping] [--loadgen build/bin/loadgen] [--server-cpu 1] [--client-cpu 0]

@@ -7,8 +7,7 @@
 # counting on (callgrind_control -i on) for exactly REQUESTS keep-alive requests from loadgen,
 # switches it off, and prints Ir (instructions), D1 and LL misses per request from the
 # simulated caches. Deterministic for a given binary and request stream: the way to compare
-# servers on a machine without hardware counters (DESIGN section 12). Loopback only; it stops
-# the server it started.
+# servers on a machine without hardware counters. Loopback only; it stops the server it started.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 model=${1:?usage: instructions_per_request.sh MODEL [REQUESTS] [PATH]}

@@ -9,8 +9,8 @@
 # target is never stopped, so it is fine during a measurement. When perf is missing or refused
 # (perf_event_paranoid above 1 for a non-root user, no access to tracefs), it says so and falls
 # back to `strace -c -f`, which stops the target at every system call: the counts stay right,
-# the target's timing does not, so use it only outside measured windows (DESIGN 6.2). Neither
-# tool: exit 2 with what to install. Threads are summed; with -p, only threads of PID.
+# the target's timing does not, so use it only outside measured windows. Neither tool: exit 2
+# with what to install. Threads are summed; with -p, only threads of PID.
 # Output: "calls name" lines, most frequent first, and the total; --json one JSON object
 # {source, total, syscalls: {name: calls}, note}. PERF and STRACE name the tools (tests use fakes).
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Every lab folder keeps the shape of the lab contract (labs/README.md, DESIGN section 8).
+"""Every lab folder keeps the shape of the lab contract (labs/README.md).
 
 For each labs/NN-topic/: the README has the ten sections in order and names `make lab-NN` and
 `make lab-NN-check`; every figure marker has a source in figures.json and every source is used

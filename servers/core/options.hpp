@@ -1,6 +1,6 @@
-// The command line every server shares (DESIGN section 3). A flag a model adds (--stack-kb)
-// is declared as an ExtraFlag; anything unknown or malformed is rejected with a message that
-// names the flag, and the process exits with status 2.
+// The command line every server shares (flags and --help text: options.cpp). A flag a model
+// adds (--stack-kb) is declared as an ExtraFlag; anything unknown or malformed is rejected with
+// a message that names the flag, and the process exits with status 2.
 #pragma once
 
 #include <cstddef>

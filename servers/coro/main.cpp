@@ -186,7 +186,7 @@ Task<void> accept_loop(Shared& shared, UniqueFd listen_fd) {
   if (!listener.ok()) {
     std::fprintf(stderr, "server_%.*s: epoll_ctl: %s\n", static_cast<int>(kModel.size()),
                  kModel.data(), std::strerror(listener.error()));
-    std::_Exit(1);  // a setup failure (DESIGN 3), with workers running: no static teardown
+    std::_Exit(1);  // a setup failure (status 1), with workers running: no static teardown
   }
   auto accept = [&] {
     return sys::accept4(listener.fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);

@@ -266,8 +266,8 @@ class Event {
 
 // co_await blocking(fn): runs fn() on the blocking pool and returns what it returns; the worker
 // runs other coroutines meanwhile. fn must be a named object (an lvalue): g++ 12 can destroy a
-// lambda temporary twice when it sits in the same full-expression as co_await (DESIGN 12), so
-// the rvalue overload is deleted to make that mistake impossible.
+// lambda temporary twice when it sits in the same full-expression as co_await, so the rvalue
+// overload is deleted to make that mistake impossible.
 template <class F>
 class BlockingAwaiter final : public detail::BlockingJob {
  public:

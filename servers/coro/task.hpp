@@ -14,7 +14,7 @@
 // Why not the textbook symmetric transfer (await_suspend returns the child's handle, the child's
 // final_suspend returns the parent's)? Symmetric transfer only keeps the stack flat when the
 // compiler turns the resume into a tail call, and g++ 12 does not at -O0 or under sanitizers:
-// a loop of a million `co_await` on tasks that finish at once overflowed the stack (DESIGN 12).
+// a loop of a million `co_await` on tasks that finish at once overflowed the stack.
 // Here a task that finishes at once returns to its parent through an ordinary return, so the
 // stack stays as deep as the chain of live tasks, never as long as the loop. The one transfer
 // left (a child that finished on another worker resumes its suspended parent) happens once per

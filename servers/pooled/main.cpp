@@ -20,7 +20,7 @@
 //   - The cost moved, it did not vanish: pool_reserved_bytes in /stats is memory the pools hold
 //     for reuse; it counts toward memory per connection.
 //   Compare /stats allocations per request and instructions per request (cachegrind) with
-//   server_epoll_et: claims C09 and C10 in CLAIMS.md.
+//   server_epoll_et: claims C09 and C10 in bench/claims.json.
 //
 // Usage
 //   build/bin/server_pooled [--port 8080] [--threads N] [--pin LIST] (all flags: --help)

@@ -2,7 +2,7 @@
 // blocking pool and the socket awaitables. They judge counts and mechanisms, never timings:
 // every wait is bounded (a lost wake-up fails a test instead of hanging it), and nothing
 // asserts how fast something ran. They must pass under ThreadSanitizer, AddressSanitizer and
-// at -O0, where g++ 12 does not turn symmetric transfer into a tail call (DESIGN 12).
+// at -O0, where g++ 12 does not turn symmetric transfer into a tail call.
 #include "scheduler.hpp"
 
 #include <fcntl.h>
@@ -112,8 +112,9 @@ Task<long> count_immediate(long n) {
   co_return sum;
 }
 
-// The reproducer of DESIGN 12: with symmetric transfer that is not a tail call (g++ 12 at -O0
-// or under ASan) each of these awaits left a stack frame behind until the stack overflowed.
+// The reproducer of the overflow task.hpp describes: with symmetric transfer that is not a tail
+// call (g++ 12 at -O0 or under ASan) each of these awaits left a stack frame behind until the
+// stack overflowed.
 TEST(CoroTask, MillionImmediateAwaitsDoNotGrowTheStack) {
   const FrameStats before = frame_stats();
   {
@@ -160,7 +161,7 @@ Task<std::size_t> big_frame() {
   co_return static_cast<std::size_t>(std::count(buffer, buffer + sizeof buffer, 'x'));
 }
 
-// DESIGN 12: "a local 16 KB buffer makes a 16 KB frame": the promise's operator new sees it.
+// A local 16 KB buffer makes a 16 KB frame: the promise's operator new sees it.
 TEST(CoroTask, FrameBytesAreCountedAndALocalBufferIsInTheFrame) {
   const FrameStats before = frame_stats();
   {

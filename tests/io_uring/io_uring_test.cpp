@@ -1,5 +1,5 @@
 // io_uring-specific checks of server_io_uring, over loopback, beyond the shared conformance
-// suite: the traps of DESIGN section 12 (multishot accept and EMFILE, a close with a recv in
+// suite: the io_uring traps (multishot accept and EMFILE, a close with a recv in
 // flight, a provided-buffer ring running dry), the enter count against the kernel's tracepoint,
 // the one-enter-per-request fold, exit 77 when io_uring is refused, and the mode flags.
 // Each check is a mechanism (counts, closes, exit codes), not a timing.

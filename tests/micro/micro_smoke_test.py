@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Smoke test of one micro suite: every benchmark runs once, without error, and each carries a
-CLAIMS.md id (C01, C02...) in its label, as DESIGN 6.2 asks. Timings are not judged here.
+claim id (C01, C02..., bench/claims.json) in its label, as bench/micro/README.md says.
+Timings are not judged here.
 
 A kernel that refuses io_uring (seccomp, io_uring_disabled) makes BM_IoUringNop report an
 error, and so do cross_core benchmarks in a process allowed on one CPU; those are printed as

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The committed charts regenerate from the committed rows (DESIGN 3: every figure measured).
+"""The committed charts regenerate from the committed rows (every figure in them is measured).
 
 For the fixture run (tests/notebooks/fixture-run, whose charts/ keeps the tables only) and for
 every machine under results/reference/ (charts with their images), each chart's table is rebuilt

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The reference servers are configured as DESIGN section 5 says, so comparisons are fair.
+"""The reference servers are configured as below, so comparisons are fair.
 
 nginx: one process (master_process off, daemon off, 1 worker), no access log, a keep-alive
 request limit that never closes a benchmark connection, every temp path under the run's prefix,

@@ -9,7 +9,7 @@
 //   - BM_ThreadPingPong: two threads pinned to the same CPU, handing over through a futex
 //     (what a mutex/condition variable does underneath): FUTEX_WAKE, FUTEX_WAIT, and the kernel
 //     scheduler switching stacks and registers. With /cpus:2 the threads are on two CPUs and
-//     each switch is a cross-CPU wake-up instead (DESIGN 12: 25-58 us on these VMs).
+//     each switch is a cross-CPU wake-up instead (25-58 us on these VMs).
 // And what a bare suspend/resume costs without any scheduler (BM_CoroutineResume), and what
 // starting one costs: a coroutine frame against a thread (BM_TaskCreateAwait, BM_TaskSpawn,
 // BM_ThreadCreateJoin).

@@ -128,7 +128,7 @@ class ReadinessAwaiter {
 };
 
 // co_await read(sock, attempt, deadline) / write(...): pass a named callable (g++ 12 can destroy
-// a lambda temporary twice in the same full-expression as co_await, DESIGN 12).
+// a lambda temporary twice in the same full-expression as co_await).
 template <class F>
 ReadinessAwaiter<F> read(Socket& sock, F& attempt, TimePoint deadline) {
   return {sock, 0, attempt, deadline};

@@ -8,8 +8,8 @@
 // CPU (an IPI) to get the sleeper running, which on a VM goes through the hypervisor and is
 // much dearer. Unpinned, the scheduler moves the threads as it likes (count the migrations).
 //
-// --pin LIST follows the servers' rule (DESIGN 3): thread i (ping 0, pong 1) runs on
-// pin[i % size], so "--pin 1" puts both on CPU 1 and "--pin 0,1" one on each.
+// --pin LIST follows the servers' rule: thread i (ping 0, pong 1) runs on pin[i % size], so
+// "--pin 1" puts both on CPU 1 and "--pin 0,1" one on each.
 // --wait: after both threads have started (and pinned themselves), print the ready line and
 // wait for a line on stdin before the first round, so a checker can read /proc meanwhile.
 //

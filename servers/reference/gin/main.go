@@ -1,4 +1,4 @@
-// server_gin: the Gin reference (DESIGN section 5), the framework the articles behind CLAIMS.md
+// server_gin: the Gin reference, the framework the articles behind the claims (bench/claims.json)
 // measure. gin.New() in release mode with no middleware (no logger, no recovery), so it does as
 // little per request as Gin allows. Built from Debian's golang-go and
 // golang-github-gin-gonic-gin-dev in GOPATH mode; nothing is downloaded.

@@ -1,5 +1,5 @@
-// server_nethttp: Go's standard net/http (DESIGN section 5, claim C17), the baseline Gin is
-// compared with in the articles. Same routes and flags as server_gin.
+// server_nethttp: Go's standard net/http (claim C17), the baseline Gin is compared with in the
+// articles. Same routes and flags as server_gin.
 //
 // Usage: server_nethttp [-port 8080] [-bind 127.0.0.1] [-threads N (GOMAXPROCS)]
 package main
