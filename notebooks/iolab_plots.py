@@ -44,7 +44,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-import run as bench_run  # noqa: E402  (run.py's merge_reasons and compare.py's limits)
+import run as bench_run  # noqa: E402  (compare.py's merge_reasons and limits, through run.py)
 
 COLUMNS = ["run", "x", "series", "value", "lo", "hi", "n", "valid", "reason"]
 REFERENCES = ("nginx", "gin", "nethttp")
@@ -332,7 +332,7 @@ def _summary_entry(run, server, params, point, metric):
 def _no_figure_reason(server, group, metric):
     reasons = [r["invalid_reason"] for r in group if r.get("invalid_reason")]
     if reasons:
-        return "no measurement: " + "; ".join(bench_run.merge_reasons(reasons, len(group)))
+        return "no measurement: " + "; ".join(bench_run.compare.merge_reasons(reasons, len(group)))
     if server.partition(":")[0] in REFERENCES:
         return f"not counted: {server} is a reference server (no /stats counters)"
     return f"not measured: the rows carry no {metric}"
@@ -351,8 +351,8 @@ def cell_figure(run, server, params, point, metric, group):
     if s is not None:
         return (s["median"], lo, hi, s["n"], bool(s["valid"]), "; ".join(s["why_invalid"]))
     median = statistics.median(values)
-    why = bench_run.merge_reasons([r["invalid_reason"] for r in group if r.get("invalid_reason")],
-                                  len(group))
+    why = bench_run.compare.merge_reasons(
+        [r["invalid_reason"] for r in group if r.get("invalid_reason")], len(group))
     spread = (hi - lo) / median if median else 0.0
     if len(values) >= 2 and spread > MAX_SPREAD and metric not in NO_SPREAD_RULE:
         why.append(f"spread {spread:.0%}")
