@@ -2,7 +2,7 @@
 """compare.py: the measuring stick. Puts servers side by side, pinned, under the same load.
 
 Every performance claim about a server in iolab is made with this tool, against nginx, in one
-run (DESIGN section 6.1). For each server it takes two kinds of measurement:
+run. For each server it takes two kinds of measurement:
 
   fixed rate   open loop at one offered rate, the same for every server (a fraction of the
                client's closed-loop maximum against nginx, calibrated at the start and recorded):
