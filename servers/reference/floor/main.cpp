@@ -19,8 +19,8 @@
 //
 // The loop is server_epoll_et's, stripped: one thread, sockets registered once for
 // EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET, the same drain rule (a short read empties the receive
-// queue, so the recv that would only say EAGAIN is skipped), answers to one batch of pipelined
-// requests in one send.
+// queue, so the recv that would only say EAGAIN is skipped; after EPOLLRDHUP it reads to end of
+// file), answers to one batch of pipelined requests in one send.
 //
 // Usage
 //   build/bin/server_floor [--port 8080]   (prints "server_floor listening on ..." when ready;
@@ -53,10 +53,12 @@ constexpr std::size_t kReadSize = 16 * 1024;
 
 struct Client {
   bool open = false;
-  std::size_t matched = 0;  // bytes of "\r\n\r\n" seen at the end of the input so far
-  bool may_read = false;    // no short read or EAGAIN since the last EPOLLIN edge
-  bool may_write = true;    // no EAGAIN since the last EPOLLOUT edge
-  std::string unsent;       // responses the socket buffer had no room for
+  std::size_t matched = 0;    // bytes of "\r\n\r\n" seen at the end of the input so far
+  bool may_read = false;      // no short read or EAGAIN since the last EPOLLIN edge
+  bool may_write = true;      // no EAGAIN since the last EPOLLOUT edge
+  bool peer_closing = false;  // EPOLLRDHUP seen: read to end of file
+  bool ended = false;         // recv returned 0
+  std::string unsent;         // responses the socket buffer had no room for
 };
 
 int die(const char* what) {
@@ -95,24 +97,30 @@ bool flush(int fd, Client& c) {
   return true;
 }
 
-// Reads while the edge lasts, answers every complete head in one send; false to close.
+// Reads while the edge lasts, answers every complete head in one send; false to close (once
+// the peer has closed its side and has all its answers).
 bool serve(int fd, Client& c, char* buffer) {
   while (c.may_read) {
     const ssize_t n = ::recv(fd, buffer, kReadSize, 0);
-    if (n == 0) return false;  // the peer closed
+    if (n == 0) {  // the peer sent FIN: it may still read what it asked for
+      c.ended = true;
+      c.may_read = false;
+      break;
+    }
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN) return false;
       c.may_read = false;
       break;
     }
-    if (static_cast<std::size_t>(n) < kReadSize) c.may_read = false;  // the drain rule
+    // The drain rule; but after the peer's FIN no later edge would come, so read on to EOF.
+    if (static_cast<std::size_t>(n) < kReadSize && !c.peer_closing) c.may_read = false;
     for (std::size_t heads = count_heads(c, buffer, static_cast<std::size_t>(n)); heads > 0;
          --heads) {
       c.unsent.append(kResponse);
     }
   }
-  return flush(fd, c);
+  return flush(fd, c) && !(c.ended && c.unsent.empty());
 }
 
 }  // namespace
@@ -176,7 +184,8 @@ int main(int argc, char** argv) {
           ::setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
           const auto index = static_cast<std::size_t>(client);
           if (index >= clients.size()) clients.resize(index + 1024);
-          clients[index] = Client{true, 0, false, true, {}};
+          clients[index] = Client{};
+          clients[index].open = true;
           epoll_event ev{};
           ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
           ev.data.fd = client;
@@ -190,6 +199,7 @@ int main(int argc, char** argv) {
       Client& c = clients[static_cast<std::size_t>(fd)];
       if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c.may_read = true;
       if (events[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) c.may_write = true;
+      if (events[i].events & (EPOLLRDHUP | EPOLLHUP)) c.peer_closing = true;
       if (c.open && !serve(fd, c, buffer.data())) {
         c = Client{};
         ::close(fd);  // also removes it from the epoll set
