@@ -675,7 +675,7 @@ def print_floor_note(summary, baseline):
                  f"{'' if valid else ' (! not valid: see above)'}: no server's user CPU ratio to "
                  f"{baseline} can measure below that on this machine")
     else:  # a run too short for the kernel to have billed the baseline any user time
-        ratio = f"{'' if floor_row['valid'] else ' (! not valid: see above)'}"
+        ratio = "" if floor_row["valid"] else " (! not valid: see above)"
     print(f"floor: a responder that makes the system calls and nothing else was billed "
           f"{fixed(floor_row['median'], 2)} us user per request here{ratio}; "
           f"'user above floor' compares the user-space work")
