@@ -611,7 +611,7 @@ MEASURED_KEYS = ("offered_rate", "rps", "latency_us", "cpu_us_per_req", "syscall
 
 
 def check_row(row):
-    """The row schema (results/README.md and the runner issue); raises ValueError on a bad row."""
+    """The row schema (results/README.md); raises ValueError on a bad row."""
     for key in ROW_KEYS:
         if key not in row:
             raise ValueError(f"row lacks '{key}': {row}")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Validates loadgen against wrk on the same server (issue 3, "Done when").
+# Validates loadgen against wrk on the same server, closed loop: the verdict below.
 #
 # Starts nginx with servers/reference/nginx (one process, pinned to the server CPU), then runs
 # wrk and loadgen in turn, both pinned to the client CPU, closed loop, same connections and

@@ -3,7 +3,7 @@
 #
 #   bench/perf/cachegrind.sh MODEL [REQUESTS] [PATH]      e.g. bench/perf/cachegrind.sh pooled 20000 /ping
 #
-# The name the micro issue and bench/micro/README.md use for instructions_per_request.sh, which
+# The name bench/micro/README.md and lab 07 use for instructions_per_request.sh, which
 # does the work (callgrind with its cache simulator, counting exactly REQUESTS requests; see its
 # header). Deterministic, and needs no hardware counters: this VM has none.
 exec "$(dirname "$0")/instructions_per_request.sh" "$@"

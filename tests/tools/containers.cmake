@@ -1,4 +1,4 @@
-# Beyond one machine (issue 16), included from CMakeLists.txt here: the compose file and the
+# Beyond one machine, included from CMakeLists.txt here: the compose file and the
 # Dockerfile checked without an engine (about 6 s), bench/run.py --target against a server
 # started by hand on loopback (about 10 s), and the netns mode's brief run and interrupted runs,
 # skipped with its printed reason when not root or without `ip` (about 7 s), and the netns
