@@ -84,6 +84,7 @@ class RunTest(unittest.TestCase):
                         "liburing", "git_revision", "fd_limits", "offered_rate", "server_cpu",
                         "client_cpu", "placement"):
                 self.assertIn(key, manifest)
+            self.assertNotEqual(manifest.get("cpu_accounting", "?"), "?")  # the script ran
             self.assertFalse(manifest["interrupted"])
             # 2 servers x 3 points x 2 repeats, interleaved by repeat.
             self.assertEqual(len(rows), 12)
