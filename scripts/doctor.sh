@@ -31,10 +31,10 @@ busy=$(( total - (i2 - i1) - (w2 - w1) ))
 row "steal over 1 s" "$(( total > 0 ? 100 * steal / total : 0 ))% (busy $(( total > 0 ? 100 * busy / total : 0 ))%): a VM neighbour taking CPU invalidates timings"
 # How the kernel bills a system call that does no user work (getppid): user time here is not
 # user work, and every server's user CPU per request carries it once per system call.
-bin_dir=${IOLAB_BIN_DIR:-$(cd "$(dirname "$0")/.." && pwd)/build/bin}  # IOLAB_BIN_DIR: another build
-billing=$(/usr/bin/python3 - "$bin_dir" "$(cd "$(dirname "$0")/.." && pwd)/bench" <<'PY' 2>/dev/null
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin_dir=${IOLAB_BIN_DIR:-$root/build/bin}  # IOLAB_BIN_DIR: another build
+billing=$(/usr/bin/python3 - "$bin_dir" "$root/bench" <<'PY' 2>/dev/null
 import sys
-from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 import compare  # the measurement bench/compare.py makes before its fixed-rate runs
 b = compare.syscall_billing(sys.argv[1], None)
@@ -45,7 +45,7 @@ else:
     print(f"{b['user_us']:.3f} us user + {b['sys_us']:.3f} us system{note}")
 PY
 )
-row "CPU time accounting" "$("$(dirname "$0")/cpu_accounting.sh")"
+row "CPU time accounting" "$("$root/scripts/cpu_accounting.sh")"
 row "one getppid is billed" "${billing:-? (python3 failed)}"
 
 echo "Kernel features"
