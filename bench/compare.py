@@ -416,6 +416,17 @@ def syscall_billing(bin_dir, cpu):
         return f"micro_syscalls gave no billing ({e.__class__.__name__}: {e})"
 
 
+def cpu_accounting():
+    """How this kernel splits CPU time into user and system, in one line: tick-sampled (a VM may
+    bill part of each system call as user) or exact. scripts/cpu_accounting.sh reads it from the
+    kernel configuration; "?" if the script could not run."""
+    try:
+        return subprocess.run([str(ROOT / "scripts/cpu_accounting.sh")], capture_output=True,
+                              text=True, timeout=10).stdout.strip() or "?"
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+
+
 def add_user_beyond_syscalls(cell, billing):
     """Adds server_user_net_us: user CPU per request less the user time billed to the system calls
     themselves. Only from perf's count, the one every server has (nginx has no /stats), so every
@@ -756,7 +767,7 @@ def main(argv=None):
         print(f"compare: calibrated on {baseline}: closed loop {cal['rps']:.0f} req/s, "
               f"offered rate {offered:.0f} req/s")
 
-    billing = None
+    billing = accounting = None
     if "fixed" in opts.kinds:
         billing = syscall_billing(opts.bin_dir, server_cpu)
         if isinstance(billing, dict):
@@ -765,6 +776,8 @@ def main(argv=None):
                   + (" (--perf subtracts the user part per system call)" if opts.perf else ""))
         else:
             print(f"compare: system call billing not measured: {billing}", file=sys.stderr)
+        accounting = cpu_accounting()
+        print(f"compare: user/system split on this kernel: {accounting}")
 
     cells = []
     total_runs = opts.repeats * len(runnable) * len(opts.kinds)
@@ -794,7 +807,7 @@ def main(argv=None):
         doc = {"schema_version": 1, "servers": runnable, "skipped": skipped,
                "server_cpu": server_cpu, "client_cpu": client_cpu, "placement": placement,
                "offered_rate": offered, "calibration": calibration, "syscall_billing": billing,
-               "options": vars(opts),
+               "cpu_accounting": accounting, "options": vars(opts),
                "cells": cells, "summary": summary}
         Path(opts.json).write_text(json.dumps(doc, indent=1, default=str))
     return 0

@@ -147,9 +147,8 @@ def manifest(sc, server_cpu, client_cpu, placement):
         "server_cpu": server_cpu, "client_cpu": client_cpu, "placement": placement,
         "kernel": platform.release(),
         "mitigations": vulns,
-        # How user and system time are split (tick sampling or exact): the user/system columns
-        # mean different things on different kernels. scripts/cpu_accounting.sh says which.
-        "cpu_accounting": command_output([str(ROOT / "scripts/cpu_accounting.sh")]) or "?",
+        # Tick-sampled or exact: the user/system columns mean different things on different kernels.
+        "cpu_accounting": compare.cpu_accounting(),
         "governor": read_first("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor", "none"),
         "steal_at_start_pct": 100.0 * (steal2 - steal) / max(total2 - total, 1),
         "compiler": (command_output(["c++", "--version"]) or "?").splitlines()[0],

@@ -201,6 +201,9 @@ class CompareTest(unittest.TestCase):
         self.assertGreater(billing["sys_us"], 0.0)
         self.assertGreaterEqual(billing["user_us"], 0.0)
         self.assertIn("bills a bare system call", out)
+        # ... and how the kernel splits user from system time, from its configuration.
+        self.assertNotEqual(doc["cpu_accounting"], "?")
+        self.assertIn(f"user/system split on this kernel: {doc['cpu_accounting']}", out)
         # Without --perf no server has a system call count from perf: no corrected column.
         self.assertNotIn("user beyond syscalls", out)
         self.assertEqual(own_descendants(), [])
