@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# How this kernel splits a task's CPU time into user and system (one line, for make doctor).
+# How this kernel splits a task's CPU time into user and system, in one line: make doctor prints
+# it, bench/compare.py prints and records it, and every run manifest records it.
 #
 # getrusage and /proc/<pid>/stat report user and system time, but how they are measured depends
 # on the kernel's configuration:
@@ -12,7 +13,8 @@
 #                                   with CONFIG_CONTEXT_TRACKING_USER_FORCE). Elsewhere, ticks.
 #   CONFIG_VIRT_CPU_ACCOUNTING_NATIVE  time stamps at every entry and exit (powerpc, s390).
 # Reads the configuration from $IOLAB_KERNEL_CONFIG (a plain file, for tests), /proc/config.gz
-# or /boot/config-$(uname -r). Prints "?" with the reason when none is readable. Exit status 0.
+# or /boot/config-$(uname -r), and the nohz_full CPUs from $IOLAB_NOHZ_FULL (tests) or sysfs.
+# Prints "?" with the reason when no configuration is readable. Exit status 0.
 set -u
 
 config_text() {
@@ -40,7 +42,8 @@ elif has CONFIG_VIRT_CPU_ACCOUNTING_GEN; then
   if has CONFIG_CONTEXT_TRACKING_USER_FORCE; then
     echo "exact on every CPU: time stamped at kernel entry and exit (VIRT_CPU_ACCOUNTING_GEN, forced)"
   else
-    nohz_full=$(cat /sys/devices/system/cpu/nohz_full 2>/dev/null | tr -d '[:space:]')
+    nohz_full=${IOLAB_NOHZ_FULL-$(cat /sys/devices/system/cpu/nohz_full 2>/dev/null)}
+    nohz_full=$(tr -d '[:space:]' <<<"$nohz_full")
     if [[ -n $nohz_full && $nohz_full != "(null)" ]]; then
       echo "exact on nohz_full CPUs $nohz_full (VIRT_CPU_ACCOUNTING_GEN); on the others $ticks"
     else
@@ -48,7 +51,7 @@ elif has CONFIG_VIRT_CPU_ACCOUNTING_GEN; then
     fi
   fi
 elif has CONFIG_TICK_CPU_ACCOUNTING; then
-  echo "$ticks, TICK_CPU_ACCOUNTING: on some VMs part of each system call is billed as user (see 'one getppid is billed')"
+  echo "$ticks, TICK_CPU_ACCOUNTING: on some VMs part of each system call is billed as user (the getppid billing shows how much)"
 else
   echo "? (the configuration names no CPU accounting mode)"
 fi

@@ -18,12 +18,13 @@ ACCOUNTING = ROOT / "scripts/cpu_accounting.sh"
 DOCTOR = ROOT / "scripts/doctor.sh"
 
 
-def accounting(config_lines):
-    """cpu_accounting.sh's line for a kernel configuration made of these lines."""
+def accounting(config_lines, nohz_full=""):
+    """cpu_accounting.sh's line for a kernel configuration made of these lines, on a machine whose
+    nohz_full CPUs are `nohz_full` (sysfs's format: "" or "(null)" for none)."""
     with tempfile.NamedTemporaryFile("w", suffix=".config") as f:
         f.write("\n".join(config_lines) + "\n")
         f.flush()
-        env = dict(os.environ, IOLAB_KERNEL_CONFIG=f.name)
+        env = dict(os.environ, IOLAB_KERNEL_CONFIG=f.name, IOLAB_NOHZ_FULL=nohz_full)
         r = subprocess.run([ACCOUNTING], env=env, capture_output=True, text=True, timeout=10)
     assert r.returncode == 0, r.stderr
     return r.stdout.strip()
@@ -37,14 +38,16 @@ class AccountingTest(unittest.TestCase):
         self.assertIn("TICK_CPU_ACCOUNTING", line)
 
     def test_gen_without_nohz_full_is_still_ticks(self):
-        # Context tracking (and so exact accounting) runs only on nohz_full CPUs; this test
-        # machine has none unless its kernel command line says so.
-        nohz = Path("/sys/devices/system/cpu/nohz_full")
-        if nohz.exists() and nohz.read_text().strip() not in ("", "(null)"):
-            self.skipTest(f"this machine has nohz_full CPUs {nohz.read_text().strip()}")
-        line = accounting(["CONFIG_HZ=1000", "CONFIG_VIRT_CPU_ACCOUNTING_GEN=y"])
-        self.assertTrue(line.startswith("sampled by the timer tick (1000 Hz)"), line)
-        self.assertIn("no CPU is nohz_full", line)
+        # Context tracking (and so exact accounting) runs only on nohz_full CPUs.
+        for none in ("", "(null)\n"):
+            line = accounting(["CONFIG_HZ=1000", "CONFIG_VIRT_CPU_ACCOUNTING_GEN=y"], none)
+            self.assertTrue(line.startswith("sampled by the timer tick (1000 Hz)"), line)
+            self.assertIn("no CPU is nohz_full", line)
+
+    def test_gen_is_exact_on_nohz_full_cpus_only(self):
+        line = accounting(["CONFIG_HZ=1000", "CONFIG_VIRT_CPU_ACCOUNTING_GEN=y"], "1-3\n")
+        self.assertTrue(line.startswith("exact on nohz_full CPUs 1-3"), line)
+        self.assertIn("on the others sampled by the timer tick (1000 Hz)", line)
 
     def test_gen_forced_is_exact_everywhere(self):
         line = accounting(["CONFIG_HZ=1000", "CONFIG_VIRT_CPU_ACCOUNTING_GEN=y",
