@@ -11,6 +11,15 @@ TimePoint coarse_now() {
       std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec)));
 }
 
+std::chrono::nanoseconds coarse_resolution() {
+  static const std::chrono::nanoseconds resolution = [] {
+    timespec res{};
+    clock_getres(CLOCK_MONOTONIC_COARSE, &res);
+    return std::chrono::seconds(res.tv_sec) + std::chrono::nanoseconds(res.tv_nsec);
+  }();
+  return resolution;
+}
+
 std::string_view http_date() {
   thread_local time_t cached_second = -1;
   thread_local char cached[40];

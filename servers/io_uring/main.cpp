@@ -554,7 +554,11 @@ void wait_for_completions(Loop& loop, TimePoint now) {
     until = std::min(until, loop.accept_paused_until);
   if (loop.predicted > 0) until = std::min(until, now + kFoldWait);
   if (loop.stopping) until = std::min(until, loop.stop_deadline);
-  const auto ns = std::max<std::int64_t>(0, std::chrono::nanoseconds(until - now).count());
+  // `now` is the coarse clock, which lags real time by up to a tick or more: a deadline it puts
+  // in the near future may already have passed, and a short wait would wake into the same
+  // reading and wait again. Waiting at least one tick of that clock lets it move on.
+  auto ns = std::max<std::int64_t>(0, std::chrono::nanoseconds(until - now).count());
+  if (ns > 0) ns = std::max<std::int64_t>(ns, coarse_resolution().count());
   __kernel_timespec ts{ns / 1'000'000'000, ns % 1'000'000'000};
   const unsigned wait_nr = loop.predicted + 1;
   loop.predicted = 0;
