@@ -9,7 +9,7 @@
 // Every connection's memory comes from lab09::ConnectionMemory (memory.hpp), built on the
 // loop's lab09::LoopMemory: the request and response objects (request_resource(), reset when a
 // connection's output has drained) and its input buffer (acquire_buffer()). That is the file
-// the exercise changes; this one is the same in exercise/ and solution/.
+// the exercise changes; exercise/ and solution/ share this one.
 //
 // Usage: lab09_server [--port 8080] [--pin CPU]   (the servers' flags; --help)
 // Try:   curl -s localhost:8080/ping; curl -s localhost:8080/stats  (requests vs allocations)
