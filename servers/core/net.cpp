@@ -14,7 +14,6 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
-#include <memory>
 #include <stdexcept>
 #include <system_error>
 

@@ -32,7 +32,8 @@
 //     is re-armed. Steady keep-alive traffic costs no timer work per request.
 //
 // Usage
-//   build/bin/server_epoll_et [--port 8080] [--threads N] [--pin LIST] (all flags: --help)
+//   build/bin/server_epoll_et [--port 8080] [--threads N] [--pin LIST] [--drain-to-eagain 0|1]
+//                             (all flags: --help)
 //
 // Try
 //   build/bin/server_epoll_et --port 8080 --threads 2 --pin 0-1 &
