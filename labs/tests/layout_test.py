@@ -3,7 +3,8 @@
 
 For each labs/NN-topic/: the README has the ten sections in order and names `make lab-NN` and
 `make lab-NN-check`; every figure marker has a source in figures.json and every source is used
-and well formed; a check is executable and comes with exercise/ and solution/; a scenario.json
+and well formed; a check is executable and comes with exercise/ and solution/ (or a
+REFERENCE file in servers/); a scenario.json
 names an existing scenario, fields it really has, and existing micro suites. Standard library
 only; a second or so.
 """
@@ -57,7 +58,11 @@ def layout_problems(lab):
     if check.exists():
         if not check.stat().st_mode & 0o111:
             out.append(f"{lab.name}/check: not executable")
-        for variant in ("exercise", "solution"):
+        cmake = lab / "CMakeLists.txt"
+        # A lab whose reference is the real server's own file (REFERENCE in its CMakeLists.txt,
+        # see labs/lab.cmake) holds no solution/ of its own.
+        reference = cmake.exists() and re.search(r"\bREFERENCE\s+\S", cmake.read_text())
+        for variant in ("exercise",) if reference else ("exercise", "solution"):
             if not (lab / variant).is_dir():
                 out.append(f"{lab.name}: has a check but no {variant}/")
 

@@ -14,7 +14,6 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
-#include <memory>
 #include <stdexcept>
 #include <system_error>
 
@@ -164,24 +163,6 @@ int stop_signal_fd() {
   const int fd = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
   if (fd < 0) throw_errno("signalfd");
   return fd;
-}
-
-ssize_t send_file_region(int sock, const FileRegion& region, bool use_sendfile) {
-  if (use_sendfile) {
-    off_t offset = static_cast<off_t>(region.offset);
-    return sys::sendfile(sock, region.fd, &offset, static_cast<std::size_t>(region.length));
-  }
-  constexpr std::size_t kChunk = 64 * 1024;
-  // Allocated on first use: a static thread_local array would be zero-filled into every
-  // thread's TLS block, 64 KiB per connection for the threads server.
-  thread_local std::unique_ptr<char[]> chunk_buffer;
-  if (!chunk_buffer) chunk_buffer = std::make_unique_for_overwrite<char[]>(kChunk);
-  char* chunk = chunk_buffer.get();
-  const std::size_t want = region.length < kChunk ? static_cast<std::size_t>(region.length) : kChunk;
-  const ssize_t got = sys::pread(region.fd, chunk, want, static_cast<off_t>(region.offset));
-  if (got <= 0) return got == 0 ? (errno = EIO, -1) : got;
-  // Whatever the socket does not take is read again next time, from the advanced offset.
-  return sys::send(sock, chunk, static_cast<std::size_t>(got));
 }
 
 }  // namespace iolab

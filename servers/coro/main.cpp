@@ -17,8 +17,9 @@
 //     hands the buffer back before waiting) and a coroutine frame (the Connection lives in it):
 //     compare rss per idle connection with server_threads (a stack each) and server_epoll_et.
 //     The frame size is printed on stderr at exit.
-//   - /sleep runs through co_await blocking(...): the work moves to a pool thread and the worker
-//     serves other connections meanwhile. In server_epoll_et the same request stalls its loop.
+//   - /sleep runs through co_await blocking(...) (run_work.cpp): the work moves to a pool thread
+//     and the worker serves other connections meanwhile. In server_epoll_et the same request
+//     stalls its loop.
 //   - One accept coroutine. New connections start on its worker and spread to the others by
 //     stealing; the poller hands a woken coroutine to whichever worker polled. Watch "steals"
 //     and "parks" in /stats.
@@ -54,6 +55,7 @@
 #include "io.hpp"
 #include "net.hpp"
 #include "options.hpp"
+#include "run_work.hpp"
 #include "scheduler.hpp"
 #include "stats.hpp"
 #include "sys.hpp"
@@ -151,13 +153,10 @@ Task<void> serve_connection(Shared& shared, UniqueFd fd) {
         if (!on_writable(conn, r, deadline)) co_return;
         break;
       }
-      case Step::kRunWork: {
-        const DeferredWork work = conn.take_work();
-        auto run = [&work] { work.run(); };
-        co_await coro::blocking(run);  // on the blocking pool; this worker serves others
+      case Step::kRunWork:
+        co_await coro::run_work(conn.take_work());  // run_work.cpp: this worker serves others
         conn.on_work_done(coarse_now());
         break;
-      }
       case Step::kWaitWork:  // the work is awaited above, so never seen here
       case Step::kClose:
         co_return;

@@ -16,6 +16,8 @@
 //     receive queue at that moment, and any byte arriving later raises a new edge, so the extra
 //     read that would only return EAGAIN is skipped: one system call less per request. A peer's
 //     close is still seen, because EPOLLRDHUP arrives as its own edge; after it we read to EOF.
+//     --drain-to-eagain 1 keeps the textbook rule, to compare. The read path is read.cpp (lab 03
+//     swaps it for the student's).
 //   - Listening sockets stay level-triggered and accept4() runs at most kAcceptBatch times per
 //     wake-up, so a flood of connections cannot starve the connections already open.
 //   - Responses to a batch of pipelined requests leave in one writev().
@@ -30,7 +32,8 @@
 //     is re-armed. Steady keep-alive traffic costs no timer work per request.
 //
 // Usage
-//   build/bin/server_epoll_et [--port 8080] [--threads N] [--pin LIST] (all flags: --help)
+//   build/bin/server_epoll_et [--port 8080] [--threads N] [--pin LIST] [--drain-to-eagain 0|1]
+//                             (all flags: --help)
 //
 // Try
 //   build/bin/server_epoll_et --port 8080 --threads 2 --pin 0-1 &
@@ -55,6 +58,7 @@
 #include "connection.hpp"
 #include "net.hpp"
 #include "options.hpp"
+#include "read.hpp"
 #include "stats.hpp"
 #include "sys.hpp"
 
@@ -68,6 +72,8 @@ constexpr int kMaxEvents = 256;       // events taken per epoll_wait
 constexpr int kAcceptBatch = 64;      // accept4 calls per listener wake-up (fairness cap)
 constexpr Millis kAcceptPause{100};   // stop watching the listener after EMFILE
 constexpr Millis kMaxWait{1000};      // epoll_wait timeout when no timer is due sooner
+const ExtraFlag kExtraFlags[] = {
+    {"--drain-to-eagain", 0, 0, 1, "1: read until EAGAIN; 0: stop at a short read (nginx)"}};
 
 // Process-wide, read-only once the loops run (except the atomic counter).
 struct Shared {
@@ -77,6 +83,7 @@ struct Shared {
   HeapMemory memory;
   std::string refusal = app.refusal_response();
   std::atomic<std::size_t> open_connections{0};
+  bool drain_to_eagain = false;  // --drain-to-eagain 1: the textbook rule (read.cpp)
 };
 
 // Per-connection state: the socket, the protocol, and what the last edges said.
@@ -174,23 +181,6 @@ bool on_writable(Loop& loop, Client& c) {
   return true;
 }
 
-// One read into the connection's buffer; see the drain rule in the header comment.
-bool on_readable(Client& c) {
-  const std::span<char> space = c.conn.read_space();
-  if (space.empty()) return false;  // the core refuses input it could not hold: give up
-  const ssize_t n = sys::recv(c.fd.get(), space.data(), space.size());
-  if (n < 0) {
-    if (errno == EAGAIN || errno == EINTR) {
-      c.may_read = errno == EINTR;
-      return true;
-    }
-    return false;
-  }
-  if (static_cast<std::size_t>(n) < space.size() && n > 0 && !c.peer_closing) c.may_read = false;
-  c.conn.on_read(static_cast<std::size_t>(n), coarse_now());
-  return true;
-}
-
 // Runs the connection as far as the kernel lets it without blocking.
 void drive(Loop& loop, Client* c) {
   for (;;) {
@@ -206,7 +196,8 @@ void drive(Loop& loop, Client* c) {
         break;
       case Step::kRead:
         if (!c->may_read || !c->conn.wants_read()) return arm_timer(loop, *c);
-        ok = on_readable(*c);
+        ok = epoll_et::on_readable(c->fd.get(), c->conn, c->may_read, c->peer_closing,
+                                   loop.shared.drain_to_eagain);
         break;
       case Step::kWaitWork:  // work runs inline above, so never seen here
       case Step::kClose:
@@ -324,7 +315,8 @@ int main(int argc, char** argv) {
   const std::string program = "server_" + std::string(kModel);
   try {
     auto shared = std::make_unique<Shared>();
-    shared->options = parse_options(argc, argv, kModel, kDefaultMaxConns);
+    shared->options = parse_options(argc, argv, kModel, kDefaultMaxConns, kExtraFlags);
+    shared->drain_to_eagain = shared->options.extra_value("--drain-to-eagain") == 1;
     const Options& options = shared->options;
     raise_fd_limit();
     std::vector<UniqueFd> listeners = listen_tcp(options.bind, options.port, options.threads, true);

@@ -45,6 +45,7 @@
 
 #include "app.hpp"
 #include "connection.hpp"
+#include "loop_memory.hpp"  // BlockPool, PooledMemory (lab 09 swaps this file)
 #include "net.hpp"
 #include "options.hpp"
 #include "pool.hpp"
@@ -73,13 +74,13 @@ struct Shared {
 
 // Per-connection state: the socket, the protocol, and what the last edges said.
 struct Client {
-  Client(Shared& shared, BlockPool& blocks, int socket, std::uint32_t slot_index, TimePoint now)
+  Client(Shared& shared, LoopMemory& blocks, int socket, std::uint32_t slot_index, TimePoint now)
       : fd(socket), slot(slot_index), memory(blocks),
         conn(shared.app, shared.options.limits, memory, now) {}
   UniqueFd fd;
   std::uint32_t slot;
   std::uint32_t generation = 0;
-  PooledMemory memory;  // the request arena and input buffers, from the loop's BlockPool
+  ClientMemory memory;  // the request arena and input buffers, from the loop's BlockPool
   Connection conn;
   bool may_read = true;   // no EAGAIN (or short read) since the last EPOLLIN edge
   bool may_write = true;  // no EAGAIN since the last EPOLLOUT edge
@@ -107,7 +108,7 @@ struct Loop {
   UniqueFd listener;
   UniqueFd epoll;
   UniqueFd wakeup;  // eventfd: main() asks the loop to stop
-  BlockPool blocks;             // buffers and arena blocks; destroyed after the clients
+  LoopMemory blocks;            // buffers and arena blocks; destroyed after the clients
   ObjectPool<Client> clients;   // fixed capacity: --max-conns
   std::vector<Client*> slots;  // slot -> client; timers name clients by slot and generation
   std::vector<std::uint32_t> free_slots;

@@ -43,6 +43,7 @@
 #include <thread>
 #include <vector>
 
+#include "accept_pause.hpp"
 #include "app.hpp"
 #include "connection.hpp"
 #include "net.hpp"
@@ -59,7 +60,6 @@ constexpr std::string_view kModel = IOLAB_MODEL;
 constexpr std::size_t kReservedFds = 32;
 constexpr std::size_t kDefaultMaxConns = FD_SETSIZE - kReservedFds;
 constexpr int kAcceptBatch = 64;      // accept4 calls per listener wake-up (fairness cap)
-constexpr Millis kAcceptPause{100};   // stop watching the listener after EMFILE
 constexpr Millis kMaxWait{1000};      // select timeout when no timer is due sooner
 
 // Process-wide, read-only once the loops run (except the atomic counter).
@@ -170,9 +170,10 @@ void on_accept(Loop& loop, TimePoint now) {
   for (int i = 0; i < kAcceptBatch; ++i) {
     const int fd = sys::accept4(loop.listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
-      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+      const Millis pause = errno == EAGAIN ? Millis{0} : select_loop::accept_pause(errno);
+      if (pause > Millis{0}) {  // accept_pause.cpp: EMFILE and the like
         count(Counter::kAcceptBackoffs);
-        loop.accept_paused_until = now + kAcceptPause;
+        loop.accept_paused_until = now + pause;
       }
       return;
     }

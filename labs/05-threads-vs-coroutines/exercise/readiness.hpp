@@ -30,32 +30,9 @@
 #include <cstdint>
 
 #include "clock.hpp"
-#include "io.hpp"
-#include "net.hpp"
+#include "socket.hpp"
 
 namespace iolab::lab05 {
-
-using coro::IoResult;
-namespace pd = coro::detail;  // the poller's side: IoState and its slot values
-
-// A non-blocking socket registered (once, edge-triggered) with the scheduler's poller.
-class Socket {
- public:
-  explicit Socket(UniqueFd fd) : fd_(std::move(fd)), io_(pd::register_socket(fd_.get())) {}
-  Socket(const Socket&) = delete;
-  Socket& operator=(const Socket&) = delete;
-  ~Socket() {
-    fd_.reset();  // close(2) also takes it out of the epoll set
-    if (io_ != nullptr) pd::release_socket(io_);
-  }
-  int fd() const { return fd_.get(); }
-  bool ok() const { return io_ != nullptr; }
-  pd::IoState& io() { return *io_; }
-
- private:
-  UniqueFd fd_;
-  pd::IoState* io_;
-};
 
 // `attempt()` makes one non-blocking system call: >= 0, or -1 with errno.
 template <class F>

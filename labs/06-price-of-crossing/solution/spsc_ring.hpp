@@ -47,13 +47,6 @@
 
 namespace lab06 {
 
-// Tells the CPU this is a spin loop (x86 PAUSE: saves power, lets an SMT sibling run).
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
 struct Message {
   std::uint64_t seq;
   std::uint64_t payload[7];

@@ -75,3 +75,9 @@ class ConnectionMemory final : public iolab::ConnectionMemory {
 };
 
 }  // namespace lab09
+
+// The names server_pooled's main.cpp uses (servers/core/loop_memory.hpp gives them its own).
+namespace iolab {
+using LoopMemory = lab09::LoopMemory;
+using ClientMemory = lab09::ConnectionMemory;
+}  // namespace iolab

@@ -13,7 +13,7 @@
 // increment: the timing is advice, the layout is the verdict. --locked increments with
 // fetch_add (a locked read-modify-write, which must own the line every time) instead of
 // count_request()'s load and store (whose stores the store buffer can absorb).
-// This file is the same in exercise/ and solution/; the exercise is in counters.hpp.
+// This file is the same for exercise/ and solution/; the exercise is in counters.hpp.
 #include <pthread.h>
 #include <sched.h>
 

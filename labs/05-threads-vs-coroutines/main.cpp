@@ -19,7 +19,7 @@
 //     serves other connections meanwhile.
 //
 // Usage
-//   build/labs/bin/solution/server_lab05 [--port 8080] [--threads N] (all flags: --help)
+//   build/labs/bin/{exercise,solution}/server_lab05 [--port 8080] [--threads N] (all flags: --help)
 
 #include <sys/socket.h>
 

@@ -1,4 +1,5 @@
-// futex(2), counted: the only way lab 06's ring may enter the kernel.
+// futex(2), counted: the only way lab 06's ring may enter the kernel; and cpu_relax(), for the
+// spin before it.
 //
 // A futex is a 32-bit word in memory that threads (or processes sharing the page) agree on.
 // FUTEX_WAIT(addr, expected) puts the caller to sleep only if *addr still equals `expected` when
@@ -38,6 +39,13 @@ inline void futex_wake(std::atomic<std::uint32_t>& word, int count = 1) {
   g_futex_calls.fetch_add(1, std::memory_order_relaxed);
   ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, count, nullptr,
             nullptr, 0);
+}
+
+// Tells the CPU this is a spin loop (x86 PAUSE: saves power, lets an SMT sibling run).
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
 }
 
 }  // namespace lab06

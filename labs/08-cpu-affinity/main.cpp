@@ -16,6 +16,8 @@
 // Output: `ready pid=P ping=TID pong=TID`, then one JSON line: the time per round trip, and per
 // thread its CPU at the end, migrations (se.nr_migrations from /proc, when the kernel has
 // CONFIG_SCHED_DEBUG) and context switches.
+//
+// The exercise is pin.cpp (exercise/ and solution/): where the threads are allowed to run.
 #include <pthread.h>
 #include <sched.h>
 #include <sys/eventfd.h>
@@ -27,6 +29,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <span>
@@ -37,29 +40,12 @@
 #include <vector>
 
 #include "net.hpp"  // iolab::parse_cpu_list
+#include "pin.hpp"
 
 namespace {
 
 constexpr int kThreads = 2;
 const char* const kNames[kThreads] = {"ping", "pong"};
-
-// TODO(lab 08): this pins the *process* to the union of the listed CPUs, once, in main(),
-// before the threads exist; they inherit the mask. With "--pin 0,1" each thread may then run on
-// CPU 0 or 1: not pinned at all. Pin each thread instead, from pin_thread() below, to
-// pin[index % size], and remove this.
-void pin_process(std::span<const int> cpus) {
-  if (cpus.empty()) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  for (int cpu : cpus) CPU_SET(cpu, &set);
-  if (sched_setaffinity(0, sizeof set, &set) != 0) throw std::runtime_error("sched_setaffinity");
-}
-
-// Called by thread `index` (0 ping, 1 pong) first thing after it starts.
-void pin_thread(std::span<const int> cpus, int index) {
-  (void)cpus;
-  (void)index;
-}
 
 struct ThreadReport {
   pid_t tid = 0;

@@ -10,7 +10,7 @@
 // thread registers a block); a thread-local flag keeps that from counting itself forever.
 // Sanitizer builds define LAB09_COUNT_OPERATOR_NEW_ONLY (see CMakeLists.txt): the sanitizer's
 // runtime owns malloc, and this file then defines nothing.
-// Not part of the exercise: the same file is in exercise/ and solution/.
+// Not part of the exercise: exercise/ and solution/ both build with this file.
 #ifndef LAB09_COUNT_OPERATOR_NEW_ONLY
 #include <cerrno>
 #include <cstddef>
