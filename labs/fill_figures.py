@@ -31,8 +31,7 @@ from pathlib import Path
 
 LABS = Path(__file__).resolve().parent
 ROOT = LABS.parent
-sys.path.insert(0, str(ROOT / "bench"))
-import figures  # noqa: E402
+from iolab_bench import figures  # bench/ on PYTHONPATH (make lab-figures sets it)
 
 MARKER = re.compile(r"<!-- fig:([A-Za-z0-9_.-]+) -->(.*?)<!-- /fig -->")
 RESERVED = {"machine"}

@@ -80,8 +80,11 @@ def run_one(lab, variant, build_dir, timeout):
     print(f"run_check: {lab.name}: {' '.join(cmd[1:])}", flush=True)
     start = time.monotonic()
     # The check runs in its own session so a time-out can stop everything it started.
+    # Checks import labs/common (checklib) and bench/iolab_bench: the paths make and CTest set.
+    paths = [str(ROOT / "bench"), str(ROOT / "labs"), os.environ.get("PYTHONPATH", "")]
+    env = dict(os.environ, PYTHONPATH=":".join(p for p in paths if p))
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, env=env)
     try:
         out, _ = proc.communicate(timeout=timeout)
         status = proc.returncode

@@ -28,8 +28,7 @@ from pathlib import Path
 
 LABS = Path(__file__).resolve().parent
 ROOT = LABS.parent
-sys.path.insert(0, str(LABS))
-from run_check import find_lab  # noqa: E402
+from run_check import find_lab  # beside this file
 
 
 def newest_run(results_dir, suffix):

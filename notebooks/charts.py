@@ -32,9 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import iolab_plots as ip  # beside this file; it needs bench/ on PYTHONPATH (iolab_bench)
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import iolab_plots as ip  # noqa: E402
 
 KERNEL = "iolab-python3"
 JUPYTER = "/usr/bin/jupyter"
@@ -59,7 +59,9 @@ def execute(nb, results, charts_dir, workdir):
     # The user's Jupyter configuration and IPython start-up files stay out of it: a chart must
     # come out the same on every machine.
     env = dict(os.environ, RESULTS=str(results.root), CHARTS=str(charts_dir),
-               JUPYTER_PATH=str(HERE / "jupyter"), PYTHONPATH=str(HERE),
+               JUPYTER_PATH=str(HERE / "jupyter"),
+               # The kernel imports iolab_plots (here) and through it iolab_bench (bench/).
+               PYTHONPATH=f"{HERE}:{HERE.parent / 'bench'}",
                JUPYTER_CONFIG_DIR=str(Path(workdir) / "jupyter-config"),
                IPYTHONDIR=str(Path(workdir) / f"ipython-{nb.stem}"), PYDEVD_DISABLE_FILE_VALIDATION="1")
     cmd = [JUPYTER, "nbconvert", "--to", "notebook", "--execute",

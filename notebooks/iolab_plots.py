@@ -42,14 +42,14 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from iolab_bench import validity  # bench/ on PYTHONPATH: the limits and merge_reasons
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-import run as bench_run  # noqa: E402  (compare.py's merge_reasons and limits, through run.py)
 
 COLUMNS = ["run", "x", "series", "value", "lo", "hi", "n", "valid", "reason"]
 REFERENCES = ("nginx", "gin", "nethttp")
-MAX_SPREAD = bench_run.compare.MAX_SPREAD
-MAX_STEAL_PCT = 100.0 * bench_run.compare.MAX_STEAL
+MAX_SPREAD = validity.MAX_SPREAD
+MAX_STEAL_PCT = 100.0 * validity.MAX_STEAL
 # Latency percentiles are exempt from the spread rule in run.py's summary (tails vary by
 # nature); the same exemption applies to the percentiles the summary does not carry.
 NO_SPREAD_RULE = ("p50_us", "p90_us", "p99_us", "p999_us", "max_us")
@@ -332,7 +332,7 @@ def _summary_entry(run, server, params, point, metric):
 def _no_figure_reason(server, group, metric):
     reasons = [r["invalid_reason"] for r in group if r.get("invalid_reason")]
     if reasons:
-        return "no measurement: " + "; ".join(bench_run.compare.merge_reasons(reasons, len(group)))
+        return "no measurement: " + "; ".join(validity.merge_reasons(reasons, len(group)))
     if server.partition(":")[0] in REFERENCES:
         return f"not counted: {server} is a reference server (no /stats counters)"
     return f"not measured: the rows carry no {metric}"
@@ -351,7 +351,7 @@ def cell_figure(run, server, params, point, metric, group):
     if s is not None:
         return (s["median"], lo, hi, s["n"], bool(s["valid"]), "; ".join(s["why_invalid"]))
     median = statistics.median(values)
-    why = bench_run.compare.merge_reasons(
+    why = validity.merge_reasons(
         [r["invalid_reason"] for r in group if r.get("invalid_reason")], len(group))
     spread = (hi - lo) / median if median else 0.0
     if len(values) >= 2 and spread > MAX_SPREAD and metric not in NO_SPREAD_RULE:

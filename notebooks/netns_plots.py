@@ -18,9 +18,9 @@ import math
 import sys
 from pathlib import Path
 
+import iolab_plots as ip  # beside this file; it needs bench/ on PYTHONPATH (iolab_bench)
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import iolab_plots as ip  # noqa: E402
 
 CHART = "netns-connections-to-peak"
 NEED = ip.Need("a netns run (bench/run.py --scenario netns)", ("closed_loop",), ("netns",))

@@ -6,7 +6,7 @@ machine and the CPUs chosen for same_core / cross_core), so `compare.py` from li
 reads two runs directly. It writes:
 
   results/runs/<timestamp>-micro/
-    manifest.json        machine facts (bench/run.py's manifest()), settings, steal during the run
+    manifest.json        machine facts (iolab_bench.runfolder's manifest()), settings, steal during the run
     micro/<topic>.json   one file per suite: micro_syscalls -> micro/syscalls.json
   results/latest -> that folder (unless --no-latest)
 
@@ -32,9 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-import run  # noqa: E402  (bench/run.py: manifest() and the run-folder conventions)
+from iolab_bench import ROOT, machine, runfolder  # bench/ on PYTHONPATH (make micro sets it)
 
 QUICK = {"min_time": 0.1, "repetitions": 1}
 FULL = {"min_time": 0.5, "repetitions": 3}
@@ -67,7 +65,7 @@ def run_suite(binary, out_file, settings, bench_filter=None):
     if bench_filter:
         cmd.append(f"--benchmark_filter={bench_filter}")
     start = time.monotonic()
-    busy_before = run.compare.read_busy_s()
+    busy_before = machine.read_busy_s()
     own_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     rc = subprocess.run(cmd).returncode
     wall = time.monotonic() - start
@@ -76,7 +74,7 @@ def run_suite(binary, out_file, settings, bench_filter=None):
     # Other processes' CPU while the suite ran, in CPUs: a build or a fuzzer on a 2-CPU machine
     # takes the CPU a benchmark thread wanted without showing as steal (figures.py marks the
     # suite's figures not valid above compare.MAX_BACKGROUND_CPUS).
-    background = max(0.0, run.compare.read_busy_s() - busy_before - own) / max(wall, 1e-9)
+    background = max(0.0, machine.read_busy_s() - busy_before - own) / max(wall, 1e-9)
     return {"command": cmd, "exit_status": rc, "seconds": round(wall, 1),
             "background_cpus": round(background, 2)}
 
@@ -93,8 +91,8 @@ def point_latest(results_dir, run_dir):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--full", action="store_true", help="longer runs with 3 repetitions")
-    p.add_argument("--bin-dir", default=str(run.ROOT / "build" / "bin"))
-    p.add_argument("--results-dir", default=str(run.ROOT / "results"))
+    p.add_argument("--bin-dir", default=str(ROOT / "build" / "bin"))
+    p.add_argument("--results-dir", default=str(ROOT / "results"))
     p.add_argument("--run-dir", help="write into this existing run folder's micro/")
     p.add_argument("--no-latest", action="store_true", help="do not repoint results/latest")
     p.add_argument("--label", default="micro", help="run folder suffix (a lab passes lab-NN)")
@@ -126,8 +124,8 @@ def main(argv=None):
         sc = {"name": "micro", "repeats": settings["repetitions"], "warmup_s": None,
               "duration_s": None, "connections": None, "pipeline": None, "path": None,
               "rate_fraction": None}
-        doc = run.manifest(sc, None, None, "micro: per benchmark, see each suite's context")
-    steal_before = run.compare.read_steal()
+        doc = runfolder.manifest(sc, None, None, "micro: per benchmark, see each suite's context")
+    steal_before = machine.read_steal()
     started = time.monotonic()
     report = {}
     for topic, binary in todo.items():
@@ -136,7 +134,7 @@ def main(argv=None):
                                   opts.filter)
     micro_doc = {"mode": "full" if opts.full else "quick", "settings": settings,
                  "suites": report, "seconds": round(time.monotonic() - started, 1),
-                 "steal_pct": steal_pct(steal_before, run.compare.read_steal())}
+                 "steal_pct": steal_pct(steal_before, machine.read_steal())}
     if own_run:
         doc["micro"] = micro_doc
         (run_dir / "manifest.json").write_text(json.dumps(doc, indent=1, sort_keys=True))

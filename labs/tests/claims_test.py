@@ -12,15 +12,12 @@ import copy
 import io
 import json
 import re
-import sys
 import tempfile
 import unittest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-import claims  # noqa: E402
-import figures  # noqa: E402
+from iolab_bench import claims, figures  # bench/ on PYTHONPATH (CTest sets it)
 
 
 def summary_row(server, point, metric, median, params=None, why=()):
@@ -182,8 +179,8 @@ class VerdictTest(Fixture):
         self.assertEqual(r.verdict, claims.INVALID)
         self.assertIn("background load 0.90 CPUs during micro_syscalls", r.detail)
         # The same rule as the harness's cells.
-        import compare  # noqa: E402
-        self.assertEqual(figures.MAX_BACKGROUND_CPUS, compare.MAX_BACKGROUND_CPUS)
+        from iolab_bench import validity
+        self.assertEqual(figures.MAX_BACKGROUND_CPUS, validity.MAX_BACKGROUND_CPUS)
         manifest["micro"]["suites"]["syscalls"]["background_cpus"] = 0.1
         (self.root / "m" / "manifest.json").write_text(json.dumps(manifest))
         self.assertEqual(self.verdict("C01", self.root).verdict, claims.HOLDS)

@@ -9,16 +9,13 @@ script runs on them in-process. Standard library only.
 import contextlib
 import io
 import json
-import sys
 import tempfile
 import unittest
 from pathlib import Path
 
 LABS = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(LABS))
-sys.path.insert(0, str(LABS.parent / "bench"))
-import figures  # noqa: E402
-import fill_figures  # noqa: E402
+import fill_figures  # labs/ and bench/ on PYTHONPATH (CTest sets it)
+from iolab_bench import figures
 
 
 def summary_row(server, point, metric, median, params=None, why=()):

@@ -10,16 +10,13 @@ only; a second or so.
 
 import json
 import re
-import sys
 import unittest
 from pathlib import Path
 
 LABS = Path(__file__).resolve().parent.parent
 ROOT = LABS.parent
-sys.path.insert(0, str(LABS))
-sys.path.insert(0, str(ROOT / "bench"))
-import fill_figures  # noqa: E402
-import run  # noqa: E402  (bench/run.py: load_scenario)
+import fill_figures  # labs/ and bench/ on PYTHONPATH (CTest sets it)
+from iolab_bench import HarnessError, scenarios
 
 SECTIONS = ["Goal", "Background", "Claim under test", "Predict", "Run", "Observe", "Explain",
             "Exercise", "Check", "Going further"]
@@ -71,8 +68,8 @@ def layout_problems(lab):
             out.append(f"{lab.name}/scenario.json: names neither \"scenario\" nor \"micro\"")
         if "scenario" in spec:
             try:
-                base = run.load_scenario(spec["scenario"])
-            except run.HarnessError as e:
+                base = scenarios.load_scenario(spec["scenario"])
+            except HarnessError as e:
                 out.append(f"{lab.name}/scenario.json: {e}")
             else:
                 unknown = [k for k in spec.get("set", {}) if k not in base]

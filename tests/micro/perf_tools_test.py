@@ -17,11 +17,11 @@ import unittest
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import flamegraph  # bench/perf on PYTHONPATH (CTest sets it; "perf" alone is linux-perf's module)
+import perf_parse
+
 ROOT = Path(__file__).resolve().parents[2]
 PERF_DIR = ROOT / "bench" / "perf"
-sys.path.insert(0, str(PERF_DIR))
-import flamegraph  # noqa: E402
-import perf_parse  # noqa: E402
 
 BIN_DIR = Path(sys.argv.pop(1)) if len(sys.argv) > 1 else ROOT / "build" / "bin"
 SVG = "{http://www.w3.org/2000/svg}"

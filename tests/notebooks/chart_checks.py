@@ -10,12 +10,10 @@ It returns the problems as sentences; an empty list means the folder regenerates
 
 import difflib
 import importlib
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "notebooks"))
-import iolab_plots as ip  # noqa: E402
+import iolab_plots as ip  # notebooks/ and bench/ on PYTHONPATH (CTest sets it)
 
 # Modules besides iolab_plots that register charts in iolab_plots.TABLES (one per scenario
 # that is drawn outside the numbered notebooks).

@@ -21,8 +21,7 @@ import tempfile
 import unittest
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chart_checks import ROOT, check_charts, ip  # noqa: E402
+from chart_checks import ROOT, check_charts, ip  # beside this file
 
 FIXTURE = Path(__file__).resolve().parent / "fixture-run"
 NOTEBOOKS = sys.argv[1:] or sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))

@@ -14,14 +14,12 @@ import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 import unittest
 from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chart_checks import ip  # noqa: E402
+from chart_checks import ip  # beside this file
 
 FIXTURE = Path(__file__).resolve().parent / "fixture-run"
 

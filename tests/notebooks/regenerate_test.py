@@ -13,13 +13,11 @@ SVG with a date.
 """
 
 import shutil
-import sys
 import tempfile
 import unittest
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chart_checks import ROOT, check_charts, ip  # noqa: E402
+from chart_checks import ROOT, check_charts, ip  # beside this file
 
 FIXTURE = Path(__file__).resolve().parent / "fixture-run"
 REFERENCE = ROOT / "results" / "reference"

@@ -23,8 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CHARTS_PY = ROOT / "notebooks" / "charts.py"
-sys.path.insert(0, str(CHARTS_PY.parent))
-import charts  # noqa: E402
+import charts  # notebooks/ and bench/ on PYTHONPATH (CTest sets it)
 FIXTURE = Path(__file__).resolve().parent / "fixture-run"
 
 

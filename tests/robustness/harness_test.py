@@ -29,9 +29,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-import compare  # noqa: E402
-import run  # noqa: E402
+import compare  # bench/ on PYTHONPATH (CTest sets it): the command lines
+import run
+from iolab_bench import HarnessError, runfolder, servers
 
 BIN_DIR = (Path(sys.argv.pop(1)) if len(sys.argv) > 1 else ROOT / "build/bin").resolve()
 FAKE_MODES = ("crash", "silent", "garbage", "garbage_ping", "good")
@@ -136,7 +136,7 @@ class LoadgenTest(SandboxTest):
 
     def test_server_never_ready(self):
         # Nothing listens on the port of a server that never got ready.
-        r = self.loadgen("--url", f"http://127.0.0.1:{compare.free_port()}/ping", "--duration", "1s")
+        r = self.loadgen("--url", f"http://127.0.0.1:{servers.free_port()}/ping", "--duration", "1s")
         self.assertEqual(r.returncode, 1)
         self.assertIn("cannot connect", r.stderr)
         self.assertNothingLeft()
@@ -202,14 +202,14 @@ class CompareTest(SandboxTest):
         self.assertIn("--repeats", err)
 
     def test_server_never_ready(self):
-        old = compare.READY_TIMEOUT_S
-        compare.READY_TIMEOUT_S = 1.0
+        old = servers.READY_TIMEOUT_S
+        servers.READY_TIMEOUT_S = 1.0
         try:
             out, err = io.StringIO(), io.StringIO()
             with redirect_stdout(out), redirect_stderr(err):
                 code = compare.main(["--bin-dir", str(self.box.bin), "--servers", "silent", *SHORT])
         finally:
-            compare.READY_TIMEOUT_S = old
+            servers.READY_TIMEOUT_S = old
         self.assertEqual(code, 1)
         self.assertIn("silent: never printed its ready line", err.getvalue())
         self.assertNothingLeft()
@@ -260,7 +260,7 @@ class RunTest(SandboxTest):
             try:
                 code = run.main(["--scenario", "quick", "--results-dir", str(self.results()),
                                  "--bin-dir", str(self.box.bin), *RUN_SHORT, *args])
-            except compare.HarnessError as e:  # what run.py's __main__ reports, exit 1
+            except HarnessError as e:  # what run.py's __main__ reports, exit 1
                 print(f"run.py: {e}", file=sys.stderr)
                 code = 1
         return code, out.getvalue(), err.getvalue()
@@ -269,10 +269,10 @@ class RunTest(SandboxTest):
         """The one run folder, checked for consistency: manifest, rows, row schema."""
         (folder,) = list((self.results() / "runs").iterdir())
         manifest = json.loads((folder / "manifest.json").read_text())
-        self.assertEqual(manifest["schema_version"], run.SCHEMA_VERSION)
+        self.assertEqual(manifest["schema_version"], runfolder.SCHEMA_VERSION)
         rows = [json.loads(l) for l in (folder / "harness/results.jsonl").read_text().splitlines()]
         for row in rows:
-            run.check_row(row)
+            runfolder.check_row(row)
         self.assertFalse((self.results() / "latest").exists())
         return folder, manifest, rows
 
@@ -286,12 +286,12 @@ class RunTest(SandboxTest):
         self.assertEqual(ctx.exception.code, 2)
 
     def test_server_never_ready(self):
-        old = compare.READY_TIMEOUT_S
-        compare.READY_TIMEOUT_S = 1.0
+        old = servers.READY_TIMEOUT_S
+        servers.READY_TIMEOUT_S = 1.0
         try:
             code, out, _ = self.run_main("--set", 'servers=["silent","epoll_et"]')
         finally:
-            compare.READY_TIMEOUT_S = old
+            servers.READY_TIMEOUT_S = old
         self.assertEqual(code, 0)
         _, manifest, rows = self.folder()
         self.assertIn("never printed its ready line", manifest["skipped"]["silent"])

@@ -32,8 +32,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-import compare  # noqa: E402
+from iolab_bench import HarnessError, servers  # bench/ on PYTHONPATH (make soak, CTest)
 
 SERVERS = ["threads", "select", "epoll_et", "epoll_et:--threads 2", "io_uring", "coro",
            "coro:--threads 2", "pooled"]
@@ -131,7 +130,7 @@ def soak_server(spec, opts, results):
     short = ["--connections", "8", "--requests", str(opts.short), "--duration", "600s",
              "--new-connection-per-request"]
     try:
-        with compare.Server(spec, None, opts.bin_dir) as server:
+        with servers.Server(spec, None, opts.bin_dir) as server:
             # Warm-up: allocator arenas, thread caches and buffers reach their working size.
             loadgen(opts.bin_dir, server.port, ["--connections", "16", "--requests",
                                                 str(opts.warmup), "--duration", "60s"])
@@ -142,7 +141,7 @@ def soak_server(spec, opts, results):
                         opts.rss_slack_kb, results)
             ok &= server.alive() and phase(server, opts.bin_dir, "short", short, opts.short,
                                            opts.rss_slack_kb, results)
-    except compare.HarnessError as e:
+    except HarnessError as e:
         print(f"soak: {spec}: FAILED to start: {e}", flush=True)
         results.append({"server": spec, "phase": "start", "ok": False, "problems": [str(e)]})
         return False
@@ -156,7 +155,7 @@ def soak_server(spec, opts, results):
         c10k = ["--connections", "1", "--rate", "50", "--duration", "2s", "--idle-connections",
                 str(opts.c10k), "--connect-rate", "5000", "--setup-timeout", "60s"]
         try:
-            with compare.Server(c10k_spec, None, opts.bin_dir) as server:
+            with servers.Server(c10k_spec, None, opts.bin_dir) as server:
                 # The allocator keeps much of what 10k connections used after they close, and
                 # fragmentation settles over a few rounds (measured on epoll_et: +38, +24, +5.6,
                 # +0.2 MB; threads: +56, +24, +8.3, +4.0 MB); a leak grows by the same amount
@@ -172,7 +171,7 @@ def soak_server(spec, opts, results):
                     row = results[-1]
                     if row.get("rss_kb_after") is not None:
                         growth = row["rss_kb_after"] - row["rss_kb_before"]
-        except compare.HarnessError as e:
+        except HarnessError as e:
             print(f"soak: {spec}: c10k server FAILED to start: {e}", flush=True)
             results.append({"server": spec, "phase": "c10k", "ok": False, "problems": [str(e)]})
             ok = False

@@ -16,8 +16,7 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import soak  # noqa: E402
+import soak  # beside this file
 
 BIN_DIR = (Path(sys.argv.pop(1)) if len(sys.argv) > 1 else HERE.parents[1] / "build/bin").resolve()
 FAKE = HERE.parent / "robustness" / "fake_server.py"

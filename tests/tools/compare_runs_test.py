@@ -9,13 +9,11 @@ stand-in script that records its arguments, so the test needs no SciPy.
 import contextlib
 import io
 import json
-import sys
 import tempfile
 import unittest
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import compare_runs  # noqa: E402
+import compare_runs  # bench/ on PYTHONPATH (CTest sets it)
 
 
 def summary_row(server, point, metric, median, valid=True, why=()):

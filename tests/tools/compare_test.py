@@ -20,8 +20,8 @@ from contextlib import redirect_stdout, redirect_stderr
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-import compare  # noqa: E402
+import compare  # bench/ on PYTHONPATH (CTest sets it): the command line
+from iolab_bench import HarnessError, machine, measure, servers, validity
 
 BIN_DIR = (Path(sys.argv.pop(1)) if len(sys.argv) > 1 else ROOT / "build/bin").resolve()
 
@@ -49,20 +49,20 @@ def own_descendants():
 class SyscallBillingTest(unittest.TestCase):
     def test_user_beyond_syscalls_subtracts_the_billing_per_call(self):
         cell = {"server_user_us": 2.0, "perf_syscalls_per_request": 3.0, "syscalls_per_request": 1.0}
-        compare.add_user_beyond_syscalls(cell, {"user_us": 0.5, "sys_us": 0.5})
+        measure.add_user_beyond_syscalls(cell, {"user_us": 0.5, "sys_us": 0.5})
         self.assertAlmostEqual(cell["server_user_net_us"], 0.5)  # perf's count, not /stats'
 
     def test_no_correction_without_a_perf_count_or_a_billing(self):
         cell = {"server_user_us": 2.0, "syscalls_per_request": 3.0}
-        compare.add_user_beyond_syscalls(cell, {"user_us": 0.5, "sys_us": 0.5})
+        measure.add_user_beyond_syscalls(cell, {"user_us": 0.5, "sys_us": 0.5})
         self.assertNotIn("server_user_net_us", cell)
         cell = {"server_user_us": 2.0, "perf_syscalls_per_request": 3.0}
-        compare.add_user_beyond_syscalls(cell, "micro_syscalls not built")
+        measure.add_user_beyond_syscalls(cell, "micro_syscalls not built")
         self.assertNotIn("server_user_net_us", cell)
 
     def test_a_missing_micro_binary_is_named(self):
         with tempfile.TemporaryDirectory() as tmp:
-            why = compare.syscall_billing(tmp, None)
+            why = machine.syscall_billing(tmp, None)
         self.assertIsInstance(why, str)
         self.assertIn("micro_syscalls not built", why)
 
@@ -71,7 +71,7 @@ class FloorTest(unittest.TestCase):
     """server_floor answers every request head it is sent, however the bytes are cut, and no more."""
 
     def test_split_and_pipelined_heads_each_get_one_response(self):
-        with compare.Server("floor", None, BIN_DIR) as server:
+        with servers.Server("floor", None, BIN_DIR) as server:
             with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
                 # Three pipelined heads, each "\r\n\r\n" cut between two reads at a different
                 # place (the pauses let the server read each piece alone), then a "\r\r\n" that
@@ -128,12 +128,12 @@ class FloorTest(unittest.TestCase):
                     "invalid": list(invalid)}
         cells = [cell("epoll_et", 0, 2.0), cell("floor", 0, 1.5), cell("epoll_et", 1, 3.0),
                  cell("floor", 1, 2.4, ["steal 5%"]), cell("epoll_et", 2, 2.0)]
-        compare.add_user_above_floor(cells)
+        measure.add_user_above_floor(cells)
         self.assertAlmostEqual(cells[0]["server_user_above_floor_us"], 0.5)
         self.assertAlmostEqual(cells[2]["server_user_above_floor_us"], 0.6)
         self.assertNotIn("server_user_above_floor_us", cells[4])  # no floor run in repeat 2
         self.assertNotIn("server_user_above_floor_us", cells[1])  # the floor itself
-        rows = {(r["server"], r["metric"]): r for r in compare.summarize(cells)}
+        rows = {(r["server"], r["metric"]): r for r in validity.summarize_cells(cells)}
         above = rows[("epoll_et", "server_user_above_floor_us")]
         self.assertEqual(len(above["values"]), 2)
         for value, expected in zip(above["values"], (0.5, 0.6)):
@@ -214,25 +214,26 @@ class CompareTest(unittest.TestCase):
             fake.write_text("#!/bin/sh\nexec sleep 30\n")
             fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
             (Path(tmp) / "loadgen").symlink_to(BIN_DIR / "loadgen")
-            old = compare.READY_TIMEOUT_S
-            compare.READY_TIMEOUT_S = 1.0
+            old = servers.READY_TIMEOUT_S
+            servers.READY_TIMEOUT_S = 1.0
             try:
                 out, err = io.StringIO(), io.StringIO()
                 with redirect_stdout(out), redirect_stderr(err):
                     code = compare.main(["--bin-dir", tmp, "--servers", "silent", "--repeats", "1"])
             finally:
-                compare.READY_TIMEOUT_S = old
+                servers.READY_TIMEOUT_S = old
         self.assertEqual(code, 1)
         self.assertIn("silent: never printed its ready line", err.getvalue())
         self.assertEqual(own_descendants(), [])
 
     def test_server_dying_mid_run_is_reported(self):
-        with compare.Server("epoll_et", 0, BIN_DIR) as server:
-            server.overhead = compare.stats_overhead(server)
+        with servers.Server("epoll_et", 0, BIN_DIR) as server:
+            server.overhead = servers.stats_overhead(server)
             opts = compare.parse_args(["--duration", "2", "--warmup", "0", "--connections", "4"])
             killer = subprocess.Popen(["sh", "-c", f"sleep 0.5; kill -KILL {server.pid()}"])
-            with self.assertRaises(compare.HarnessError) as ctx:
-                compare.measure(server, BIN_DIR / "loadgen", 0, "closed", opts)
+            with self.assertRaises(HarnessError) as ctx:
+                measure.measure(server, BIN_DIR / "loadgen", 0, "closed",
+                                measure.Load(opts.duration, opts.warmup, opts.connections))
             killer.wait()
         self.assertIn("died during the run", str(ctx.exception))
         self.assertEqual(own_descendants(), [])
@@ -244,24 +245,24 @@ class CompareTest(unittest.TestCase):
 
     def test_spread_invalidates(self):
         cells = [{"server": "a", "kind": "closed", "rps": v, "invalid": []} for v in (100, 100, 130)]
-        row = compare.summarize(cells)[0]
+        row = validity.summarize_cells(cells)[0]
         self.assertFalse(row["valid"])
         self.assertIn("spread 30%", row["why_invalid"])
         cells = [{"server": "a", "kind": "closed", "rps": v, "invalid": []} for v in (100, 105, 110)]
-        self.assertTrue(compare.summarize(cells)[0]["valid"])
+        self.assertTrue(validity.summarize_cells(cells)[0]["valid"])
 
     def test_background_load_invalidates(self):
         # 2 s window: the server used 0.5 s and the client 0.5 s of the 1.6 s the machine was busy.
         marks = {"start_busy": 100.0, "end_busy": 101.6}
-        self.assertAlmostEqual(compare.background_cpus(marks, 0.5, 0.5, 2.0), 0.3)
+        self.assertAlmostEqual(machine.background_cpus(marks, 0.5, 0.5, 2.0), 0.3)
         cell = {"kind": "fixed", "errors": 0, "steal": 0.0, "listen_overflows": 0,
                 "achieved_rate": 1000, "offered_rate": 1000, "background_cpus": 0.3}
-        self.assertEqual(compare.cell_problems(cell, None), ["background load 0.30 CPUs"])
+        self.assertEqual(validity.cell_problems(cell, None), ["background load 0.30 CPUs"])
         cell["background_cpus"] = 0.05
-        self.assertEqual(compare.cell_problems(cell, None), [])
+        self.assertEqual(validity.cell_problems(cell, None), [])
         # Tick rounding can make the pair look busier than the machine: never negative.
-        self.assertEqual(compare.background_cpus({"start_busy": 0.0, "end_busy": 0.9}, 0.5, 0.5, 1.0), 0.0)
-        self.assertGreater(compare.read_busy_s(), 0.0)
+        self.assertEqual(machine.background_cpus({"start_busy": 0.0, "end_busy": 0.9}, 0.5, 0.5, 1.0), 0.0)
+        self.assertGreater(machine.read_busy_s(), 0.0)
 
 
 if __name__ == "__main__":

@@ -25,21 +25,7 @@ from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any, Dict, List
 
-from types import SimpleNamespace
-
-import claims
-import compare
-import run as run_py
-
-# Before the package (issue 24): the same functions under their old homes.
-scenarios = SimpleNamespace(POINT_KIND=run_py.POINT_KIND)
-sweeps = SimpleNamespace(connections_to_peak=run_py.connections_to_peak)
-tables = SimpleNamespace(print_summary=run_py.print_summary, print_failures=run_py.print_failures,
-                         print_peaks=run_py.print_peaks, print_table=compare.print_table,
-                         print_floor_note=compare.print_floor_note)
-validity = SimpleNamespace(summarize_rows=run_py.summarize, summarize_cells=compare.summarize,
-                           add_user_beyond_syscalls=compare.add_user_beyond_syscalls,
-                           add_user_above_floor=compare.add_user_above_floor)
+from iolab_bench import claims, measure, scenarios, sweeps, tables, validity
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "notebooks" / "fixture-run"
@@ -72,9 +58,9 @@ def compare_cells(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
             cell["syscalls_per_request"] = r["syscalls_per_req"]
             cell["perf_syscalls_per_request"] = r["syscalls_per_req"] * 1.05
         if kind == "fixed":
-            validity.add_user_beyond_syscalls(cell, {"user_us": 0.05, "sys_us": 0.3})
+            measure.add_user_beyond_syscalls(cell, {"user_us": 0.05, "sys_us": 0.3})
         cells.append(cell)
-    return validity.add_user_above_floor(cells)
+    return measure.add_user_above_floor(cells)
 
 
 def sweep_rows(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:

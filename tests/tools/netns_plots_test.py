@@ -10,15 +10,12 @@ the test follows the rows' schema as run.py writes it. Run by CTest (label tools
 
 import json
 import os
-import sys
 import tempfile
 import unittest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT / "notebooks"))
-import run  # noqa: E402
+from iolab_bench import runfolder, sweeps  # bench/ and notebooks/ on PYTHONPATH (CTest)
 
 # (server, think_ms): [(connections, req/s)]; threads at 20 ms is still rising at the end.
 SWEEPS = {
@@ -34,7 +31,7 @@ def make_run(folder, with_peaks=True):
     rows = []
     for (server, think), sweep in SWEEPS.items():
         for conns, rps in sweep:
-            row = run.base_row({"name": "netns"}, server, {"think_ms": think, "connections": conns},
+            row = runfolder.base_row({"name": "netns"}, server, {"think_ms": think, "connections": conns},
                                "closed_loop", 0, "client-bound (server CPU 30%)")
             row.update(rps=rps, server_cpu_util=0.3, latency_us={"p50": 120.0},
                        errors={"timeout": 0})
@@ -44,7 +41,7 @@ def make_run(folder, with_peaks=True):
                 "kernel": "6.1.0-test", "git_revision": "abc1234", "started": "2026-01-01T00:00:00"}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     if with_peaks:
-        peaks = run.connections_to_peak(rows)
+        peaks = sweeps.connections_to_peak(rows)
         (folder / "harness/connections_to_peak.jsonl").write_text(
             "".join(json.dumps(p) + "\n" for p in peaks))
 

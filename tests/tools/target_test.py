@@ -21,8 +21,7 @@ import unittest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-import compare  # noqa: E402
+from iolab_bench import machine, runfolder, sweeps  # bench/ on PYTHONPATH (CTest sets it)
 
 BIN_DIR = (Path(sys.argv.pop(1)) if len(sys.argv) > 1 else ROOT / "build/bin").resolve()
 RUN_PY = ROOT / "bench/run.py"
@@ -70,7 +69,7 @@ def median(rows, get):
 class Target(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.server_cpu, cls.client_cpu, _ = compare.choose_cpus()
+        cls.server_cpu, cls.client_cpu, _ = machine.choose_cpus()
         cls.tmp = tempfile.TemporaryDirectory(prefix="iolab-containers-target-")
         tmp = Path(cls.tmp.name)
         proc, port = start_server("127.0.0.2", cls.server_cpu)
@@ -163,14 +162,13 @@ class Target(unittest.TestCase):
 
 
 class ConnectionsToPeak(unittest.TestCase):
-    """run.connections_to_peak on made-up sweeps (the netns scenario's chart rows)."""
+    """sweeps.connections_to_peak on made-up sweeps (the netns scenario's chart rows)."""
 
     @staticmethod
     def rows(server, think, sweep, errors_at=None, reason="client-bound (server CPU 30%)"):
-        import run
         out = []
         for conns, rps in sweep:
-            row = run.base_row({"name": "netns"}, server, {"think_ms": think, "connections": conns},
+            row = runfolder.base_row({"name": "netns"}, server, {"think_ms": think, "connections": conns},
                                "closed_loop", 0, reason)
             row.update(rps=rps, server_cpu_util=0.95 if rps == max(r for _, r in sweep) else 0.3,
                        latency_us={"p50": 100.0}, errors={"timeout": 1 if conns == errors_at else 0})
@@ -178,8 +176,7 @@ class ConnectionsToPeak(unittest.TestCase):
         return out
 
     def test_fewest_connections_reaching_ninety_percent(self):
-        import run
-        peaks = run.connections_to_peak(
+        peaks = sweeps.connections_to_peak(
             self.rows("epoll_et", 5, [(1, 190), (4, 760), (16, 3000), (64, 9600), (256, 10000)]))
         self.assertEqual(len(peaks), 1)
         p = peaks[0]
@@ -189,15 +186,14 @@ class ConnectionsToPeak(unittest.TestCase):
         self.assertTrue(p["valid"], p["invalid_reason"])
 
     def test_a_peak_beyond_the_sweep_or_errors_are_not_valid(self):
-        import run
-        rising = run.connections_to_peak(self.rows("threads", 20, [(1, 50), (4, 200), (16, 800)]))[0]
+        rising = sweeps.connections_to_peak(self.rows("threads", 20, [(1, 50), (4, 200), (16, 800)]))[0]
         self.assertFalse(rising["valid"])
         self.assertIn("still rising", rising["invalid_reason"])
-        errors = run.connections_to_peak(
+        errors = sweeps.connections_to_peak(
             self.rows("threads", 0, [(1, 5000), (4, 9000), (16, 9100)], errors_at=4))[0]
         self.assertEqual(errors["connections_to_peak"], 4)
         self.assertIn("1 errors at 4 connections", errors["invalid_reason"])
-        noisy = run.connections_to_peak(self.rows("coro", 1, [(1, 900), (4, 3500), (16, 3600)],
+        noisy = sweeps.connections_to_peak(self.rows("coro", 1, [(1, 900), (4, 3500), (16, 3600)],
                                                   reason="steal 4%; client-bound (server CPU 9%)"))[0]
         self.assertEqual(noisy["invalid_reason"], "steal 4% in 3 of 3 runs")
 
