@@ -22,8 +22,9 @@ import sys
 from pathlib import Path
 
 GBENCH_COMPARE = Path("/usr/share/benchmark/compare.py")
-DEFAULT_METRICS = ["rps", "server_cpu_us", "server_user_us", "syscalls_per_req", "ctx_switches_per_req",
-                   "allocs_per_req", "p50_us", "p99_us", "user_kb_per_conn", "instructions_per_req"]
+DEFAULT_METRICS = ["rps", "server_cpu_us", "server_user_us", "syscalls_per_req",
+                   "ctx_switches_per_req", "allocs_per_req", "p50_us", "p99_us", "user_kb_per_conn",
+                   "instructions_per_req"]
 MACHINE_KEYS = [("cpu_model", "CPU"), ("cpus_online", "CPUs"), ("kernel", "kernel"),
                 ("git_revision", "revision"), ("scenario", "scenario")]
 
@@ -42,7 +43,8 @@ def resolve_run(text):
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
-        raise CompareError(f"'{text}' matches {len(matches)} runs: " + ", ".join(p.name for p in matches[:5]))
+        raise CompareError(f"'{text}' matches {len(matches)} runs: "
+                           + ", ".join(p.name for p in matches[:5]))
     raise CompareError(f"no run folder '{text}' (a path, or a name under results/runs/)")
 
 
@@ -81,7 +83,8 @@ def machine_lines(a_dir, b_dir):
         if va != vb and key in ("cpu_model", "cpus_online", "kernel"):
             differs.append(label)
     if differs:
-        lines.append(f"  note: the runs differ in {', '.join(differs)}: ratios compare machines too")
+        lines.append(
+            f"  note: the runs differ in {', '.join(differs)}: ratios compare machines too")
     return lines
 
 
@@ -105,8 +108,10 @@ def harness_table(a_summary, b_summary, metrics):
                 reasons.append(f"  ! {tag} {k[0]} {k[2]} {k[3]}: {'; '.join(s['why_invalid'])}")
         ratio = f"{sb['median'] / sa['median']:.2f}x" if sa["median"] else "-"
         params = ",".join(f"{p}={v}" for p, v in json.loads(k[1]).items()) or "-"
-        rows.append([k[0], params, k[2], k[3], fmt(sa["median"]) + (" !" if not sa["valid"] else ""),
-                     fmt(sb["median"]) + (" !" if not sb["valid"] else ""), ratio + (" !" if marks else "")])
+        rows.append([k[0], params, k[2], k[3],
+                     fmt(sa["median"]) + (" !" if not sa["valid"] else ""),
+                     fmt(sb["median"]) + (" !" if not sb["valid"] else ""),
+                     ratio + (" !" if marks else "")])
     only = sorted({(k[0], k[2]) for k in set(a) ^ set(b) if k[3] in metrics})
     return rows, reasons, only
 
@@ -142,7 +147,8 @@ def compare_micro(a_dir, b_dir):
                                str(a_dir / "micro" / name), str(b_dir / "micro" / name)],
                               capture_output=True, text=True)
         if proc.returncode != 0:
-            print(f"  compare.py failed (exit {proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
+            print(f"  compare.py failed (exit {proc.returncode}): "
+                  f"{proc.stderr.strip().splitlines()[-1:]}")
             status = 1
         else:
             print(proc.stdout.rstrip())
@@ -168,7 +174,8 @@ def main(argv=None):
             missing = [str(d) for d, s in ((a_dir, a_summary), (b_dir, b_summary)) if s is None]
             print(f"\nharness: no harness/summary.json in {', '.join(missing)}")
         else:
-            rows, reasons, only = harness_table(a_summary, b_summary, opts.metric or DEFAULT_METRICS)
+            rows, reasons, only = harness_table(
+                a_summary, b_summary, opts.metric or DEFAULT_METRICS)
             print()
             if len(rows) == 1:
                 print("harness: the two runs share no (server, params, point, metric) cell")

@@ -29,9 +29,10 @@ import re
 import sys
 from pathlib import Path
 
+from iolab_bench import figures  # bench/ on PYTHONPATH (make lab-figures sets it)
+
 LABS = Path(__file__).resolve().parent
 ROOT = LABS.parent
-from iolab_bench import figures  # bench/ on PYTHONPATH (make lab-figures sets it)
 
 MARKER = re.compile(r"<!-- fig:([A-Za-z0-9_.-]+) -->(.*?)<!-- /fig -->")
 RESERVED = {"machine"}
@@ -75,7 +76,8 @@ def problems(lab):
     sources = load_sources(lab)
     out = [f"{lab.name}/README.md: fig:{k} has no source in figures.json"
            for k in sorted(keys - set(sources) - RESERVED)]
-    out += [f"{lab.name}/figures.json: {k} is not used in README.md" for k in sorted(set(sources) - keys)]
+    out += [f"{lab.name}/figures.json: {k} is not used in README.md"
+            for k in sorted(set(sources) - keys)]
     return out
 
 
@@ -125,8 +127,8 @@ def main(argv=None):
         if found:
             errors += found
             broken.add(lab.name)
-    for e in errors:
-        print(f"fill_figures: {e}", file=sys.stderr)
+    for error in errors:
+        print(f"fill_figures: {error}", file=sys.stderr)
 
     try:
         machine_dir, runs = figures.reference_runs(opts.reference, opts.machine)

@@ -26,9 +26,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from run_check import find_lab  # beside this file
+
 LABS = Path(__file__).resolve().parent
 ROOT = LABS.parent
-from run_check import find_lab  # beside this file
 
 
 def newest_run(results_dir, suffix):
@@ -117,7 +118,8 @@ def main(argv=None):
     if claims and (ROOT / "bench" / "claims.py").exists():
         subprocess.run(["/usr/bin/python3", str(ROOT / "bench" / "claims.py"), "--results",
                         str(run_dir), "--only", ",".join(claims), "--no-write"], cwd=ROOT)
-    print(f"run_lab: now read the Observe and Explain sections of {lab.relative_to(ROOT)}/README.md")
+    print(
+        f"run_lab: now read the Observe and Explain sections of {lab.relative_to(ROOT)}/README.md")
     return 0
 
 

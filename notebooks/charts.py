@@ -63,7 +63,8 @@ def execute(nb, results, charts_dir, workdir):
                # The kernel imports iolab_plots (here) and through it iolab_bench (bench/).
                PYTHONPATH=f"{HERE}:{HERE.parent / 'bench'}",
                JUPYTER_CONFIG_DIR=str(Path(workdir) / "jupyter-config"),
-               IPYTHONDIR=str(Path(workdir) / f"ipython-{nb.stem}"), PYDEVD_DISABLE_FILE_VALIDATION="1")
+               IPYTHONDIR=str(Path(workdir) / f"ipython-{nb.stem}"),
+               PYDEVD_DISABLE_FILE_VALIDATION="1")
     cmd = [JUPYTER, "nbconvert", "--to", "notebook", "--execute",
            f"--ExecutePreprocessor.kernel_name={KERNEL}",
            f"--ExecutePreprocessor.timeout={NOTEBOOK_TIMEOUT_S}",
@@ -100,7 +101,8 @@ def draw_one(nb, results, charts_dir, workdir):
     incomplete = [s for s in written
                   if not all((charts_dir / f"{s}{ext}").exists() for ext in (".svg", ".csv"))]
     if ok and written and not incomplete:
-        return f"charts: {name}: {len(written)} charts in {seconds:.0f} s: {', '.join(written)}", False
+        return (f"charts: {name}: {len(written)} charts in {seconds:.0f} s: "
+                f"{', '.join(written)}", False)
     why = ("failed" if not ok else "wrote no chart" if not written
            else f"charts without their .svg/.csv: {', '.join(incomplete)}")
     line = f"charts: {name}: FAILED ({why}, {seconds:.0f} s)"
@@ -172,7 +174,8 @@ def reference(machine, run_dirs, results_root, charts=True):
             return 2
         m = run.manifest
         if m.get("interrupted"):
-            print(f"reference: {d} was interrupted; a reference keeps finished runs only", file=sys.stderr)
+            print(f"reference: {d} was interrupted; a reference keeps finished runs only",
+                  file=sys.stderr)
             return 2
         if run.rows and not m.get("finished"):
             print(f"reference: {d} has no 'finished' in its manifest (still running, or it "
@@ -182,7 +185,8 @@ def reference(machine, run_dirs, results_root, charts=True):
     scenarios = [r.scenario for r in runs]
     twice = sorted({s for s in scenarios if scenarios.count(s) > 1})
     if twice:
-        print(f"reference: more than one run of {', '.join(twice)}: give one per scenario", file=sys.stderr)
+        print(f"reference: more than one run of {', '.join(twice)}: give one per scenario",
+              file=sys.stderr)
         return 2
     machine_dir = Path(results_root) / "reference" / machine
     for run in runs:
@@ -198,7 +202,8 @@ def reference(machine, run_dirs, results_root, charts=True):
                 left.append(str(rel))
                 continue
             if f.stat().st_size > MAX_KEPT_BYTES:
-                left.append(f"{rel} ({f.stat().st_size // 1024} KB, over {MAX_KEPT_BYTES // 1024} KB)")
+                left.append(
+                    f"{rel} ({f.stat().st_size // 1024} KB, over {MAX_KEPT_BYTES // 1024} KB)")
                 continue
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, dest / rel)

@@ -38,6 +38,7 @@ import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -108,8 +109,8 @@ class Run:
         self.manifest = json.loads((self.path / "manifest.json").read_text())
         self.scenario = self.manifest.get("scenario", "?")
         rows_file = self.path / "harness" / "results.jsonl"
-        self.rows = ([json.loads(line) for line in rows_file.read_text().splitlines() if line.strip()]
-                     if rows_file.exists() else [])
+        self.rows = ([json.loads(line) for line in rows_file.read_text().splitlines()
+                      if line.strip()] if rows_file.exists() else [])
         summary_file = self.path / "harness" / "summary.json"
         self.summary = json.loads(summary_file.read_text()) if summary_file.exists() else []
         self.micro = {}
@@ -146,7 +147,7 @@ class Run:
         return None
 
 
-def count_cpus(online):
+def count_cpus(online: str) -> int | str:
     """'0-1' -> 2, '0,2-3' -> 3."""
     total = 0
     for part in filter(None, online.split(",")):
@@ -217,7 +218,7 @@ def load(results=None):
 class Need:
     what: str
     points: tuple = ()
-    scenarios: tuple = None
+    scenarios: tuple | None = None
     prefer: tuple = ()
     micro: bool = False
 
@@ -228,7 +229,8 @@ class Need:
 NEEDS = {
     "01-io-models": Need("models or quick run (saturation and fixed-rate rows)",
                          ("saturation", "fixed_rate"), ("models", "quick")),
-    "02-latency": Need("models or quick run (fixed-rate rows)", ("fixed_rate",), ("models", "quick")),
+    "02-latency": Need("models or quick run (fixed-rate rows)", ("fixed_rate",),
+                       ("models", "quick")),
     "03-c10k": Need("c10k run", ("fixed_rate",), ("c10k",)),
     "04-syscalls-and-switches": Need("run with fixed-rate rows", ("fixed_rate",),
                                      prefer=("models", "quick", "pooling")),
@@ -314,7 +316,7 @@ def params_text(params):
 
 def _cells(run, point):
     """{(server, params json): [rows]} for one point, in the order the run measured them."""
-    cells = {}
+    cells: dict[Any, Any] = {}
     for r in run.rows:
         if r["point"] == point:
             cells.setdefault((r["server"], json.dumps(r["params"], sort_keys=True)), []).append(r)
@@ -424,7 +426,9 @@ def micro_table(run, topic):
         common.append(f"suite exited {suite['exit_status']}")
     if steal is not None and steal > MAX_STEAL_PCT:
         common.append(f"steal {steal:g}% during the micro run")
-    iterations, medians, order = {}, {}, []
+    iterations: dict[Any, Any] = {}
+    medians: dict[Any, Any] = {}
+    order: list[Any] = []
     for b in doc["benchmarks"]:
         name = b.get("run_name") or b["name"]
         if name not in order:
@@ -505,16 +509,19 @@ def _t_memory(res, parts):
 
 CPU_PARTS = (("user", "server_user_us"), ("system", "server_sys_us"))
 MEMORY_OWN = (("user RSS", "user_kb_per_conn"), ("pool reserved", "pool_reserved_kb_per_conn"),
-              ("kernel stack", "kernel_stack_kb_per_conn"), ("page tables", "page_tables_kb_per_conn"))
-MEMORY_BOTH = (("slab", "slab_kb_per_conn_both_ends"), ("TCP buffers", "tcp_mem_kb_per_conn_both_ends"))
+              ("kernel stack", "kernel_stack_kb_per_conn"),
+              ("page tables", "page_tables_kb_per_conn"))
+MEMORY_BOTH = (("slab", "slab_kb_per_conn_both_ends"),
+               ("TCP buffers", "tcp_mem_kb_per_conn_both_ends"))
 MICRO_TOPICS = ("syscalls", "switch", "coro_switch", "cache", "ipc", "alloc", "http")
 
-TABLES = {
+TABLES: dict[str, tuple[str | None, Any]] = {
     "01-saturation-rps": ("01-io-models", _t_by_server("01-io-models", "saturation", "rps")),
     "01-cpu-per-request": ("01-io-models", _t_stacked("01-io-models", "fixed_rate", CPU_PARTS)),
     "02-latency-percentiles": ("02-latency", _t_latency),
     "03-cpu-vs-idle": ("03-c10k", lambda res: metric_table(
-        run_for("03-c10k", res), "fixed_rate", "server_cpu_us", x="idle_connections", series="server")),
+        run_for("03-c10k", res), "fixed_rate", "server_cpu_us", x="idle_connections",
+        series="server")),
     "03-p99-vs-idle": ("03-c10k", lambda res: metric_table(
         run_for("03-c10k", res), "fixed_rate", "p99_us", x="idle_connections", series="server")),
     "04-syscalls-per-request": ("04-syscalls-and-switches", lambda res: metric_table(
@@ -530,8 +537,10 @@ TABLES = {
     "06-affinity-rps": ("06-affinity", lambda res: metric_table(
         run_for("06-affinity", res), "saturation", "rps", x="placement", series="server")),
     "06-affinity-cpu": ("06-affinity", lambda res: metric_table(
-        run_for("06-affinity", res), "fixed_rate", "server_cpu_us", x="placement", series="server")),
-    "07-allocs-per-request": ("07-pooling", _t_by_server("07-pooling", "fixed_rate", "allocs_per_req")),
+        run_for("06-affinity", res), "fixed_rate", "server_cpu_us", x="placement",
+        series="server")),
+    "07-allocs-per-request": ("07-pooling",
+                              _t_by_server("07-pooling", "fixed_rate", "allocs_per_req")),
     "07-cpu-per-request": ("07-pooling", _t_stacked("07-pooling", "fixed_rate", CPU_PARTS)),
     "08-memory-own": ("08-memory-per-connection", lambda res: _t_memory(res, MEMORY_OWN)),
     "08-memory-both-ends": ("08-memory-per-connection", lambda res: _t_memory(res, MEMORY_BOTH)),
@@ -684,7 +693,7 @@ def bars(t, results, title, ylabel, xlabel="server", stacked=False, log=False,
     grouped = len(series) > 1 and not stacked
     slots = len(series) if grouped else 1
     if horizontal:
-        size = (10, 1.8 + 0.3 * len(xs) * slots)
+        size: tuple[float, float] = (10, 1.8 + 0.3 * len(xs) * slots)
     else:
         size = (max(7.5, 1.5 + 0.75 * len(xs) * (0.6 * slots if grouped else 1)), 5.0)
     fig, ax = _figure(title, t, results, size)
@@ -695,7 +704,7 @@ def bars(t, results, title, ylabel, xlabel="server", stacked=False, log=False,
     bottoms = {x: 0.0 for x in xs}
     # Notes are numbered in reading order (by x, then series); a missing figure's reason is the
     # same for all series of its x, so it gets one note.
-    note_of = {}
+    note_of: dict[tuple, Any] = {}
     for x in xs:
         for s in series:
             sel = t[(t["x"] == x) & (t["series"] == s)]
@@ -706,7 +715,7 @@ def bars(t, results, title, ylabel, xlabel="server", stacked=False, log=False,
             if stacked and not sel.empty and sel.iloc[0]["value"] < 0:
                 note_of[(x, s, "negative")] = notes.add(
                     f"{x} {s}", f"negative ({fmt(sel.iloc[0]['value'])}), drawn as 0")
-    marks = {x: [] for x in xs}
+    marks: dict[Any, list[Any]] = {x: [] for x in xs}
     flagged = bool(note_of)
     draw = ax.barh if horizontal else ax.bar
 
@@ -731,9 +740,11 @@ def bars(t, results, title, ylabel, xlabel="server", stacked=False, log=False,
             if stacked and value < 0:
                 value = 0.0
             base = bottoms[x] if stacked else 0.0
-            span = {"left": base, "height": width} if horizontal else {"bottom": base, "width": width}
+            span = {"left": base, "height": width} if horizontal else {
+                "bottom": base, "width": width}
             if absent:
-                style = dict(color="white", edgecolor=INVALID_EDGE, hatch=INVALID_HATCH, linewidth=0.8)
+                style = dict(color="white", edgecolor=INVALID_EDGE,
+                             hatch=INVALID_HATCH, linewidth=0.8)
             elif not r["valid"]:
                 style = dict(color=color, alpha=0.35, edgecolor=INVALID_EDGE, hatch=INVALID_HATCH,
                              linewidth=0.8)
@@ -752,9 +763,11 @@ def bars(t, results, title, ylabel, xlabel="server", stacked=False, log=False,
             if not absent and r["n"] > 1 and pd.notna(r["lo"]):
                 err = [[value - r["lo"]], [r["hi"] - value]]
                 if horizontal:
-                    ax.errorbar(value, pos, xerr=err, fmt="none", ecolor="#222222", elinewidth=0.8, capsize=2)
+                    ax.errorbar(value, pos, xerr=err, fmt="none",
+                                ecolor="#222222", elinewidth=0.8, capsize=2)
                 else:
-                    ax.errorbar(pos, value, yerr=err, fmt="none", ecolor="#222222", elinewidth=0.8, capsize=2)
+                    ax.errorbar(pos, value, yerr=err, fmt="none",
+                                ecolor="#222222", elinewidth=0.8, capsize=2)
             top = max(value, r["hi"]) if pd.notna(r["hi"]) else value
             label_at(top, pos, ("n/a" if absent else value_format(value)) + mark, rotate=slots > 2)
     if stacked:
@@ -765,7 +778,8 @@ def bars(t, results, title, ylabel, xlabel="server", stacked=False, log=False,
     labels = [str(x) for x in xs]
     # Slanted when the names would run into each other: many of them, or one long server spec
     # (io_uring:--recv-multishot=0) wider than its bar.
-    long_labels = not horizontal and (sum(len(s) for s in labels) > 90 or max(map(len, labels), default=0) > 16)
+    long_labels = not horizontal and (sum(len(s) for s in labels) > 90
+                                      or max(map(len, labels), default=0) > 16)
     if horizontal:
         ax.set_yticks(range(len(xs)), labels, fontsize=8.5)
         ax.invert_yaxis()
@@ -781,7 +795,8 @@ def bars(t, results, title, ylabel, xlabel="server", stacked=False, log=False,
             _log_axis(ax.xaxis, fine=decades <= 3, formatter=value_format)
         else:
             ax.margins(x=0.15)
-            ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: value_format(v) if v else "0"))
+            ax.xaxis.set_major_formatter(plt.FuncFormatter(
+                lambda v, _: value_format(v) if v else "0"))
     else:
         ax.set_xticks(range(len(xs)), labels, rotation=25 if long_labels else 0,
                       ha="right" if long_labels else "center")
@@ -791,7 +806,8 @@ def bars(t, results, title, ylabel, xlabel="server", stacked=False, log=False,
             ax.set_yscale("log")
             _log_axis(ax.yaxis, formatter=value_format)
         else:
-            ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: value_format(v) if v else "0"))
+            ax.yaxis.set_major_formatter(plt.FuncFormatter(
+                lambda v, _: value_format(v) if v else "0"))
         ax.margins(y=0.15)
     handles = [Patch(facecolor=_series_color(s, si), edgecolor="#333333", label=str(s))
                for si, s in enumerate(series) if s]
@@ -799,7 +815,8 @@ def bars(t, results, title, ylabel, xlabel="server", stacked=False, log=False,
         handles.append(Patch(facecolor="white", edgecolor=INVALID_EDGE, hatch=INVALID_HATCH,
                              label=INVALID_LEGEND))
     _legend(ax, handles)
-    notes.draw(ax, list(notes_extra) + not_run_notes(t, results), offset_pt=80 if long_labels else 42)
+    notes.draw(ax, list(notes_extra) + not_run_notes(t, results),
+               offset_pt=80 if long_labels else 42)
     return fig
 
 
@@ -812,7 +829,7 @@ def lines(t, results, title, ylabel, xlabel, logy=False, notes_extra=()):
     series = list(dict.fromkeys(t["series"]))
     fig, ax = _figure(title, t, results, (9, 5.2))
     notes = Notes()
-    note_of = {}
+    note_of: dict[tuple, Any] = {}
     for x in xs:  # numbered in reading order: along x, then by series
         for _, r in t[(t["x"] == x) & ~t["valid"]].iterrows():
             note_of[(x, r["series"])] = notes.add(f"{r['series']} at {x}", r["reason"])

@@ -134,7 +134,8 @@ def load_ledger(path=LEDGER):
             names = expr_names(check["expr"])
             unknown = names - set(sources)
             if unknown:
-                raise LedgerError(f"{cid}: '{check['expr']}' uses unknown {', '.join(sorted(unknown))}")
+                raise LedgerError(
+                    f"{cid}: '{check['expr']}' uses unknown {', '.join(sorted(unknown))}")
             used |= names
             rule = check["rule"]
             if rule not in RULES:
@@ -145,7 +146,8 @@ def load_ledger(path=LEDGER):
             elif "threshold" not in check:
                 raise LedgerError(f"{cid}: {rule} needs a 'threshold'")
         if set(sources) - used:
-            raise LedgerError(f"{cid}: sources never used: {', '.join(sorted(set(sources) - used))}")
+            raise LedgerError(
+                f"{cid}: sources never used: {', '.join(sorted(set(sources) - used))}")
     return claims
 
 
@@ -167,7 +169,7 @@ def rule_text(check):
 class CheckResult:
     check: dict
     status: str                  # HOLDS, FAILS, INVALID, NO_DATA
-    value: float = None
+    value: float | None = None
     missing: list = field(default_factory=list)
     why_invalid: list = field(default_factory=list)
     where: list = field(default_factory=list)
@@ -231,13 +233,15 @@ def evaluate_claim(claim, runs):
     statuses = [r.status for r in results]
     if FAILS in statuses:
         failed = [r for r in results if r.status == FAILS]
-        detail = "; ".join(f"{r.check['what']}: {r.shown()}, rule {rule_text(r.check)}" for r in failed)
+        detail = "; ".join(
+            f"{r.check['what']}: {r.shown()}, rule {rule_text(r.check)}" for r in failed)
         return ClaimResult(claim, FAILS, results, detail)
     if INVALID in statuses:
         detail = "; ".join(dict.fromkeys(w for r in results for w in r.why_invalid))
         return ClaimResult(claim, INVALID, results, detail)
     if NO_DATA in statuses:
-        scenarios = sorted({claim["sources"][m].get("scenario") or f"micro {claim['sources'][m]['micro']}"
+        scenarios = sorted({claim["sources"][m].get("scenario")
+                            or f"micro {claim['sources'][m]['micro']}"
                             for r in results for m in r.missing})
         return ClaimResult(claim, NO_DATA, results, "needs " + ", ".join(scenarios))
     return ClaimResult(claim, HOLDS, results, "")
@@ -256,12 +260,13 @@ def print_ledger(results, results_path, runs):
         rows.append((r.claim["id"], r.claim["claimed"], r.measured(), r.verdict))
     widths = [min(max(len(row[i]) for row in rows), cap) for i, cap in enumerate((4, 34, 40, 24))]
     for row in rows:
-        cells = [textwrap.shorten(v, w, placeholder="...") if len(v) > w else v for v, w in zip(row, widths)]
+        cells = [textwrap.shorten(v, w, placeholder="...") if len(v) > w else v
+                 for v, w in zip(row, widths)]
         print("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
     for r in results:
         if r.detail:
             print(f"  {r.claim['id']} {r.verdict}: {r.detail}")
-    counts = {}
+    counts: dict[str, int] = {}
     for r in results:
         counts[r.verdict] = counts.get(r.verdict, 0) + 1
     print("(" + ", ".join(f"{n} {v}" for v, n in counts.items()) + ")")
@@ -271,7 +276,7 @@ def print_ledger(results, results_path, runs):
 
 
 def ledger_markdown(results, results_path, runs, chart_name=None):
-    out = [f"# Claims ledger", "",
+    out = ["# Claims ledger", "",
            f"Run: `{results_path}` ({len(runs)} run folders). Machine: {machine_of(runs)}.", "",
            "Each claim is put to the test by the rule in `bench/claims.json`; '!' marks a figure "
            "the harness does not stand behind (the reason follows).", ""]
@@ -280,7 +285,8 @@ def ledger_markdown(results, results_path, runs, chart_name=None):
     out += ["| id | claim | claimed | measured | verdict |", "|---|---|---|---|---|"]
     for r in results:
         c = r.claim
-        out.append(f"| {c['id']} | {c['claim']} | {c['claimed']} | {r.measured()} | **{r.verdict}** |")
+        out.append(
+            f"| {c['id']} | {c['claim']} | {c['claimed']} | {r.measured()} | **{r.verdict}** |")
     out += ["", "## How each verdict was reached", ""]
     for r in results:
         c = r.claim
@@ -316,7 +322,9 @@ def draw_chart(results, runs, results_path, out_dir, name="claims"):
     import matplotlib.pyplot as plt
     import iolab_plots  # notebooks/ (PYTHONPATH): the project's chart style
     iolab_plots.apply_style()
-    newest = iolab_plots.Run(runs[0].dir) if runs else None
+    if not runs:
+        raise figures.SourceError("no run to draw the ledger of")
+    newest = iolab_plots.Run(runs[0].dir)
 
     rows = []
     for r in results:
@@ -331,7 +339,8 @@ def draw_chart(results, runs, results_path, out_dir, name="claims"):
     fig, ax = plt.subplots(figsize=(9, height))
     for y, (label, cr, r, status) in enumerate(rows):
         if cr is None:
-            ax.text(1, y, "not testable here", va="center", ha="center", fontsize=7, color="#616161")
+            ax.text(1, y, "not testable here", va="center",
+                    ha="center", fontsize=7, color="#616161")
             continue
         lo, hi = claimed_range(cr.check)
         ref = math.sqrt(lo * hi) if lo > 0 and hi > 0 else 1.0
@@ -345,14 +354,16 @@ def draw_chart(results, runs, results_path, out_dir, name="claims"):
             span = (lo_x, float(cr.check["threshold"]) / ref)
         ax.barh(y, span[1] - span[0], left=span[0], height=0.7, color="#c8e6c9", zorder=1)
         if cr.value is None:
-            ax.text(1, y, "no data in this run", va="center", ha="center", fontsize=7, color="#616161")
+            ax.text(1, y, "no data in this run", va="center",
+                    ha="center", fontsize=7, color="#616161")
             continue
         x = cr.value / ref if ref else cr.value
         clipped = min(max(x, lo_x), hi_x)
         hollow = status == INVALID
         ax.plot(clipped, y, "o", ms=7, zorder=3, color=COLORS[status],
                 markerfacecolor="white" if hollow else COLORS[status])
-        note = cr.shown() + (" (clipped)" if clipped != x else "") + ("  not valid" if hollow else "")
+        note = (cr.shown() + (" (clipped)" if clipped != x else "")
+                + ("  not valid" if hollow else ""))
         ax.text(clipped * 1.25, y, note, va="center", fontsize=7, zorder=4)
     ax.set_xscale("log")
     ax.set_xlim(lo_x, hi_x)
@@ -427,7 +438,8 @@ def main(argv=None):
     p.add_argument("--ledger", default=str(LEDGER), help=argparse.SUPPRESS)
     p.add_argument("--only", help="comma-separated claim ids")
     p.add_argument("--no-write", action="store_true", help="print only")
-    p.add_argument("--out", help="write ledger.md and claims.png/.svg here instead of the results folder")
+    p.add_argument(
+        "--out", help="write ledger.md and claims.png/.svg here instead of the results folder")
     p.add_argument("--readme", help="rewrite the <!-- claims-ledger --> block of this file from "
                                     "the reference run (--reference, --machine) instead")
     p.add_argument("--reference", default=str(ROOT / "results" / "reference"))

@@ -41,7 +41,7 @@ class Figure:
     value: float
     valid: bool = True
     why_invalid: list = field(default_factory=list)
-    run: Path = None      # the run folder it came from
+    run: Path | None = None      # the run folder it came from
     where: str = ""       # human-readable source
 
     def describe(self):

@@ -210,14 +210,16 @@ def memory_point(server: servers.Server, loadgen: str | Path, client_cpu: int | 
     """User and kernel memory per idle keep-alive connection: the slope between two counts."""
     samples = []
     pid = server.pid()
-    assert pid is not None
+    if pid is None:
+        raise HarnessError(f"{server.spec}: memory per connection needs a server started here")
+    server_pid: int = pid
     for idle in idle_counts:
         snap: dict[str, Any] = {}
 
         def on_mark(which: str) -> None:
             if which == "start":
                 time.sleep(0.3)  # let the server settle on its new connections
-                snap.update(rss_kb=machine.rss_kb(pid), mem=machine.meminfo_kb(),
+                snap.update(rss_kb=machine.rss_kb(server_pid), mem=machine.meminfo_kb(),
                             tcp=machine.tcp_mem_kb())
                 if server.iolab:
                     snap["pool_kb"] = server.snapshot()["stats"]["model_counters"][

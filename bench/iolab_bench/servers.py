@@ -160,7 +160,7 @@ class Server:
                 self.close_pipes()
                 raise HarnessError(f"{self.spec}: exited at start: {err}")
             try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                socket.create_connection(("127.0.0.1", self.port or 0), 0.2).close()
                 return
             except OSError:
                 time.sleep(0.05)

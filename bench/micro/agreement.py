@@ -59,8 +59,9 @@ def main(argv=None):
     p.add_argument("--json", action="store_true")
     opts = p.parse_args(argv)
     bins = Path(opts.bin_dir)
-    samples = {k: [] for k in ("perf_syscall", "micro_getppid", "perf_pipe", "micro_pipe_same",
-                               "micro_pipe_cross")}
+    samples: dict[str, list[float]] = {
+        k: [] for k in ("perf_syscall", "micro_getppid", "perf_pipe", "micro_pipe_same",
+                        "micro_pipe_cross")}
     t0, s0 = read_steal()
     for r in range(opts.rounds):
         samples["perf_syscall"].append(
@@ -95,7 +96,8 @@ def main(argv=None):
         for name, c in doc["checks"].items():
             print(f"{name:<30} perf bench {c['perf_bench']:>10.1f}  micro {c['micro']:>10.1f}"
                   f"  ratio {c['ratio']:.3f}  {'agree' if c['agree'] else 'DISAGREE'}")
-        print(f"{'pipe ping-pong other CPU (ns)':<30} micro {doc['cross_cpu_pipe_ping_pong_ns']:.1f}")
+        print(
+            f"{'pipe ping-pong other CPU (ns)':<30} micro {doc['cross_cpu_pipe_ping_pong_ns']:.1f}")
         print(f"steal during the check: {doc['steal_pct']}% ({opts.rounds} interleaved rounds)")
     return 0 if all(c["agree"] for c in doc["checks"].values()) else 1
 

@@ -6,7 +6,8 @@ machine and the CPUs chosen for same_core / cross_core), so `compare.py` from li
 reads two runs directly. It writes:
 
   results/runs/<timestamp>-micro/
-    manifest.json        machine facts (iolab_bench.runfolder's manifest()), settings, steal during the run
+    manifest.json        machine facts (iolab_bench.runfolder's manifest()), settings, steal
+                         during the run
     micro/<topic>.json   one file per suite: micro_syscalls -> micro/syscalls.json
   results/latest -> that folder (unless --no-latest)
 
@@ -113,7 +114,8 @@ def main(argv=None):
     if own_run:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         if not re.fullmatch(r"[A-Za-z0-9._-]+", opts.label):
-            raise SystemExit(f"run_micro: --label '{opts.label}': letters, digits, '.', '_', '-' only")
+            raise SystemExit(
+                f"run_micro: --label '{opts.label}': letters, digits, '.', '_', '-' only")
         run_dir = results_dir / "runs" / f"{stamp}-{opts.label}"
     else:
         run_dir = Path(opts.run_dir)
@@ -135,7 +137,7 @@ def main(argv=None):
     micro_doc = {"mode": "full" if opts.full else "quick", "settings": settings,
                  "suites": report, "seconds": round(time.monotonic() - started, 1),
                  "steal_pct": steal_pct(steal_before, machine.read_steal())}
-    if own_run:
+    if own_run and doc is not None:
         doc["micro"] = micro_doc
         (run_dir / "manifest.json").write_text(json.dumps(doc, indent=1, sort_keys=True))
         if not opts.no_latest:

@@ -50,8 +50,9 @@ def _frame_name(line):
 
 def fold(lines):
     """perf script text -> Counter {"comm;outer;...;leaf": samples}."""
-    stacks = collections.Counter()
-    comm, frames = None, []
+    stacks: collections.Counter[str] = collections.Counter()
+    comm: str | None = None
+    frames: list[str] = []
 
     def flush():
         if comm is not None:
@@ -78,7 +79,7 @@ def fold(lines):
 
 
 def read_folded(lines):
-    stacks = collections.Counter()
+    stacks: collections.Counter[str] = collections.Counter()
     for line in lines:
         line = line.strip()
         if not line:

@@ -26,7 +26,7 @@ NO_HW_NOTE = ("hardware counters are not available here (usual in VMs): use "
 
 def perf_trace_summary(text):
     """{syscall: calls}, summed over the per-thread tables of `perf trace -s`."""
-    calls = {}
+    calls: dict[str, int] = {}
     row = re.compile(r"^\s+([a-z_0-9]+)\s+(\d+)\s+(\d+)\s+[\d.]+\s")
     for line in text.splitlines():
         m = row.match(line)
@@ -38,7 +38,7 @@ def perf_trace_summary(text):
 def strace_summary(text):
     """{syscall: calls} from `strace -c` (columns: % time, seconds, usecs/call, calls, [errors],
     syscall)."""
-    calls = {}
+    calls: dict[str, int] = {}
     for line in text.splitlines():
         tok = line.split()
         if len(tok) in (5, 6) and re.fullmatch(r"[\d.]+", tok[0]) and tok[-1] != "total":

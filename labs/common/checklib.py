@@ -20,7 +20,6 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -74,8 +73,8 @@ class Report:
         try:
             detail = fn()
         except AssertionError as e:
-            print(f"FAIL  {name} ({time.monotonic() - t0:.1f} s)\n      {str(e).replace(chr(10), chr(10) + '      ')}",
-                  flush=True)
+            indented = str(e).replace("\n", "\n      ")
+            print(f"FAIL  {name} ({time.monotonic() - t0:.1f} s)\n      {indented}", flush=True)
             self.failed.append(name)
             return False
         print(f"ok    {name} ({time.monotonic() - t0:.1f} s)" + (f": {detail}" if detail else ""),
@@ -85,7 +84,8 @@ class Report:
     def finish(self):
         took = time.monotonic() - self.started
         if self.failed:
-            print(f"{self.title}: FAIL ({len(self.failed)} step(s): {', '.join(self.failed)}) in {took:.1f} s")
+            print(f"{self.title}: FAIL ({len(self.failed)} step(s): {', '.join(self.failed)}) "
+                  f"in {took:.1f} s")
             return 1
         print(f"{self.title}: PASS in {took:.1f} s")
         return 0
@@ -160,7 +160,7 @@ class Server:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             out, err = self.proc.communicate()
-        lines = [l for l in out.decode(errors="replace").splitlines() if l.startswith("{")]
+        lines = [ln for ln in out.decode(errors="replace").splitlines() if ln.startswith("{")]
         if lines:
             try:
                 self.final_stats = json.loads(lines[-1])
@@ -282,9 +282,10 @@ def conformance(opts, binary, include=None, exclude=(), timeout=120):
     lines = [f"{len(failed)} conformance test(s) failed: {', '.join(failed) or '(crash?)'}"]
     # The first failure message of each failed test, for a start.
     for name in failed[:5]:
-        block = re.search(rf"\[ RUN      \] Servers/Conformance\.{name}/lab\n(.*?)\[  FAILED  \]", out, re.S)
+        block = re.search(
+            rf"\[ RUN      \] Servers/Conformance\.{name}/lab\n(.*?)\[  FAILED  \]", out, re.S)
         if block:
-            msg = [l for l in block.group(1).splitlines() if l.strip()][:4]
+            msg = [ln for ln in block.group(1).splitlines() if ln.strip()][:4]
             lines.append(f"  {name}: " + " | ".join(m.strip() for m in msg)[:400])
     lines.append(f"  rerun: IOLAB_SERVER_UNDER_TEST={binary} {test} --gtest_filter='{gfilter}'")
     raise AssertionError("\n".join(lines))

@@ -16,8 +16,9 @@ import tempfile
 import unittest
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
 from iolab_bench import claims, figures  # bench/ on PYTHONPATH (CTest sets it)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def summary_row(server, point, metric, median, params=None, why=()):
@@ -29,7 +30,8 @@ def write_run(folder, scenario, summary=None, micro=None, started="2026-01-01T00
     folder.mkdir(parents=True)
     (folder / "manifest.json").write_text(json.dumps({
         "scenario": scenario, "started": started, "finished": started,
-        "cpu_model": "Fixture Xeon", "cpus_online": "0-1", "hostname": "fixture", "kernel": "6.1.0"}))
+        "cpu_model": "Fixture Xeon", "cpus_online": "0-1", "hostname": "fixture",
+        "kernel": "6.1.0"}))
     if summary is not None:
         (folder / "harness").mkdir()
         (folder / "harness" / "summary.json").write_text(json.dumps(summary))
@@ -48,7 +50,8 @@ def c10k(select_900=20.0, epoll_5000=11.0, invalid_900=()):
 
 def syscalls(cycles, ns):
     return {"syscalls": [{"name": "BM_Getppid", "run_name": "BM_Getppid", "run_type": "iteration",
-                          "real_time": ns, "cpu_time": ns, "time_unit": "ns", "tsc_cycles": cycles}]}
+                          "real_time": ns, "cpu_time": ns, "time_unit": "ns",
+                          "tsc_cycles": cycles}]}
 
 
 class Fixture(unittest.TestCase):
@@ -86,15 +89,18 @@ class RealLedgerTest(Fixture):
                         continue
                     sc = json.loads(path.read_text())
                     if src["server"] not in sc["servers"]:
-                        problems.append(f"{where}: {src['server']} is not a server of {src['scenario']}")
+                        problems.append(
+                            f"{where}: {src['server']} is not a server of {src['scenario']}")
                     points = sc.get("points", ["fixed_rate", "saturation", "closed_loop"])
                     if src["point"] not in points:
                         problems.append(f"{where}: {src['scenario']} has no point {src['point']}")
                     for key, value in src.get("params", {}).items():
                         if value not in sc.get("matrix", {}).get(key, []):
-                            problems.append(f"{where}: {src['scenario']} matrix has no {key}={value}")
+                            problems.append(
+                                f"{where}: {src['scenario']} matrix has no {key}={value}")
                     if set(sc.get("matrix", {})) - set(src.get("params", {})):
-                        problems.append(f"{where}: params must name every matrix key of {src['scenario']}")
+                        problems.append(
+                            f"{where}: params must name every matrix key of {src['scenario']}")
                 else:
                     suite = src["micro"]
                     files = list((ROOT / "bench" / "micro").glob(f"{suite}.cpp")) + \
@@ -103,7 +109,8 @@ class RealLedgerTest(Fixture):
                         problems.append(f"{where}: no micro suite {suite}")
                         continue
                     base = src["benchmark"].split("/")[0]
-                    if not any(re.search(rf"BENCHMARK(_CAPTURE)?\({base}\b", f.read_text()) for f in files):
+                    registered = rf"BENCHMARK(_CAPTURE)?\({base}\b"
+                    if not any(re.search(registered, f.read_text()) for f in files):
                         problems.append(f"{where}: {base} is not registered in micro_{suite}")
         self.assertEqual(problems, [], "\n".join(problems))
 
@@ -112,7 +119,7 @@ class RealLedgerTest(Fixture):
         write_run(run, "quick")
         rc, out = self.run_main("--results", str(run))
         self.assertEqual(rc, 0, out)
-        rows = [l for l in out.splitlines() if re.match(r"C\d\d  ", l)]
+        rows = [ln for ln in out.splitlines() if re.match(r"C\d\d  ", ln)]
         self.assertEqual(len(rows), 20, out)
         for line in rows:
             self.assertRegex(line, r"(no data in this run|not testable here)$")
@@ -142,7 +149,8 @@ class RealLedgerTest(Fixture):
 class ReadmeTest(Fixture):
     def test_readme_block_from_reference_or_placeholder(self):
         readme = self.root / "README.md"
-        readme.write_text("# x\n<!-- claims-ledger -->\nSTALE-TEXT\n<!-- /claims-ledger -->\ntail\n")
+        readme.write_text(
+            "# x\n<!-- claims-ledger -->\nSTALE-TEXT\n<!-- /claims-ledger -->\ntail\n")
         reference = self.root / "reference"
         rc, out = self.run_main("--readme", str(readme), "--reference", str(reference))
         self.assertEqual(rc, 0, out)
@@ -212,7 +220,8 @@ class VerdictTest(Fixture):
         self.assertEqual(r.detail, "needs blocking")
 
     def test_rules(self):
-        check = {"what": "x", "expr": "a", "rule": "within_factor", "claimed": [800, 1200], "factor": 2}
+        check = {"what": "x", "expr": "a", "rule": "within_factor",
+                 "claimed": [800, 1200], "factor": 2}
         self.assertTrue(claims.judge(check, 400))
         self.assertTrue(claims.judge(check, 2400))
         self.assertFalse(claims.judge(check, 399))
@@ -235,7 +244,8 @@ class VerdictTest(Fixture):
 class LedgerValidationTest(unittest.TestCase):
     def setUp(self):
         self.doc = json.loads(claims.LEDGER.read_text())
-        self.tmp = tempfile.NamedTemporaryFile("w", suffix=".json", prefix="labs-claims-", delete=False)
+        self.tmp = tempfile.NamedTemporaryFile(
+            "w", suffix=".json", prefix="labs-claims-", delete=False)
         self.path = Path(self.tmp.name)
 
     def tearDown(self):
@@ -255,7 +265,8 @@ class LedgerValidationTest(unittest.TestCase):
         self.assertIn("unknown nothing", self.broken(unknown_name))
 
         def unused(c):
-            c["C01"]["sources"]["spare"] = {"micro": "syscalls", "benchmark": "BM_X", "field": "cpu_time"}
+            c["C01"]["sources"]["spare"] = {"micro": "syscalls",
+                                            "benchmark": "BM_X", "field": "cpu_time"}
         self.assertIn("never used: spare", self.broken(unused))
 
         def bad_rule(c):

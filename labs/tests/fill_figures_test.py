@@ -13,9 +13,10 @@ import tempfile
 import unittest
 from pathlib import Path
 
-LABS = Path(__file__).resolve().parent.parent
 import fill_figures  # labs/ and bench/ on PYTHONPATH (CTest sets it)
 from iolab_bench import figures
+
+LABS = Path(__file__).resolve().parent.parent
 
 
 def summary_row(server, point, metric, median, params=None, why=()):
@@ -35,7 +36,8 @@ def write_run(folder, scenario, started, summary=None, micro=None, finished=True
         (folder / "harness" / "summary.json").write_text(json.dumps(summary))
     for suite, benchmarks in (micro or {}).items():
         (folder / "micro").mkdir(exist_ok=True)
-        (folder / "micro" / f"{suite}.json").write_text(json.dumps({"context": {}, "benchmarks": benchmarks}))
+        doc = {"context": {}, "benchmarks": benchmarks}
+        (folder / "micro" / f"{suite}.json").write_text(json.dumps(doc))
 
 
 README_01 = """# Lab 01
@@ -81,7 +83,8 @@ class FillFiguresTest(unittest.TestCase):
         ]
         write_run(machine / "c10k", "c10k", "2026-01-02T00:00:00", summary=summary)
         # An older run of the same scenario with another value: the newest must win.
-        old = [summary_row("select", "fixed_rate", "server_cpu_us", 99.0, {"idle_connections": 900})]
+        old = [summary_row("select", "fixed_rate", "server_cpu_us",
+                           99.0, {"idle_connections": 900})]
         write_run(machine / "c10k-old", "c10k", "2025-01-01T00:00:00", summary=old)
         micro = {"syscalls": [
             {"name": "BM_Getppid", "run_name": "BM_Getppid", "run_type": "iteration",
@@ -134,7 +137,8 @@ class FillFiguresTest(unittest.TestCase):
         self.assertIn("fig:nowhere has no source", out)
 
     def test_unused_source_is_an_error(self):
-        doc = dict(FIGURES_01, spare={"micro": "syscalls", "benchmark": "BM_X", "field": "cpu_time"})
+        doc = dict(FIGURES_01, spare={"micro": "syscalls",
+                   "benchmark": "BM_X", "field": "cpu_time"})
         (self.lab1 / "figures.json").write_text(json.dumps(doc))
         rc, out = self.run_main()
         self.assertEqual(rc, 1)
@@ -201,9 +205,11 @@ class FiguresTest(unittest.TestCase):
         fig = figures.figure(runs, {"micro": "switch", "benchmark": "BM_Pipe/same_core",
                                     "field": "ctx_switches"})
         self.assertEqual(fig.value, 1.8)
-        self.assertIsNone(figures.figure(runs, {"micro": "ipc", "benchmark": "BM_X", "field": "real_time"}))
+        self.assertIsNone(figures.figure(
+            runs, {"micro": "ipc", "benchmark": "BM_X", "field": "real_time"}))
         with self.assertRaises(figures.SourceError):
-            figures.figure(runs, {"micro": "switch", "benchmark": "BM_Pipe/same_core", "field": "nope"})
+            figures.figure(
+                runs, {"micro": "switch", "benchmark": "BM_Pipe/same_core", "field": "nope"})
 
     def test_find_runs_descends_into_folders_of_runs(self):
         write_run(self.root / "m1" / "x" / "run1", "quick", "2026-01-01", summary=[])

@@ -13,10 +13,11 @@ import re
 import unittest
 from pathlib import Path
 
-LABS = Path(__file__).resolve().parent.parent
-ROOT = LABS.parent
 import fill_figures  # labs/ and bench/ on PYTHONPATH (CTest sets it)
 from iolab_bench import HarnessError, scenarios
+
+LABS = Path(__file__).resolve().parent.parent
+ROOT = LABS.parent
 
 SECTIONS = ["Goal", "Background", "Claim under test", "Predict", "Run", "Observe", "Explain",
             "Exercise", "Check", "Going further"]
@@ -80,9 +81,9 @@ def layout_problems(lab):
             if not any((ROOT / "bench" / "micro").glob(f"{suite}.cpp")) and \
                     not (ROOT / "bench" / "micro" / suite).is_dir():
                 out.append(f"{lab.name}/scenario.json: no micro suite '{suite}' in bench/micro/")
-        unknown = set(spec) - {"scenario", "set", "micro", "claims", "description"}
-        if unknown:
-            out.append(f"{lab.name}/scenario.json: unknown keys {', '.join(sorted(unknown))}")
+        extra = set(spec) - {"scenario", "set", "micro", "claims", "description"}
+        if extra:
+            out.append(f"{lab.name}/scenario.json: unknown keys {', '.join(sorted(extra))}")
     return out
 
 

@@ -104,7 +104,7 @@ class FlameGraphTest(unittest.TestCase):
         widths = {}
         for g in root.iter(f"{SVG}g"):
             name = g.find(f"{SVG}title").text.split(" (")[0]
-            widths[name] = float(g.find(f"{SVG}rect").get("width"))
+            widths[name] = float(str(g.find(f"{SVG}rect").get("width")))
         self.assertEqual(set(widths), {"all", "a", "b", "c", "d", "e"})
         self.assertAlmostEqual(widths["a"], widths["all"], places=1)
         self.assertAlmostEqual(widths["b"], widths["a"] / 2, places=1)
@@ -141,6 +141,10 @@ class ParseTest(unittest.TestCase):
 
 
 class ScriptsTest(unittest.TestCase):
+    tmp: Path
+    refused: Path
+    perf_works: bool
+
     @classmethod
     def setUpClass(cls):
         cls.tmp = Path(tempfile.mkdtemp(prefix="iolab-perf-test-"))

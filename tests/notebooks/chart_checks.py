@@ -12,8 +12,9 @@ import difflib
 import importlib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
 import iolab_plots as ip  # notebooks/ and bench/ on PYTHONPATH (CTest sets it)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # Modules besides iolab_plots that register charts in iolab_plots.TABLES (one per scenario
 # that is drawn outside the numbered notebooks).
@@ -49,6 +50,7 @@ def check_charts(charts_dir, results, require_images=True):
             continue
         if saved != rebuilt:
             diff = "\n".join(difflib.unified_diff(saved.splitlines(), rebuilt.splitlines(),
-                                                  "saved", "rebuilt from the rows", lineterm="", n=0))
+                                                  "saved", "rebuilt from the rows", lineterm="",
+                                                  n=0))
             problems.append(f"{stem}.csv differs from the table rebuilt from the rows:\n{diff}")
     return problems

@@ -36,7 +36,8 @@ class CommittedNotebooks(unittest.TestCase):
             for i, cell in enumerate(doc["cells"]):
                 with self.subTest(notebook=nb.name, cell=i):
                     if cell["cell_type"] == "code":
-                        self.assertEqual(cell.get("outputs"), [], "commit notebooks without outputs "
+                        self.assertEqual(cell.get("outputs"), [],
+                                         "commit notebooks without outputs "
                                          "(Kernel > Restart & Clear Output)")
                         self.assertIsNone(cell.get("execution_count"))
                     self.assertNotIn("attachments", cell)
@@ -64,11 +65,12 @@ class CommittedNotebooks(unittest.TestCase):
         # notebook's code (titles may name fixed settings such as the pipelining depth).
         for nb in notebooks():
             with self.subTest(notebook=nb.name):
-                code = [source(c) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
+                cells = json.loads(nb.read_text())["cells"]
+                code = [source(c) for c in cells if c["cell_type"] == "code"]
                 self.assertIn("ip.load()", code[0])
                 saved = re.findall(r'ip\.save\(fig, t, (?:"([^"]+)"|name)', "\n".join(code))
                 self.assertTrue(saved, "a notebook saves at least one chart")
-                for stem in filter(None, saved):
+                for stem in [s for s in saved if s]:
                     self.assertTrue(stem.startswith(nb.name[:3]), stem)
                 for line in "\n".join(code).splitlines():
                     self.assertNotRegex(line.split("#")[0], r"=\s*\d+\.\d+",

@@ -53,7 +53,7 @@ class ExecuteNotebook(unittest.TestCase):
         results = ip.load(self.results)
         for nb in NOTEBOOKS:
             with self.subTest(notebook=nb):
-                line = [l for l in proc.stdout.splitlines() if l.startswith(f"charts: {nb}: ")]
+                line = [ln for ln in proc.stdout.splitlines() if ln.startswith(f"charts: {nb}: ")]
                 self.assertEqual(len(line), 1, proc.stdout)
                 self.assertRegex(line[0], rf"^charts: {nb}: \d+ charts in \d+ s: ")
                 expected = {name for name, (owner, _) in ip.TABLES.items() if owner == nb}
@@ -62,7 +62,8 @@ class ExecuteNotebook(unittest.TestCase):
                 self.assertEqual({p.stem for p in charts.glob(f"{nb[:2]}-*.png")}, expected)
                 for stem in expected:
                     for ext in (".png", ".svg", ".csv"):
-                        self.assertGreater((charts / f"{stem}{ext}").stat().st_size, 200, f"{stem}{ext}")
+                        self.assertGreater(
+                            (charts / f"{stem}{ext}").stat().st_size, 200, f"{stem}{ext}")
                     self.assertEqual((charts / f"{stem}.csv").read_text(),
                                      (FIXTURE / "charts" / f"{stem}.csv").read_text(),
                                      f"{stem}.csv differs from the committed fixture table")

@@ -19,7 +19,7 @@ import unittest
 from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-from chart_checks import ip  # beside this file
+from chart_checks import ip  # noqa: E402  (beside this file; after MPLBACKEND is set)
 
 FIXTURE = Path(__file__).resolve().parent / "fixture-run"
 
@@ -64,7 +64,8 @@ class Copy(unittest.TestCase):
 class Loading(Copy):
     def test_folder_of_runs_and_single_run(self):
         res = ip.load(self.copy)
-        self.assertEqual(sorted(r.scenario for r in res), ["affinity", "c10k", "cache", "pooling", "quick"])
+        self.assertEqual(sorted(r.scenario for r in res), [
+                         "affinity", "c10k", "cache", "pooling", "quick"])
         single = ip.load(self.copy / "quick")
         self.assertEqual([r.scenario for r in single], ["quick"])
         self.assertEqual(single.charts_dir(), self.tmp / "charts")  # CHARTS wins
@@ -104,7 +105,8 @@ class Loading(Copy):
             ip.run_for("03-c10k", quick_only)
         # Without its c10k run, 08 falls back to the pooling run's memory points.
         shutil.rmtree(self.copy / "c10k")
-        self.assertEqual(ip.run_for("08-memory-per-connection", ip.load(self.copy)).scenario, "pooling")
+        self.assertEqual(ip.run_for("08-memory-per-connection",
+                         ip.load(self.copy)).scenario, "pooling")
 
     def test_newest_run_of_a_scenario_wins(self):
         newer = self.copy / "quick2"
@@ -136,7 +138,8 @@ class Tables(Copy):
                 self.assertEqual(row["reason"], "; ".join(entry["why_invalid"]))
                 values = [r["rps"] for r in run.rows if r["server"] == entry["server"]
                           and r["point"] == "saturation"]
-                self.assertEqual((row["lo"], row["hi"], row["n"]), (min(values), max(values), len(values)))
+                self.assertEqual((row["lo"], row["hi"], row["n"]),
+                                 (min(values), max(values), len(values)))
 
     def test_servers_not_run_keep_a_placeholder(self):
         t = ip.table("01-saturation-rps", ip.load(self.copy))
@@ -150,13 +153,15 @@ class Tables(Copy):
         rows = self.rows("quick")
         kept = [r for r in rows if not (r["server"] == "select" and r["point"] == "fixed_rate")]
         for repeat in (0, 1):
-            kept.append({"server": "select", "scenario": "quick", "params": {}, "point": "fixed_rate",
+            kept.append({"server": "select", "scenario": "quick", "params": {},
+                         "point": "fixed_rate",
                          "repeat": repeat, "valid": False,
                          "invalid_reason": "select: the server died during the run (exit -11)"})
         self.write_rows("quick", kept)
         summary = self.copy / "quick" / "harness" / "summary.json"
-        summary.write_text(json.dumps([s for s in json.loads(summary.read_text())
-                                       if not (s["server"] == "select" and s["point"] == "fixed_rate")]))
+        summary.write_text(json.dumps([
+            s for s in json.loads(summary.read_text())
+            if not (s["server"] == "select" and s["point"] == "fixed_rate")]))
         t = ip.table("04-syscalls-per-request", ip.load(self.copy))
         row = t[t["x"] == "select"].iloc[0]
         self.assertTrue(math.isnan(row["value"]))
@@ -234,8 +239,10 @@ class Tables(Copy):
         first = doc["benchmarks"][0]
         runs = []
         for i, time_ in enumerate((100.0, 300.0, 200.0)):
-            runs.append(dict(first, real_time=time_, time_unit="us", repetition_index=i, repetitions=3))
-        median = dict(first, run_type="aggregate", aggregate_name="median", real_time=150.0, time_unit="us")
+            runs.append(dict(first, real_time=time_, time_unit="us",
+                        repetition_index=i, repetitions=3))
+        median = dict(first, run_type="aggregate", aggregate_name="median",
+                      real_time=150.0, time_unit="us")
         doc["benchmarks"] = runs + [median]
         doc_path.write_text(json.dumps(doc))
         row = ip.table("09-micro-http", ip.load(self.copy)).iloc[0]
@@ -246,7 +253,8 @@ class Charts(Copy):
     def test_bars_name_machine_run_units_and_mark_invalid(self):
         res = ip.load(self.copy)
         t = ip.table("01-saturation-rps", res)
-        fig = ip.bars(t, res, "Throughput", "throughput (requests per second)", xlabel="server (model)")
+        fig = ip.bars(t, res, "Throughput", "throughput (requests per second)",
+                      xlabel="server (model)")
         drawn = texts(fig)
         run = ip.run_for("01-io-models", res)
         self.assertTrue(any(run.machine() in s for s in drawn))
@@ -259,7 +267,8 @@ class Charts(Copy):
         notes = [s for s in drawn if s.startswith("[1] ")]
         self.assertEqual(len(notes), 1)
         for i, row in enumerate(t[~t["valid"]].itertuples(), 1):
-            self.assertIn(f"[{i}] {row.x}: {row.reason}"[:60], notes[0].replace("\n", " ").replace("      ", " "))
+            self.assertIn(f"[{i}] {row.x}: {row.reason}"[:60],
+                          notes[0].replace("\n", " ").replace("      ", " "))
         self.assertTrue(any("not valid" in s for s in drawn))  # the legend explains the hatching
         ip.plt.close(fig)
 
@@ -271,7 +280,7 @@ class Charts(Copy):
         drawn = "\n".join(texts(fig))
         self.assertIn("no measurement: made up", drawn)
         self.assertIn("n/a", drawn)
-        hollow = [l for l in fig.axes[0].lines if l.get_markerfacecolor() == "white"]
+        hollow = [ln for ln in fig.axes[0].lines if ln.get_markerfacecolor() == "white"]
         self.assertEqual(len(hollow), int((~t["valid"] & t["value"].notna()).sum()))
         ip.plt.close(fig)
 
@@ -288,9 +297,11 @@ class Charts(Copy):
         out = []
         for _ in range(2):
             t = ip.table("06-affinity-rps", res)
-            fig = ip.bars(t, res, "Affinity", "throughput (requests per second)", xlabel="placement")
+            fig = ip.bars(t, res, "Affinity",
+                          "throughput (requests per second)", xlabel="placement")
             png = ip.save(fig, t, "06-affinity-rps", res, show=False)
-            out.append({ext: (png.with_suffix(ext)).read_bytes() for ext in (".png", ".svg", ".csv")})
+            out.append({ext: (png.with_suffix(ext)).read_bytes()
+                       for ext in (".png", ".svg", ".csv")})
         self.assertEqual(out[0][".svg"], out[1][".svg"])
         self.assertNotIn(b"<dc:date>", out[0][".svg"])
         self.assertEqual(out[0][".csv"].decode(), ip.table_csv(ip.table("06-affinity-rps", res)))

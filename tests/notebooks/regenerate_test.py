@@ -31,7 +31,8 @@ class CommittedCharts(unittest.TestCase):
         self.assertEqual(problems, [], "\n".join(problems))
 
     def test_reference_charts_regenerate(self):
-        machines = sorted(p for p in REFERENCE.glob("*") if p.is_dir()) if REFERENCE.exists() else []
+        machines = sorted(p for p in REFERENCE.glob(
+            "*") if p.is_dir()) if REFERENCE.exists() else []
         if not machines:
             print(f"regenerate: {REFERENCE} holds no machine yet; only the fixture was checked")
         for machine in machines:
@@ -80,24 +81,29 @@ class CheckerFailsOnBrokenCopies(unittest.TestCase):
         fields[3] = str(float(fields[3]) * 1.01)
         lines[1] = ",".join(fields)
         path.write_text("\n".join(lines) + "\n")
-        self.assertTrue(any(p.startswith("04-syscalls-per-request.csv differs") for p in self.problems()))
+        self.assertTrue(any(p.startswith("04-syscalls-per-request.csv differs")
+                        for p in self.problems()))
 
     def test_row_changed_under_a_chart(self):
         rows = self.copy / "cache" / "harness" / "results.jsonl"
-        rows.write_text(rows.read_text().replace('"instructions_per_req": ', '"instructions_per_req": 1', 1))
-        self.assertTrue(any(p.startswith("05-instructions-per-request.csv differs") for p in self.problems()))
+        rows.write_text(rows.read_text().replace(
+            '"instructions_per_req": ', '"instructions_per_req": 1', 1))
+        self.assertTrue(any(p.startswith("05-instructions-per-request.csv differs")
+                        for p in self.problems()))
 
     def test_unregistered_chart(self):
         (self.charts / "99-made-up.csv").write_text("run,x\n")
         self.assertTrue(any("99-made-up.csv is no chart registered" in p for p in self.problems()))
 
     def test_svg_with_a_date(self):
-        (self.charts / "01-saturation-rps.svg").write_text("<svg><dc:date>2026-01-01</dc:date></svg>")
+        (self.charts / "01-saturation-rps.svg").write_text(
+            "<svg><dc:date>2026-01-01</dc:date></svg>")
         self.assertTrue(any("carries a date" in p for p in self.problems()))
 
     def test_run_folder_gone(self):
         shutil.rmtree(self.copy / "affinity")
-        self.assertTrue(any(p.startswith("06-affinity-rps: its data is gone") for p in self.problems()))
+        self.assertTrue(any(p.startswith("06-affinity-rps: its data is gone")
+                        for p in self.problems()))
 
 
 if __name__ == "__main__":

@@ -27,11 +27,12 @@ import unittest
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 import compare  # bench/ on PYTHONPATH (CTest sets it): the command lines
 import run
 from iolab_bench import HarnessError, runfolder, servers
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 
 BIN_DIR = (Path(sys.argv.pop(1)) if len(sys.argv) > 1 else ROOT / "build/bin").resolve()
 FAKE_MODES = ("crash", "silent", "garbage", "garbage_ping", "good")
@@ -136,7 +137,8 @@ class LoadgenTest(SandboxTest):
 
     def test_server_never_ready(self):
         # Nothing listens on the port of a server that never got ready.
-        r = self.loadgen("--url", f"http://127.0.0.1:{servers.free_port()}/ping", "--duration", "1s")
+        r = self.loadgen(
+            "--url", f"http://127.0.0.1:{servers.free_port()}/ping", "--duration", "1s")
         self.assertEqual(r.returncode, 1)
         self.assertIn("cannot connect", r.stderr)
         self.assertNothingLeft()
@@ -270,7 +272,8 @@ class RunTest(SandboxTest):
         (folder,) = list((self.results() / "runs").iterdir())
         manifest = json.loads((folder / "manifest.json").read_text())
         self.assertEqual(manifest["schema_version"], runfolder.SCHEMA_VERSION)
-        rows = [json.loads(l) for l in (folder / "harness/results.jsonl").read_text().splitlines()]
+        rows = [json.loads(ln)
+                for ln in (folder / "harness/results.jsonl").read_text().splitlines()]
         for row in rows:
             runfolder.check_row(row)
         self.assertFalse((self.results() / "latest").exists())
@@ -303,10 +306,11 @@ class RunTest(SandboxTest):
         self.assertEqual(code, 0, err)
         _, manifest, rows = self.folder()
         ping = [r for r in rows if r["server"] == "garbage_ping"]
-        self.assertTrue(ping and all(not r["valid"] and "errors" in r["invalid_reason"] for r in ping), ping)
+        self.assertTrue(ping and all(
+            not r["valid"] and "errors" in r["invalid_reason"] for r in ping), ping)
         garbage = [r for r in rows if r["server"] == "garbage"]
-        self.assertTrue(garbage and all("/stats did not answer" in r["invalid_reason"] for r in garbage),
-                        garbage)
+        self.assertTrue(garbage and all("/stats did not answer" in r["invalid_reason"]
+                                        for r in garbage), garbage)
         self.assertTrue(all(r["valid"] or "rps" in r for r in rows if r["server"] == "epoll_et"))
         self.assertIn("summary.json", os.listdir(self.folder()[0] / "harness"))
         self.assertNothingLeft()
@@ -323,7 +327,8 @@ class RunTest(SandboxTest):
         self.assertEqual(code, 0, err)
         _, _, rows = self.folder()
         crashed = [r for r in rows if r["server"] == "crash"]
-        self.assertTrue(any("died during the run" in (r["invalid_reason"] or "") for r in crashed), rows)
+        self.assertTrue(any("died during the run" in (
+            r["invalid_reason"] or "") for r in crashed), rows)
         self.assertEqual(len([r for r in rows if r["server"] == "epoll_et"]), 3)
         self.assertNothingLeft()
 
@@ -331,7 +336,8 @@ class RunTest(SandboxTest):
         proc = subprocess.Popen(
             ["/usr/bin/python3", str(ROOT / "bench/run.py"), "--scenario", "quick", "--results-dir",
              str(self.results()), "--bin-dir", str(self.box.bin), "--repeats", "3", "--no-latest",
-             "--set", 'servers=["epoll_et","good"]', "--set", "duration_s=2", "--set", "warmup_s=0"],
+             "--set", 'servers=["epoll_et","good"]', "--set", "duration_s=2",
+             "--set", "warmup_s=0"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
             if line.startswith("[2/"):

@@ -14,8 +14,9 @@ before (exactly: one leaked descriptor per connection would show as thousands) a
 not have grown by more than --rss-slack-kb (a leak of 32 bytes per request is 3 MB over the
 keep-alive phase alone). The allocator keeps much of what 10k connections used and settles over
 a few rounds, so only the last c10k round is judged on memory: it may grow by
---c10k-rss-slack-kb, or by half the growth of the round before (a leak does not halve). Every response is checked by loadgen (status 200, framing); any error
-fails the phase. Nothing is left running: each server is stopped before the next starts.
+--c10k-rss-slack-kb, or by half the growth of the round before (a leak does not halve). Every
+response is checked by loadgen (status 200, framing); any error fails the phase. Nothing is left
+running: each server is stopped before the next starts.
 
   tests/soak/soak.py [--bin-dir build/bin] [--servers threads,select,...] [--keepalive N]
                      [--short N] [--c10k N | --no-c10k] [--rss-slack-kb KB]
@@ -30,9 +31,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+from iolab_bench import HarnessError, servers  # bench/ on PYTHONPATH (make soak, CTest)
 
 ROOT = Path(__file__).resolve().parents[2]
-from iolab_bench import HarnessError, servers  # bench/ on PYTHONPATH (make soak, CTest)
 
 SERVERS = ["threads", "select", "epoll_et", "epoll_et:--threads 2", "io_uring", "coro",
            "coro:--threads 2", "pooled"]
@@ -201,7 +204,7 @@ def main(argv=None):
     if not (Path(opts.bin_dir) / "loadgen").exists():
         print(f"soak: {opts.bin_dir}/loadgen not built (make build)", file=sys.stderr)
         return 1
-    results = []
+    results: list[Any] = []
     ok = True
     for spec in [s for s in opts.servers.split(",") if s]:
         ok &= soak_server(spec, opts, results)

@@ -15,8 +15,9 @@ import unittest
 from contextlib import redirect_stdout
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
 import soak  # beside this file
+
+HERE = Path(__file__).resolve().parent
 
 BIN_DIR = (Path(sys.argv.pop(1)) if len(sys.argv) > 1 else HERE.parents[1] / "build/bin").resolve()
 FAKE = HERE.parent / "robustness" / "fake_server.py"

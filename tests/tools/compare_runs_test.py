@@ -12,6 +12,7 @@ import json
 import tempfile
 import unittest
 from pathlib import Path
+from typing import Any
 
 import compare_runs  # bench/ on PYTHONPATH (CTest sets it)
 
@@ -56,8 +57,8 @@ class CompareRunsTest(unittest.TestCase):
                                       summary_row("epoll_et", "fixed_rate", "server_cpu_us", 5.0)])
         status, out, _ = run_main(str(a), str(b), "--no-micro")
         self.assertEqual(status, 0, out)
-        rps = next(l for l in out.splitlines() if " rps " in l)
-        cpu = next(l for l in out.splitlines() if "server_cpu_us" in l)
+        rps = next(ln for ln in out.splitlines() if " rps " in ln)
+        cpu = next(ln for ln in out.splitlines() if "server_cpu_us" in ln)
         self.assertIn("2.00x", rps)
         self.assertIn("0.50x", cpu)
 
@@ -67,7 +68,7 @@ class CompareRunsTest(unittest.TestCase):
                                                   why=["spread 40%"])])
         status, out, _ = run_main(str(a), str(b), "--no-micro")
         self.assertEqual(status, 0)
-        line = next(l for l in out.splitlines() if l.startswith("nginx"))
+        line = next(ln for ln in out.splitlines() if ln.startswith("nginx"))
         self.assertTrue(line.rstrip().endswith("!"), line)
         self.assertIn("! B nginx saturation rps: spread 40%", out)
 
@@ -93,7 +94,7 @@ class CompareRunsTest(unittest.TestCase):
         self.assertIn("nowhere", err)
 
     def test_micro_files_go_to_google_benchmark_compare(self):
-        micro = {"context": {}, "benchmarks": []}
+        micro: dict[str, Any] = {"context": {}, "benchmarks": []}
         a = make_run(self.root, "a", [summary_row("x", "saturation", "rps", 1)], micro=micro)
         b = make_run(self.root, "b", [summary_row("x", "saturation", "rps", 1)], micro=micro)
         log = self.root / "stand-in.log"
@@ -108,10 +109,11 @@ class CompareRunsTest(unittest.TestCase):
             compare_runs.GBENCH_COMPARE = saved
         self.assertEqual(status, 0, out)
         self.assertIn("stand-in table", out)
-        self.assertEqual(log.read_text(), f"--no-color benchmarks {a}/micro/syscalls.json {b}/micro/syscalls.json")
+        self.assertEqual(log.read_text(), f"--no-color benchmarks {a}/micro/syscalls.json "
+                                          f"{b}/micro/syscalls.json")
 
     def test_missing_google_benchmark_tool_is_said(self):
-        micro = {"context": {}, "benchmarks": []}
+        micro: dict[str, Any] = {"context": {}, "benchmarks": []}
         a = make_run(self.root, "a", [summary_row("x", "saturation", "rps", 1)], micro=micro)
         b = make_run(self.root, "b", [summary_row("x", "saturation", "rps", 1)], micro=micro)
         saved = compare_runs.GBENCH_COMPARE

@@ -19,9 +19,10 @@ import unittest
 from contextlib import redirect_stdout, redirect_stderr
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
 import compare  # bench/ on PYTHONPATH (CTest sets it): the command line
 from iolab_bench import HarnessError, machine, measure, servers, validity
+
+ROOT = Path(__file__).resolve().parents[2]
 
 BIN_DIR = (Path(sys.argv.pop(1)) if len(sys.argv) > 1 else ROOT / "build/bin").resolve()
 
@@ -48,7 +49,8 @@ def own_descendants():
 
 class SyscallBillingTest(unittest.TestCase):
     def test_user_beyond_syscalls_subtracts_the_billing_per_call(self):
-        cell = {"server_user_us": 2.0, "perf_syscalls_per_request": 3.0, "syscalls_per_request": 1.0}
+        cell = {"server_user_us": 2.0, "perf_syscalls_per_request": 3.0,
+                "syscalls_per_request": 1.0}
         measure.add_user_beyond_syscalls(cell, {"user_us": 0.5, "sys_us": 0.5})
         self.assertAlmostEqual(cell["server_user_net_us"], 0.5)  # perf's count, not /stats'
 
@@ -68,10 +70,12 @@ class SyscallBillingTest(unittest.TestCase):
 
 
 class FloorTest(unittest.TestCase):
-    """server_floor answers every request head it is sent, however the bytes are cut, and no more."""
+    """server_floor answers every request head it is sent, however the bytes are cut, and no
+    more."""
 
     def test_split_and_pipelined_heads_each_get_one_response(self):
         with servers.Server("floor", None, BIN_DIR) as server:
+            assert server.port is not None
             with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
                 # Three pipelined heads, each "\r\n\r\n" cut between two reads at a different
                 # place (the pauses let the server read each piece alone), then a "\r\r\n" that
@@ -96,14 +100,16 @@ class FloorTest(unittest.TestCase):
             # A closed peer's connection is closed and the server goes on, also when the close
             # comes with the last request (one edge: a short read must not end the reading).
             # (The server is stopped while both are sent, so that one read finds them together.)
+            pid = server.pid()
+            assert pid is not None
             for close_with_request in (False, True):
                 with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
                     if close_with_request:
-                        os.kill(server.pid(), signal.SIGSTOP)
+                        os.kill(pid, signal.SIGSTOP)
                         s.sendall(b"GET /ping HTTP/1.1\r\n\r\n")
                         s.shutdown(socket.SHUT_WR)
                         time.sleep(0.05)
-                        os.kill(server.pid(), signal.SIGCONT)
+                        os.kill(pid, signal.SIGCONT)
                     else:
                         s.sendall(b"GET /ping HTTP/1.1\r\n\r\n")
                     got = s.recv(65536)
@@ -117,8 +123,8 @@ class FloorTest(unittest.TestCase):
 
     def test_bad_flag_is_named(self):
         for args, word in ((["--bogus"], "'--bogus'"), (["--port", "70000"], "'70000'")):
-            run = subprocess.run([str(BIN_DIR / "server_floor"), *args], capture_output=True, text=True,
-                                 timeout=5)
+            run = subprocess.run([str(BIN_DIR / "server_floor"), *args], capture_output=True,
+                                 text=True, timeout=5)
             self.assertEqual(run.returncode, 2)
             self.assertIn(word, run.stderr)
 
@@ -140,14 +146,16 @@ class FloorTest(unittest.TestCase):
             self.assertAlmostEqual(value, expected)
         # The floor run's problem makes the difference invalid, not epoll_et's own figures.
         self.assertIn("floor: steal 5% in 1 of 3 runs", above["why_invalid"])
-        self.assertFalse([r for r in rows[("epoll_et", "server_user_us")]["why_invalid"] if "floor" in r])
+        self.assertFalse([r for r in rows[("epoll_et", "server_user_us")]
+                         ["why_invalid"] if "floor" in r])
 
     def test_floor_in_a_run_gives_the_column_and_the_note(self):
         out, err = io.StringIO(), io.StringIO()
         with tempfile.TemporaryDirectory() as tmp, redirect_stdout(out), redirect_stderr(err):
             report = Path(tmp) / "cmp.json"
-            code = compare.main(["--bin-dir", str(BIN_DIR), "--servers", "epoll_et,floor", "--kinds",
-                                 "fixed", "--repeats", "1", "--duration", "0.5", "--warmup", "0.1",
+            code = compare.main(["--bin-dir", str(BIN_DIR), "--servers", "epoll_et,floor",
+                                 "--kinds", "fixed", "--repeats", "1", "--duration", "0.5",
+                                 "--warmup", "0.1",
                                  "--connections", "4", "--rate", "2000", "--json", str(report)])
             doc = json.loads(report.read_text())
         self.assertEqual(code, 0, err.getvalue())
@@ -157,7 +165,8 @@ class FloorTest(unittest.TestCase):
         self.assertAlmostEqual(epoll_et["server_user_above_floor_us"],
                                epoll_et["server_user_us"] - floor["server_user_us"])
         self.assertIn("user above floor", out.getvalue())
-        self.assertIn("floor: a responder that makes the system calls and nothing else", out.getvalue())
+        self.assertIn("floor: a responder that makes the system calls and nothing else",
+                      out.getvalue())
         self.assertEqual(own_descendants(), [])
 
 
@@ -244,11 +253,13 @@ class CompareTest(unittest.TestCase):
         self.assertEqual(ctx.exception.code, 2)
 
     def test_spread_invalidates(self):
-        cells = [{"server": "a", "kind": "closed", "rps": v, "invalid": []} for v in (100, 100, 130)]
+        cells = [{"server": "a", "kind": "closed", "rps": v, "invalid": []}
+                 for v in (100, 100, 130)]
         row = validity.summarize_cells(cells)[0]
         self.assertFalse(row["valid"])
         self.assertIn("spread 30%", row["why_invalid"])
-        cells = [{"server": "a", "kind": "closed", "rps": v, "invalid": []} for v in (100, 105, 110)]
+        cells = [{"server": "a", "kind": "closed", "rps": v, "invalid": []}
+                 for v in (100, 105, 110)]
         self.assertTrue(validity.summarize_cells(cells)[0]["valid"])
 
     def test_background_load_invalidates(self):
@@ -261,7 +272,8 @@ class CompareTest(unittest.TestCase):
         cell["background_cpus"] = 0.05
         self.assertEqual(validity.cell_problems(cell, None), [])
         # Tick rounding can make the pair look busier than the machine: never negative.
-        self.assertEqual(machine.background_cpus({"start_busy": 0.0, "end_busy": 0.9}, 0.5, 0.5, 1.0), 0.0)
+        self.assertEqual(machine.background_cpus(
+            {"start_busy": 0.0, "end_busy": 0.9}, 0.5, 0.5, 1.0), 0.0)
         self.assertGreater(machine.read_busy_s(), 0.0)
 
 

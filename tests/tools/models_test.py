@@ -150,7 +150,8 @@ class SelectTest(unittest.TestCase):
                     s.close()
 
     def own_descriptor_count(self):
-        """Descriptors the select server opens before its first accept (listener, pipe, memfd...)."""
+        """Descriptors the select server opens before its first accept (listener, pipe,
+        memfd...)."""
         with Server("select") as server:
             return len(os.listdir(f"/proc/{server.proc.pid}/fd")) - 3
 

@@ -14,8 +14,9 @@ import tempfile
 import unittest
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
 from iolab_bench import runfolder, sweeps  # bench/ and notebooks/ on PYTHONPATH (CTest)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # (server, think_ms): [(connections, req/s)]; threads at 20 ms is still rising at the end.
 SWEEPS = {
@@ -31,8 +32,9 @@ def make_run(folder, with_peaks=True):
     rows = []
     for (server, think), sweep in SWEEPS.items():
         for conns, rps in sweep:
-            row = runfolder.base_row({"name": "netns"}, server, {"think_ms": think, "connections": conns},
-                               "closed_loop", 0, "client-bound (server CPU 30%)")
+            row = runfolder.base_row({"name": "netns"}, server,
+                                     {"think_ms": think, "connections": conns},
+                                     "closed_loop", 0, "client-bound (server CPU 30%)")
             row.update(rps=rps, server_cpu_util=0.3, latency_us={"p50": 120.0},
                        errors={"timeout": 0})
             rows.append(row)

@@ -19,9 +19,10 @@ import unittest
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
 import run  # bench/ on PYTHONPATH (CTest sets it): the command line
 from iolab_bench import HarnessError, runfolder, scenarios, servers
+
+ROOT = Path(__file__).resolve().parents[2]
 
 BIN_DIR = (Path(sys.argv.pop(1)) if len(sys.argv) > 1 else ROOT / "build/bin").resolve()
 FAST = ["--set", "duration_s=0.4", "--set", "warmup_s=0.1", "--set", "connections=8"]
@@ -62,7 +63,8 @@ def run_main(*args):
 
 def read_run(results):
     (folder,) = list((Path(results) / "runs").iterdir())
-    rows = [json.loads(line) for line in (folder / "harness/results.jsonl").read_text().splitlines()]
+    rows = [json.loads(line)
+            for line in (folder / "harness/results.jsonl").read_text().splitlines()]
     manifest = json.loads((folder / "manifest.json").read_text())
     return folder, rows, manifest
 
@@ -110,7 +112,8 @@ class RunTest(unittest.TestCase):
             _, rows, _ = read_run(results)
             self.assertFalse((results / "latest").exists())
             crashed = [r for r in rows if r["server"] == "crashy" and not r["valid"]]
-            self.assertTrue(any("died during the run" in r["invalid_reason"] for r in crashed), rows)
+            self.assertTrue(
+                any("died during the run" in r["invalid_reason"] for r in crashed), rows)
             # A point with no figure in any repeat has no line in the table: it is listed below it.
             failed_points = {r["point"] for r in crashed if "rps" not in r}
             self.assertTrue(failed_points, rows)
