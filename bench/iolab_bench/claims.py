@@ -36,6 +36,7 @@ import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import ROOT, figures
 
@@ -55,14 +56,14 @@ _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
         ast.Div: operator.truediv}
 
 
-def expr_names(expr):
+def expr_names(expr: str) -> set[str]:
     """Source names an expression uses; raises LedgerError on anything but + - * / ( ) names
     and numbers."""
     try:
         tree = ast.parse(expr, mode="eval")
     except SyntaxError as e:
         raise LedgerError(f"expression '{expr}': {e}") from e
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
             names.add(node.id)
@@ -80,9 +81,9 @@ def expr_names(expr):
     return names
 
 
-def evaluate(expr, values):
+def evaluate(expr: str, values: dict[str, float]) -> float:
     """Arithmetic over named values; ZeroDivisionError propagates."""
-    def ev(node):
+    def ev(node: Any) -> float:
         if isinstance(node, ast.Expression):
             return ev(node.body)
         if isinstance(node, ast.Constant):
@@ -95,7 +96,7 @@ def evaluate(expr, values):
     return ev(ast.parse(expr, mode="eval"))
 
 
-def claimed_range(check):
+def claimed_range(check: dict[str, Any]) -> tuple[float, float]:
     c = check.get("claimed")
     if isinstance(c, list):
         return float(c[0]), float(c[1])
@@ -104,7 +105,7 @@ def claimed_range(check):
     return float(c), float(c)
 
 
-def load_ledger(path=LEDGER):
+def load_ledger(path: str | Path = LEDGER) -> list[dict[str, Any]]:
     """The claims, validated; raises LedgerError naming the claim and the problem."""
     doc = json.loads(Path(path).read_text())
     claims = doc["claims"]
@@ -151,7 +152,7 @@ def load_ledger(path=LEDGER):
     return claims
 
 
-def rule_text(check):
+def rule_text(check: dict[str, Any]) -> str:
     fmt = check.get("format")
     show = lambda v: figures.format_value(v, fmt)  # noqa: E731
     if check["rule"] == "within_factor":
@@ -167,14 +168,14 @@ def rule_text(check):
 
 @dataclass
 class CheckResult:
-    check: dict
+    check: dict[str, Any]
     status: str                  # HOLDS, FAILS, INVALID, NO_DATA
     value: float | None = None
-    missing: list = field(default_factory=list)
-    why_invalid: list = field(default_factory=list)
-    where: list = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    why_invalid: list[str] = field(default_factory=list)
+    where: list[str] = field(default_factory=list)
 
-    def shown(self):
+    def shown(self) -> str:
         if self.value is None:
             return "-"
         return figures.format_value(self.value, self.check.get("format")) + \
@@ -183,17 +184,17 @@ class CheckResult:
 
 @dataclass
 class ClaimResult:
-    claim: dict
+    claim: dict[str, Any]
     verdict: str
-    checks: list
+    checks: list[CheckResult]
     detail: str = ""
 
-    def measured(self):
+    def measured(self) -> str:
         shown = [c.shown() for c in self.checks if c.value is not None]
         return "; ".join(shown) if shown else "-"
 
 
-def judge(check, value):
+def judge(check: dict[str, Any], value: float) -> bool:
     lo, hi = claimed_range(check)
     if check["rule"] == "within_factor":
         f = float(check["factor"])
@@ -203,7 +204,8 @@ def judge(check, value):
     return value <= float(check["threshold"])
 
 
-def evaluate_check(check, sources, runs):
+def evaluate_check(check: dict[str, Any], sources: dict[str, Any],
+                   runs: list[figures.RunFolder]) -> CheckResult:
     names = expr_names(check["expr"])
     values, missing, why, where = {}, [], [], []
     for name in sorted(names):
@@ -226,7 +228,7 @@ def evaluate_check(check, sources, runs):
     return CheckResult(check, HOLDS if judge(check, value) else FAILS, value, where=where)
 
 
-def evaluate_claim(claim, runs):
+def evaluate_claim(claim: dict[str, Any], runs: list[figures.RunFolder]) -> ClaimResult:
     if claim.get("testable", True) is False:
         return ClaimResult(claim, UNTESTABLE, [], claim["why"])
     results = [evaluate_check(c, claim["sources"], runs) for c in claim["checks"]]
@@ -249,11 +251,12 @@ def evaluate_claim(claim, runs):
 
 # ---- output ---------------------------------------------------------------------------------
 
-def machine_of(runs):
+def machine_of(runs: list[figures.RunFolder]) -> str:
     return runs[0].machine() if runs else "no run"
 
 
-def print_ledger(results, results_path, runs):
+def print_ledger(results: list[ClaimResult], results_path: str | Path,
+                 runs: list[figures.RunFolder]) -> None:
     print(f"claims ledger for {results_path} ({len(runs)} run folders; {machine_of(runs)})")
     rows = [("id", "claimed", "measured", "verdict")]
     for r in results:
@@ -275,7 +278,8 @@ def print_ledger(results, results_path, runs):
         print(f"(most claims have no data here: `make bench-full` runs every scenario{hint})")
 
 
-def ledger_markdown(results, results_path, runs, chart_name=None):
+def ledger_markdown(results: list[ClaimResult], results_path: str | Path,
+                    runs: list[figures.RunFolder], chart_name: str | None = None) -> str:
     out = ["# Claims ledger", "",
            f"Run: `{results_path}` ({len(runs)} run folders). Machine: {machine_of(runs)}.", "",
            "Each claim is put to the test by the rule in `bench/claims.json`; '!' marks a figure "
@@ -315,7 +319,8 @@ COLORS = {HOLDS: "#2e7d32", FAILS: "#c62828", INVALID: "#9e9e9e", NO_DATA: "#9e9
           UNTESTABLE: "#9e9e9e"}
 
 
-def draw_chart(results, runs, results_path, out_dir, name="claims"):
+def draw_chart(results: list[ClaimResult], runs: list[figures.RunFolder], results_path: str | Path,
+               out_dir: Path, name: str = "claims") -> Path:
     """One row per check: measured / claimed on a log axis, the passing region shaded."""
     import matplotlib
     matplotlib.use("Agg")
@@ -326,14 +331,16 @@ def draw_chart(results, runs, results_path, out_dir, name="claims"):
         raise figures.SourceError("no run to draw the ledger of")
     newest = iolab_plots.Run(runs[0].dir)
 
-    rows = []
-    for r in results:
-        if r.verdict == UNTESTABLE:
-            rows.append((r.claim["id"], None, None, UNTESTABLE))
+    rows: list[tuple[str, CheckResult | None, ClaimResult | None, str]] = []
+    for claim_result in results:
+        claim_id = claim_result.claim["id"]
+        if claim_result.verdict == UNTESTABLE:
+            rows.append((claim_id, None, None, UNTESTABLE))
             continue
-        for i, cr in enumerate(r.checks):
-            label = r.claim["id"] + (f" {chr(ord('a') + i)}" if len(r.checks) > 1 else "")
-            rows.append((label, cr, r, cr.status))
+        checks = claim_result.checks
+        for i, check in enumerate(checks):
+            label = claim_id + (f" {chr(ord('a') + i)}" if len(checks) > 1 else "")
+            rows.append((label, check, claim_result, check.status))
     lo_x, hi_x = 1e-3, 1e3
     height = max(3.0, 0.32 * len(rows) + 1.6)
     fig, ax = plt.subplots(figsize=(9, height))
@@ -392,9 +399,10 @@ def draw_chart(results, runs, results_path, out_dir, name="claims"):
 README_BLOCK = re.compile(r"(<!-- claims-ledger -->\n)(.*?)(<!-- /claims-ledger -->)", re.S)
 
 
-def readme_block(results, machine_dir, runs):
+def readme_block(results: list[ClaimResult], machine_dir: Path | None,
+                 runs: list[figures.RunFolder]) -> str:
     """The ledger table for the top-level README, from the reference run (or a placeholder)."""
-    if not runs:
+    if not runs or machine_dir is None:
         return ("No reference run is committed yet. Once `results/reference/<machine>/` holds one "
                 "(`make bench-full`), `make lab-figures` fills this table from it.\n")
     rel = machine_dir.resolve()
@@ -410,7 +418,8 @@ def readme_block(results, machine_dir, runs):
     return "\n".join(out) + "\n"
 
 
-def write_readme(path, claims, reference, machine):
+def write_readme(path: str | Path, claims: list[dict[str, Any]], reference: str | Path,
+                 machine: str | None) -> int:
     try:
         machine_dir, runs = figures.reference_runs(reference, machine)
     except figures.SourceError as e:
@@ -431,7 +440,7 @@ def write_readme(path, claims, reference, machine):
     return 0
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", default=str(ROOT / "results" / "latest"),
                    help="a run folder or a folder of run folders")
