@@ -20,6 +20,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 GBENCH_COMPARE = Path("/usr/share/benchmark/compare.py")
 DEFAULT_METRICS = ["rps", "server_cpu_us", "server_user_us", "syscalls_per_req",
@@ -33,7 +34,7 @@ class CompareError(Exception):
     pass
 
 
-def resolve_run(text):
+def resolve_run(text: str) -> Path:
     """A run folder given as a path, or as a name under results/runs/ (suffix match allowed)."""
     path = Path(text)
     if path.is_dir():
@@ -48,7 +49,7 @@ def resolve_run(text):
     raise CompareError(f"no run folder '{text}' (a path, or a name under results/runs/)")
 
 
-def load_json(path):
+def load_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
@@ -57,11 +58,11 @@ def load_json(path):
         raise CompareError(f"{path}: not valid JSON ({e})") from e
 
 
-def flatten_manifest(doc):
+def flatten_manifest(doc: dict[str, Any] | None) -> dict[str, Any]:
     """The few machine facts worth printing, wherever the manifest keeps them."""
-    found = {}
+    found: dict[str, Any] = {}
 
-    def walk(node):
+    def walk(node: Any) -> None:
         if isinstance(node, dict):
             for k, v in node.items():
                 if k in dict(MACHINE_KEYS) and k not in found and not isinstance(v, (dict, list)):
@@ -72,7 +73,7 @@ def flatten_manifest(doc):
     return found
 
 
-def machine_lines(a_dir, b_dir):
+def machine_lines(a_dir: Path, b_dir: Path) -> list[str]:
     a = flatten_manifest(load_json(a_dir / "manifest.json"))
     b = flatten_manifest(load_json(b_dir / "manifest.json"))
     lines = [f"A = {a_dir}", f"B = {b_dir}"]
@@ -88,11 +89,12 @@ def machine_lines(a_dir, b_dir):
     return lines
 
 
-def key_of(s):
+def key_of(s: dict[str, Any]) -> tuple[str, str, str, str]:
     return (s["server"], json.dumps(s["params"], sort_keys=True), s["point"], s["metric"])
 
 
-def harness_table(a_summary, b_summary, metrics):
+def harness_table(a_summary: list[dict[str, Any]], b_summary: list[dict[str, Any]],
+                  metrics: list[str]) -> tuple[list[list[str]], list[str], list[Any]]:
     a = {key_of(s): s for s in a_summary}
     b = {key_of(s): s for s in b_summary}
     keys = [k for k in a if k in b and k[3] in metrics]
@@ -116,7 +118,7 @@ def harness_table(a_summary, b_summary, metrics):
     return rows, reasons, only
 
 
-def fmt(value):
+def fmt(value: float) -> str:
     if abs(value) >= 100:
         return f"{value:.0f}"
     if abs(value) >= 1:
@@ -124,13 +126,13 @@ def fmt(value):
     return f"{value:.3f}"
 
 
-def print_table(rows):
+def print_table(rows: list[list[str]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
 
 
-def compare_micro(a_dir, b_dir):
+def compare_micro(a_dir: Path, b_dir: Path) -> int:
     topics = sorted(p.name for p in (a_dir / "micro").glob("*.json") if p.name != "summary.json"
                     and (b_dir / "micro" / p.name).exists()) if (a_dir / "micro").is_dir() else []
     if not topics:
@@ -155,7 +157,7 @@ def compare_micro(a_dir, b_dir):
     return status
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("a", help="the first run folder (path or name under results/runs/)")
     ap.add_argument("b", help="the second run folder")

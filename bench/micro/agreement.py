@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Sequence
 
 ROOT = Path(__file__).resolve().parents[2]
 TOLERANCE = 0.15
@@ -26,13 +27,13 @@ SYSCALL_LOOPS = 2_000_000
 PIPE_LOOPS = 200_000
 
 
-def read_steal():
+def read_steal() -> tuple[int, int]:
     with open("/proc/stat") as f:
         fields = [int(x) for x in f.readline().split()[1:]]
     return sum(fields[:8]), fields[7]
 
 
-def perf_bench_ns(args, prefix=()):
+def perf_bench_ns(args: list[str], prefix: Sequence[str] = ()) -> float:
     out = subprocess.run(list(prefix) + ["perf", "bench"] + args, capture_output=True,
                          text=True, check=True).stdout
     m = re.search(r"([\d.]+)\s+usecs/op", out)
@@ -41,18 +42,18 @@ def perf_bench_ns(args, prefix=()):
     return 1000.0 * float(m.group(1))
 
 
-def micro_ns(binary, bench_filter, min_time):
+def micro_ns(binary: Path, bench_filter: str, min_time: float) -> dict[str, float]:
     out = subprocess.run([str(binary), f"--benchmark_filter={bench_filter}",
                           f"--benchmark_min_time={min_time}", "--benchmark_format=json"],
                          capture_output=True, text=True, check=True).stdout
-    result = {}
+    result: dict[str, float] = {}
     for b in json.loads(out)["benchmarks"]:
         scale = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}[b["time_unit"]]
         result[b["name"]] = b["real_time"] * scale
     return result
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bin-dir", default=str(ROOT / "build" / "bin"))
     p.add_argument("--rounds", type=int, default=3)

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from iolab_bench import ROOT, machine, runfolder  # bench/ on PYTHONPATH (make micro sets it)
 
@@ -39,7 +40,7 @@ QUICK = {"min_time": 0.1, "repetitions": 1}
 FULL = {"min_time": 0.5, "repetitions": 3}
 
 
-def suites(bin_dir, only=None):
+def suites(bin_dir: Path, only: list[str] | None = None) -> dict[str, Path]:
     """{topic: binary} for build/bin/micro_<topic>, optionally restricted to `only`."""
     found = {p.name[len("micro_"):]: p for p in sorted(Path(bin_dir).glob("micro_*"))
              if p.is_file() and p.stat().st_mode & 0o111}
@@ -52,12 +53,13 @@ def suites(bin_dir, only=None):
     return found
 
 
-def steal_pct(before, after):
+def steal_pct(before: tuple[int, int], after: tuple[int, int]) -> float:
     (t0, s0), (t1, s1) = before, after
     return round(100.0 * (s1 - s0) / max(t1 - t0, 1), 2)
 
 
-def run_suite(binary, out_file, settings, bench_filter=None):
+def run_suite(binary: Path, out_file: Path, settings: dict[str, Any],
+              bench_filter: str | None = None) -> dict[str, Any]:
     cmd = [str(binary), f"--benchmark_out={out_file}", "--benchmark_out_format=json",
            f"--benchmark_min_time={settings['min_time']}"]
     if settings["repetitions"] > 1:
@@ -80,7 +82,7 @@ def run_suite(binary, out_file, settings, bench_filter=None):
             "background_cpus": round(background, 2)}
 
 
-def point_latest(results_dir, run_dir):
+def point_latest(results_dir: Path, run_dir: Path) -> None:
     latest = results_dir / "latest"
     tmp = results_dir / ".latest.tmp"
     if tmp.is_symlink() or tmp.exists():
@@ -89,7 +91,7 @@ def point_latest(results_dir, run_dir):
     tmp.replace(latest)
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--full", action="store_true", help="longer runs with 3 repetitions")
     p.add_argument("--bin-dir", default=str(ROOT / "build" / "bin"))
