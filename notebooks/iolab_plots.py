@@ -38,7 +38,7 @@ import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -68,7 +68,7 @@ INVALID_HATCH = "///"
 INVALID_EDGE = "#666666"
 
 
-def apply_style():
+def apply_style() -> None:
     """The shared look; fixed svg.hashsalt makes SVG ids the same on every run."""
     plt.rcParams.update({
         "svg.hashsalt": "iolab",
@@ -103,7 +103,7 @@ class NoData(Exception):
 class Run:
     """One run folder: manifest, harness rows and summary, micro JSON (each optional)."""
 
-    def __init__(self, path):
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.name = self.path.name
         self.manifest = json.loads((self.path / "manifest.json").read_text())
@@ -122,24 +122,24 @@ class Run:
         self.micro_record = (json.loads(micro_summary.read_text()) if micro_summary.exists()
                              else self.manifest.get("micro", {}))
 
-    def points(self):
+    def points(self) -> set[str]:
         return {r["point"] for r in self.rows}
 
-    def machine(self):
+    def machine(self) -> str:
         """'Intel Xeon Platinum 8375C @ 2.90GHz, 2 CPUs, Linux 6.1.0-27-amd64'."""
         m = self.manifest
         cpu = re.sub(r"\((R|TM)\)|\bCPU\b", "", m.get("cpu_model") or "unknown CPU")
         cpu = re.sub(r"\s+", " ", cpu).strip()
         return f"{cpu}, {count_cpus(m.get('cpus_online', ''))} CPUs, Linux {m.get('kernel', '?')}"
 
-    def label(self):
+    def label(self) -> str:
         m = self.manifest
         rev = m.get("git_revision") or "?"
         dirty = "+changes" if m.get("git_dirty") else ""
         started = (m.get("started") or "?")[:16].replace("T", " ")
         return f"run {self.name}, started {started} UTC, git {rev}{dirty}"
 
-    def reference_machine(self):
+    def reference_machine(self) -> str | None:
         """The <machine> of results/reference/<machine>/<scenario>/, when this is one."""
         parts = self.path.resolve().parts
         if len(parts) >= 3 and parts[-3] == "reference":
@@ -159,7 +159,7 @@ def count_cpus(online: str) -> int | str:
 class Results:
     """The runs under RESULTS (one run folder, or a folder of run folders, two levels deep)."""
 
-    def __init__(self, root):
+    def __init__(self, root: str | Path) -> None:
         self.given = Path(root)
         self.root = self.given.resolve()
         if (self.root / "manifest.json").exists():
@@ -170,19 +170,20 @@ class Results:
         self.runs = [Run(f) for f in folders]
         self.runs.sort(key=lambda r: (r.manifest.get("started") or "", r.name))
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Run]:
         return iter(self.runs)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.runs)
 
-    def by_name(self, name):
+    def by_name(self, name: str) -> Run:
         for r in self.runs:
             if r.name == name:
                 return r
         raise KeyError(f"no run '{name}' under {self.root}")
 
-    def find(self, points=(), scenarios=None, prefer=(), micro=False):
+    def find(self, points: Sequence[str] = (), scenarios: Sequence[str] | None = None,
+             prefer: Sequence[str] = (), micro: bool = False) -> Run | None:
         """The newest run that has every one of `points` (and micro JSON if asked), among
         `scenarios` if given; runs of the `prefer` scenarios (in that order) come first."""
         fits = [r for r in self.runs
@@ -190,16 +191,16 @@ class Results:
                 and (scenarios is None or r.scenario in scenarios)]
         order = list(prefer or scenarios or ())
 
-        def rank(r):
+        def rank(r: Run) -> tuple[int, int]:
             return (order.index(r.scenario) if r.scenario in order else len(order),
                     -self.runs.index(r))
         return min(fits, key=rank) if fits else None
 
-    def charts_dir(self):
+    def charts_dir(self) -> Path:
         return Path(os.environ.get("CHARTS") or self.root / "charts")
 
 
-def load(results=None):
+def load(results: str | Path | None = None) -> "Results":
     """The runs under `results`, else $RESULTS, else results/latest."""
     path = Path(results or os.environ.get("RESULTS") or ROOT / "results" / "latest")
     if not path.exists():
@@ -222,7 +223,7 @@ class Need:
     prefer: tuple = ()
     micro: bool = False
 
-    def find(self, results):
+    def find(self, results: "Results") -> Run | None:
         return results.find(self.points, self.scenarios, self.prefer, self.micro)
 
 
@@ -245,7 +246,7 @@ NEEDS = {
 }
 
 
-def missing(notebook, results):
+def missing(notebook: str, results: "Results") -> str | None:
     """None when `results` has what `notebook` needs, else the one-line reason."""
     need = NEEDS[notebook]
     if need.find(results) is None:
@@ -253,35 +254,38 @@ def missing(notebook, results):
     return None
 
 
-def run_for(notebook, results):
+def run_for(notebook: str, results: "Results") -> Run:
     """The run a notebook draws from; raises NoData with the reason when there is none."""
     reason = missing(notebook, results)
     if reason:
         raise NoData(f"{notebook}: {reason}")
-    return NEEDS[notebook].find(results)
+    run = NEEDS[notebook].find(results)
+    if run is None:  # missing() found one: not reached
+        raise NoData(f"{notebook}: no run")
+    return run
 
 
 # ---------------------------------------------------------------------------------------------
 # Tables
 
 
-def _cpu(r, who, part):
+def _cpu(r: dict[str, Any], who: str, part: str) -> float | None:
     c = r.get("cpu_us_per_req")
     if not c or c[who][part] is None:
         return None
     return c[who][part]
 
 
-def _cpu_total(r, who):
+def _cpu_total(r: dict[str, Any], who: str) -> float | None:
     user, sys_ = _cpu(r, who, "user"), _cpu(r, who, "sys")
     return None if user is None or sys_ is None else user + sys_
 
 
-def _lat(key):
+def _lat(key: str) -> Callable[[dict[str, Any]], Any]:
     return lambda r: r["latency_us"][key] if r.get("latency_us") else None
 
 
-def _mem(key):
+def _mem(key: str) -> Callable[[dict[str, Any]], Any]:
     return lambda r: r["mem_per_conn"].get(key) if r.get("mem_per_conn") else None
 
 
@@ -310,11 +314,11 @@ METRICS = {
 }
 
 
-def params_text(params):
+def params_text(params: dict[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in params.items())
 
 
-def _cells(run, point):
+def _cells(run: Run, point: str) -> dict[Any, Any]:
     """{(server, params json): [rows]} for one point, in the order the run measured them."""
     cells: dict[Any, Any] = {}
     for r in run.rows:
@@ -323,7 +327,8 @@ def _cells(run, point):
     return cells
 
 
-def _summary_entry(run, server, params, point, metric):
+def _summary_entry(run: Run, server: str, params: dict[str, Any], point: str,
+                   metric: str) -> dict[str, Any] | None:
     for s in run.summary:
         if (s["server"] == server and s["params"] == params and s["point"] == point
                 and s["metric"] == metric):
@@ -331,7 +336,7 @@ def _summary_entry(run, server, params, point, metric):
     return None
 
 
-def _no_figure_reason(server, group, metric):
+def _no_figure_reason(server: str, group: list[dict[str, Any]], metric: str) -> str:
     reasons = [r["invalid_reason"] for r in group if r.get("invalid_reason")]
     if reasons:
         return "no measurement: " + "; ".join(validity.merge_reasons(reasons, len(group)))
@@ -340,7 +345,8 @@ def _no_figure_reason(server, group, metric):
     return f"not measured: the rows carry no {metric}"
 
 
-def cell_figure(run, server, params, point, metric, group):
+def cell_figure(run: Run, server: str, params: dict[str, Any], point: str, metric: str,
+                group: list[dict[str, Any]]) -> tuple[float, float, float, int, bool, str]:
     """(value, lo, hi, n, valid, reason) of one cell: the summary's median and validity when
     the summary has the metric, else run.py's rules applied to the rows here."""
     get = METRICS[metric]
@@ -361,7 +367,7 @@ def cell_figure(run, server, params, point, metric, group):
     return (median, lo, hi, len(values), not why, "; ".join(why))
 
 
-def _axis_value(key, server, params):
+def _axis_value(key: str | None, server: str, params: dict[str, Any]) -> Any:
     if key is None:
         return ""
     if key == "server":
@@ -371,7 +377,9 @@ def _axis_value(key, server, params):
     return params.get(key, "")
 
 
-def metric_table(run, point, metric, x="server", series=None, where=None, series_name=None):
+def metric_table(run: Run, point: str, metric: str, x: str | None = "server",
+                 series: str | None = None, where: dict[str, Any] | None = None,
+                 series_name: str | None = None) -> pd.DataFrame:
     """One row per cell of `point`: x and series are 'server', 'cell' (server and params) or a
     parameter name; `where` keeps cells whose params include those items; `series_name` names
     the series when there is only one (e.g. 'user' in a stacked chart)."""
@@ -397,22 +405,22 @@ def metric_table(run, point, metric, x="server", series=None, where=None, series
 NOT_SERVERS = ("fixed_rate", "saturation", "closed_loop", "memory", "cache", "server_args")
 
 
-def skipped_servers(run):
+def skipped_servers(run: Run) -> dict[str, str]:
     return {k: v for k, v in (run.manifest.get("skipped") or {}).items() if k not in NOT_SERVERS}
 
 
-def frame(rows):
+def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def concat(tables):
+def concat(tables: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True) if tables else frame([])
 
 
 TIME_UNITS_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
 
 
-def micro_table(run, topic):
+def micro_table(run: Run, topic: str) -> pd.DataFrame:
     """One row per benchmark of a suite: wall-clock time per iteration in ns (the median
     aggregate when the suite ran repetitions, lo/hi over the repetitions). Invalid when the
     benchmark reported an error, the suite exited non-zero, or steal time went over the
@@ -461,16 +469,18 @@ def micro_table(run, topic):
 # The chart registry: name -> (notebook, function(results) -> table). Notebooks build their
 # tables through table(), and save() checks the table against the registered function.
 
-def _t_by_server(notebook, point, metric, series_name=None):
+def _t_by_server(notebook: str, point: str, metric: str,
+                 series_name: str | None = None) -> Callable[["Results"], pd.DataFrame]:
     return lambda res: metric_table(run_for(notebook, res), point, metric, series_name=series_name)
 
 
-def _t_stacked(notebook, point, parts):
+def _t_stacked(notebook: str, point: str,
+               parts: Sequence[tuple[str, str]]) -> Callable[["Results"], pd.DataFrame]:
     return lambda res: concat([metric_table(run_for(notebook, res), point, metric, series_name=name)
                                for name, metric in parts])
 
 
-def _t_latency(res):
+def _t_latency(res: "Results") -> pd.DataFrame:
     run = run_for("02-latency", res)
     tables = []
     for label, metric in (("p50", "p50_us"), ("p90", "p90_us"), ("p99", "p99_us"),
@@ -481,7 +491,7 @@ def _t_latency(res):
     return concat(tables)
 
 
-def memory_params(run):
+def memory_params(run: Run) -> dict[str, Any]:
     """The cell whose memory points a chart shows. A run measures memory per connection once
     per server and cell (c10k repeats it in every idle_connections cell, with the same two
     connection counts each time): the first cell stands for the run, and the chart says which."""
@@ -489,7 +499,7 @@ def memory_params(run):
     return first["params"]
 
 
-def memory_note(run):
+def memory_note(run: Run) -> str:
     """Where the memory figures were measured, for the chart's notes."""
     params = memory_params(run)
     rows = [r for r in run.rows if r["point"] == "memory" and r["params"] == params
@@ -500,7 +510,7 @@ def memory_note(run):
     return f"slope between {between} idle keep-alive connections{cell}"
 
 
-def _t_memory(res, parts):
+def _t_memory(res: "Results", parts: Sequence[tuple[str, str]]) -> pd.DataFrame:
     run = run_for("08-memory-per-connection", res)
     where = memory_params(run)
     return concat([metric_table(run, "memory", metric, where=where, series_name=name)
@@ -550,20 +560,20 @@ for _topic in MICRO_TOPICS:
         "09-micro", lambda res, t=_topic: micro_table(run_for("09-micro", res), t))
 
 
-def micro_topics(results):
+def micro_topics(results: "Results") -> list[str]:
     """The suites of the run 09-micro draws from that have a registered chart."""
     run = run_for("09-micro", results)
     return [t for t in MICRO_TOPICS if t in run.micro]
 
 
-def table(name, results):
+def table(name: str, results: "Results") -> pd.DataFrame:
     """The tidy table behind chart `name` (see TABLES)."""
     if name not in TABLES:
         raise KeyError(f"no chart '{name}' in iolab_plots.TABLES")
     return TABLES[name][1](results)
 
 
-def table_csv(t):
+def table_csv(t: pd.DataFrame) -> str:
     """The CSV text a table is saved as (and compared as): fixed precision, fixed order."""
     return t[COLUMNS].to_csv(index=False, float_format="%.10g", lineterminator="\n")
 
@@ -572,12 +582,12 @@ def table_csv(t):
 # Drawing
 
 
-def runs_of(t, results):
+def runs_of(t: pd.DataFrame, results: "Results") -> list[Run]:
     names = list(dict.fromkeys(t["run"]))
     return [results.by_name(n) for n in names]
 
 
-def subtitle(t, results):
+def subtitle(t: pd.DataFrame, results: "Results") -> str:
     runs = runs_of(t, results)
     if not runs:
         return ""
@@ -587,7 +597,7 @@ def subtitle(t, results):
     return head + "; ".join(machines) + "\n" + "; ".join(r.label() for r in runs)
 
 
-def fmt(v):
+def fmt(v: float) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
     a = abs(v)
@@ -600,7 +610,7 @@ def fmt(v):
     return f"{v:.3g}"
 
 
-def fmt_ns(v):
+def fmt_ns(v: float) -> str:
     """A time in nanoseconds with its unit: 3.49 ns, 15.8 µs, 232 ms."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
@@ -610,7 +620,7 @@ def fmt_ns(v):
     return f"{v:.3g} ns"
 
 
-def _series_color(key, index):
+def _series_color(key: str, index: int) -> str:
     """A server's own colour when `key` names a server (or a cell of one), else the palette's."""
     base = str(key).split(" ")[0].partition(":")[0]
     return SERVER_COLORS.get(base, SERIES_COLORS[index % len(SERIES_COLORS)])
@@ -619,16 +629,17 @@ def _series_color(key, index):
 class Notes:
     """Numbered notes under a chart: one per invalid cell and reason."""
 
-    def __init__(self):
-        self.items = []
+    def __init__(self) -> None:
+        self.items: list[str] = []
 
-    def add(self, who, reason):
+    def add(self, who: str, reason: str) -> int:
         text = f"{who}: {reason}"
         if text not in self.items:
             self.items.append(text)
         return self.items.index(text) + 1
 
-    def draw(self, ax, extra=(), offset_pt=42, width=125):
+    def draw(self, ax: Any, extra: Sequence[str] = (), offset_pt: float = 42,
+             width: int = 125) -> None:
         lines_ = []
         for i, text in enumerate(self.items, 1):
             lines_ += textwrap.wrap(f"[{i}] {text}", width, subsequent_indent="     ")
@@ -639,7 +650,8 @@ class Notes:
                         fontsize=8.5, color="#333333", annotation_clip=False)
 
 
-def _figure(title, t, results, size):
+def _figure(title: str, t: pd.DataFrame, results: "Results",
+            size: tuple[float, float]) -> tuple[Any, Any]:
     fig, ax = plt.subplots(figsize=size)
     sub = subtitle(t, results)
     ax.set_title(title, loc="left", fontweight="bold", pad=12 + 11 * (sub.count("\n") + 1))
@@ -651,12 +663,12 @@ def _figure(title, t, results, size):
 INVALID_LEGEND = "hatched, faded: not valid\n(reason in the numbered note)"
 
 
-def _legend(ax, handles):
+def _legend(ax: Any, handles: list[Any]) -> None:
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
-def _log_axis(axis, fine=False, formatter=None):
+def _log_axis(axis: Any, fine: bool = False, formatter: Any = None) -> None:
     """Log scale with plain labels (200, 1000, 50k) instead of powers of ten."""
     from matplotlib.ticker import LogLocator, NullFormatter
     axis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5) if fine else (1,)))
@@ -664,13 +676,13 @@ def _log_axis(axis, fine=False, formatter=None):
     axis.set_minor_formatter(NullFormatter())
 
 
-def _is_server(name, runs):
+def _is_server(name: str, runs: Iterable[Run]) -> bool:
     base = str(name).split(" ")[0].partition(":")[0]
     return base in SERVER_COLORS or any(base == r["server"].partition(":")[0]
                                         for run in runs for r in run.rows)
 
 
-def not_run_notes(t, results):
+def not_run_notes(t: pd.DataFrame, results: "Results") -> list[str]:
     """'not run: nginx (why)' for servers a run skipped that the table has no placeholder for,
     in charts whose bars or lines are servers."""
     runs = runs_of(t, results)
@@ -681,8 +693,9 @@ def not_run_notes(t, results):
             for s, why in skipped_servers(run).items() if s not in shown]
 
 
-def bars(t, results, title, ylabel, xlabel="server", stacked=False, log=False,
-         horizontal=False, notes_extra=(), value_format=fmt):
+def bars(t: pd.DataFrame, results: "Results", title: str, ylabel: str, xlabel: str = "server",
+         stacked: bool = False, log: bool = False, horizontal: bool = False,
+         notes_extra: Sequence[str] = (), value_format: Callable[[float], str] = fmt) -> Any:
     """Bars per x; several series side by side, or stacked. An invalid cell is hatched and
     faded with a numbered note; a missing figure is an empty hatched stub marked 'n/a'; the
     whiskers span the repeats (min..max). In a stack, a negative part (a memory slope below
@@ -719,7 +732,7 @@ def bars(t, results, title, ylabel, xlabel="server", stacked=False, log=False,
     flagged = bool(note_of)
     draw = ax.barh if horizontal else ax.bar
 
-    def label_at(value, pos, text, rotate=False):
+    def label_at(value: float, pos: float, text: str, rotate: bool = False) -> None:
         if horizontal:
             ax.annotate(text, xy=(value, pos), xytext=(3, 0), textcoords="offset points",
                         va="center", fontsize=8)
@@ -820,7 +833,8 @@ def bars(t, results, title, ylabel, xlabel="server", stacked=False, log=False,
     return fig
 
 
-def lines(t, results, title, ylabel, xlabel, logy=False, notes_extra=()):
+def lines(t: pd.DataFrame, results: "Results", title: str, ylabel: str, xlabel: str,
+          logy: bool = False, notes_extra: Sequence[str] = ()) -> Any:
     """One line per series over categorical x (in table order); whiskers over the repeats;
     an invalid point is a hollow grey-edged marker with its note number, a missing figure a
     grey 'x' on the axis with its note number."""
@@ -882,7 +896,7 @@ def lines(t, results, title, ylabel, xlabel, logy=False, notes_extra=()):
     return fig
 
 
-def describe(t, unit):
+def describe(t: pd.DataFrame, unit: str) -> None:
     """Prints a chart's table as lines a reader can hold against the chart: per series, the
     valid cells from highest to lowest, then the cells that are not valid and why."""
     for s in dict.fromkeys(t["series"]):
@@ -899,7 +913,8 @@ def describe(t, unit):
 # Saving
 
 
-def save(fig, t, name, results, show=None):
+def save(fig: Any, t: pd.DataFrame, name: str, results: "Results",
+         show: bool | None = None) -> Path:
     """Writes <name>.png, <name>.svg (reproducible) and <name>.csv (the table) into the charts
     folder, after checking the table is the one TABLES[name] builds from the rows. In a
     notebook the figure is also shown."""

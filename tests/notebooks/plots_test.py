@@ -99,6 +99,7 @@ class Loading(Copy):
             self.assertEqual(ip.run_for(notebook, res).scenario, scenario)
         quick_only = ip.load(self.copy / "quick")
         reason = ip.missing("03-c10k", quick_only)
+        assert reason is not None
         self.assertIn("no c10k run in", reason)
         self.assertEqual(reason.count("\n"), 0)
         with self.assertRaisesRegex(ip.NoData, "03-c10k"):
