@@ -28,6 +28,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from iolab_bench import figures  # bench/ on PYTHONPATH (make lab-figures sets it)
 
@@ -38,15 +39,15 @@ MARKER = re.compile(r"<!-- fig:([A-Za-z0-9_.-]+) -->(.*?)<!-- /fig -->")
 RESERVED = {"machine"}
 
 
-def placeholder(lab):
+def placeholder(lab: Path) -> str:
     return f"(run make lab-{lab.name[:2]})"
 
 
-def lab_dirs(labs_dir):
+def lab_dirs(labs_dir: str | Path) -> list[Path]:
     return sorted(p for p in Path(labs_dir).glob("[0-9][0-9]-*") if (p / "README.md").exists())
 
 
-def load_sources(lab):
+def load_sources(lab: Path) -> dict[str, Any]:
     """figures.json of a lab ({} when absent); raises figures.SourceError when malformed."""
     path = lab / "figures.json"
     if not path.exists():
@@ -69,7 +70,7 @@ def load_sources(lab):
     return doc
 
 
-def problems(lab):
+def problems(lab: Path) -> list[str]:
     """Marker keys without a source, and sources without a marker (the layout test uses it)."""
     text = (lab / "README.md").read_text()
     keys = {m.group(1) for m in MARKER.finditer(text)}
@@ -81,13 +82,14 @@ def problems(lab):
     return out
 
 
-def fill(lab, runs, machine_dir):
+def fill(lab: Path, runs: list[figures.RunFolder],
+         machine_dir: Path | None) -> tuple[str, list[str]]:
     """The README text with every marker's value replaced; returns (text, notes)."""
     text = (lab / "README.md").read_text()
     sources = load_sources(lab)
     notes = []
 
-    def value(match):
+    def value(match: re.Match[str]) -> str:
         key = match.group(1)
         if not runs:
             shown = placeholder(lab)
@@ -108,7 +110,7 @@ def fill(lab, runs, machine_dir):
     return MARKER.sub(value, text), notes
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--labs-dir", default=str(LABS))
     p.add_argument("--reference", default=str(ROOT / "results" / "reference"))
