@@ -6,7 +6,8 @@ No figure in a lab README is typed by hand. The README holds a marker around eac
   select pays <!-- fig:select_cpu_900 -->(run make lab-02)<!-- /fig --> per request
 
 and the lab's figures.json says where the value comes from (a harness row or a micro benchmark;
-the source format is described in bench/figures.py), with an optional Python format string:
+the source format is described in bench/iolab_bench/figures.py), with an optional Python format
+string:
 
   {"select_cpu_900": {"scenario": "c10k", "server": "select", "point": "fixed_rate",
                       "metric": "server_cpu_us", "params": {"idle_connections": 900},

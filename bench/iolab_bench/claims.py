@@ -3,8 +3,8 @@
 The project exists to put twenty popular performance claims (C01-C20, bench/claims.json) to
 the test on the reader's own machine. bench/claims.json keeps, for each claim, the claimed
 figure, where the measured figure comes from (harness rows and micro benchmarks, looked up by
-bench/figures.py) and the verdict rule as a list of checks. This script evaluates them against
-a run and prints one row per claim:
+figures.py beside this module) and the verdict rule as a list of checks. This script evaluates
+them against a run and prints one row per claim:
 
   holds               every check holds on valid data
   does not hold       a check fails on valid data (the row says which)

@@ -6,7 +6,7 @@ kinds of source, as JSON objects:
 
   harness row   {"scenario": "c10k", "server": "select", "point": "fixed_rate",
                  "metric": "server_cpu_us", "params": {"idle_connections": 900}}
-                a median from harness/summary.json (bench/run.py's summarize(): metrics rps,
+                a median from harness/summary.json (validity.summarize_rows(): metrics rps,
                 server_cpu_us, syscalls_per_req, p99_us, user_kb_per_conn, ...), with its
                 validity. "params" must match a cell exactly; without it the server and point
                 must have a single cell.

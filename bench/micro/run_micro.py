@@ -76,7 +76,7 @@ def run_suite(binary: Path, out_file: Path, settings: dict[str, Any],
     own = (own_after.ru_utime - own_before.ru_utime) + (own_after.ru_stime - own_before.ru_stime)
     # Other processes' CPU while the suite ran, in CPUs: a build or a fuzzer on a 2-CPU machine
     # takes the CPU a benchmark thread wanted without showing as steal (figures.py marks the
-    # suite's figures not valid above compare.MAX_BACKGROUND_CPUS).
+    # suite's figures not valid above iolab_bench.validity.MAX_BACKGROUND_CPUS).
     background = max(0.0, machine.read_busy_s() - busy_before - own) / max(wall, 1e-9)
     return {"command": cmd, "exit_status": rc, "seconds": round(wall, 1),
             "background_cpus": round(background, 2)}

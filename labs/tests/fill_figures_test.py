@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Tests of labs/fill_figures.py and bench/figures.py on fixture runs built here.
+"""Tests of labs/fill_figures.py and bench/iolab_bench/figures.py on fixture runs built here.
 
 A fixture lab tree (two labs, markers, figures.json) and a fixture reference folder (one harness
 run, one micro run, an older and an interrupted run) are written to a temporary folder; the

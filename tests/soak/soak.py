@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """soak.py: no descriptor or memory growth in any server over a long run (make test-full).
 
-For each server model it starts the server (port 0, bench/compare.py's Server), warms it up,
+For each server model it starts the server (port 0, iolab_bench.servers.Server), warms it up,
 then records its open descriptors (/proc/PID/fd) and resident memory (VmRSS) and runs, with
 build/bin/loadgen:
   keep-alive   100,000 requests over 16 keep-alive connections
