@@ -55,12 +55,12 @@ def syscalls(cycles, ns):
 
 
 class Fixture(unittest.TestCase):
-    def setUp(self):
+    def setUp(self) -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="labs-claims-")
         self.root = Path(self.tmp.name)
         self.ledger = {c["id"]: c for c in claims.load_ledger()}
 
-    def tearDown(self):
+    def tearDown(self) -> None:
         self.tmp.cleanup()
 
     def verdict(self, cid, folder):
@@ -74,10 +74,10 @@ class Fixture(unittest.TestCase):
 
 
 class RealLedgerTest(Fixture):
-    def test_twenty_claims_in_order(self):
+    def test_twenty_claims_in_order(self) -> None:
         self.assertEqual(list(self.ledger), [f"C{i:02d}" for i in range(1, 21)])
 
-    def test_every_source_exists_in_the_project(self):
+    def test_every_source_exists_in_the_project(self) -> None:
         problems = []
         for cid, c in self.ledger.items():
             for name, src in (c.get("sources") or {}).items():
@@ -114,7 +114,7 @@ class RealLedgerTest(Fixture):
                         problems.append(f"{where}: {base} is not registered in micro_{suite}")
         self.assertEqual(problems, [], "\n".join(problems))
 
-    def test_run_without_data_prints_twenty_rows_and_writes_outputs(self):
+    def test_run_without_data_prints_twenty_rows_and_writes_outputs(self) -> None:
         run = self.root / "empty"
         write_run(run, "quick")
         rc, out = self.run_main("--results", str(run))
@@ -131,7 +131,7 @@ class RealLedgerTest(Fixture):
         self.assertNotIn("<dc:date>", svg)  # reproducible: no date in the metadata
         self.assertIn("Claims ledger: Fixture Xeon, 2 CPUs, Linux 6.1.0", svg)
 
-    def test_only_and_unknown_ids(self):
+    def test_only_and_unknown_ids(self) -> None:
         run = self.root / "r"
         write_run(run, "micro", micro=syscalls(1000, 70))
         rc, out = self.run_main("--results", str(run), "--only", "c01,C02", "--no-write")
@@ -147,7 +147,7 @@ class RealLedgerTest(Fixture):
 
 
 class ReadmeTest(Fixture):
-    def test_readme_block_from_reference_or_placeholder(self):
+    def test_readme_block_from_reference_or_placeholder(self) -> None:
         readme = self.root / "README.md"
         readme.write_text(
             "# x\n<!-- claims-ledger -->\nSTALE-TEXT\n<!-- /claims-ledger -->\ntail\n")
@@ -171,14 +171,14 @@ class ReadmeTest(Fixture):
 
 
 class VerdictTest(Fixture):
-    def test_micro_claims(self):
+    def test_micro_claims(self) -> None:
         write_run(self.root / "m", "micro", micro=syscalls(cycles=1000, ns=773))
         self.assertEqual(self.verdict("C01", self.root).verdict, claims.HOLDS)
         r = self.verdict("C02", self.root)
         self.assertEqual(r.verdict, claims.FAILS)
         self.assertIn("773 ns", r.detail)
 
-    def test_micro_figures_under_background_load_are_not_valid(self):
+    def test_micro_figures_under_background_load_are_not_valid(self) -> None:
         write_run(self.root / "m", "micro", micro=syscalls(cycles=1000, ns=773))
         manifest = json.loads((self.root / "m" / "manifest.json").read_text())
         manifest["micro"] = {"suites": {"syscalls": {"exit_status": 0, "background_cpus": 0.9}}}
@@ -193,7 +193,7 @@ class VerdictTest(Fixture):
         (self.root / "m" / "manifest.json").write_text(json.dumps(manifest))
         self.assertEqual(self.verdict("C01", self.root).verdict, claims.HOLDS)
 
-    def test_harness_claim_holds_fails_and_is_invalid(self):
+    def test_harness_claim_holds_fails_and_is_invalid(self) -> None:
         write_run(self.root / "a", "c10k", summary=c10k())
         self.assertEqual(self.verdict("C08", self.root).verdict, claims.HOLDS)
         self.tmp.cleanup()
@@ -204,7 +204,7 @@ class VerdictTest(Fixture):
         self.assertEqual(r.verdict, claims.FAILS)
         self.assertIn("epoll_et: CPU per request with 5000", r.detail)
 
-    def test_invalid_source_and_newest_run(self):
+    def test_invalid_source_and_newest_run(self) -> None:
         write_run(self.root / "old", "c10k", summary=c10k(), started="2025-01-01")
         write_run(self.root / "new", "c10k", summary=c10k(invalid_900=["spread 40%"]),
                   started="2026-06-01")
@@ -213,13 +213,13 @@ class VerdictTest(Fixture):
         self.assertIn("select_900: spread 40%", r.detail)
         self.assertIn("!", r.measured())
 
-    def test_missing_rows_name_the_scenario(self):
+    def test_missing_rows_name_the_scenario(self) -> None:
         write_run(self.root / "q", "quick", summary=[])
         r = self.verdict("C16", self.root)
         self.assertEqual(r.verdict, claims.NO_DATA)
         self.assertEqual(r.detail, "needs blocking")
 
-    def test_rules(self):
+    def test_rules(self) -> None:
         check = {"what": "x", "expr": "a", "rule": "within_factor",
                  "claimed": [800, 1200], "factor": 2}
         self.assertTrue(claims.judge(check, 400))
@@ -232,7 +232,7 @@ class VerdictTest(Fixture):
         self.assertFalse(claims.judge({"rule": "at_most", "threshold": 0.6}, 0.61))
         self.assertEqual(claims.evaluate("(a + b) / (c - 1)", {"a": 1, "b": 2, "c": 4}), 1.0)
 
-    def test_division_by_zero_is_not_valid(self):
+    def test_division_by_zero_is_not_valid(self) -> None:
         zero = c10k()
         zero[2]["median"] = 0.0  # epoll_et at 0 idle: 0 us per request
         write_run(self.root / "z", "c10k", summary=zero)
@@ -242,13 +242,13 @@ class VerdictTest(Fixture):
 
 
 class LedgerValidationTest(unittest.TestCase):
-    def setUp(self):
+    def setUp(self) -> None:
         self.doc = json.loads(claims.LEDGER.read_text())
         self.tmp = tempfile.NamedTemporaryFile(
             "w", suffix=".json", prefix="labs-claims-", delete=False)
         self.path = Path(self.tmp.name)
 
-    def tearDown(self):
+    def tearDown(self) -> None:
         self.path.unlink()
 
     def broken(self, change):
@@ -259,7 +259,7 @@ class LedgerValidationTest(unittest.TestCase):
             claims.load_ledger(self.path)
         return str(ctx.exception)
 
-    def test_broken_ledgers_are_refused(self):
+    def test_broken_ledgers_are_refused(self) -> None:
         def unknown_name(c):
             c["C01"]["checks"][0]["expr"] = "getppid_cycles / nothing"
         self.assertIn("unknown nothing", self.broken(unknown_name))

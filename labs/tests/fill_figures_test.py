@@ -58,7 +58,7 @@ FIGURES_01 = {
 
 
 class FillFiguresTest(unittest.TestCase):
-    def setUp(self):
+    def setUp(self) -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="labs-fill-")
         root = Path(self.tmp.name)
         self.labs = root / "labs"
@@ -71,7 +71,7 @@ class FillFiguresTest(unittest.TestCase):
         (lab2 / "README.md").write_text("No figures here.\n")
         self.reference = root / "reference"
 
-    def tearDown(self):
+    def tearDown(self) -> None:
         self.tmp.cleanup()
 
     def make_reference(self):
@@ -99,7 +99,7 @@ class FillFiguresTest(unittest.TestCase):
                                     str(self.reference), *args])
         return rc, out.getvalue() + err.getvalue()
 
-    def test_no_reference_leaves_placeholders_and_says_so(self):
+    def test_no_reference_leaves_placeholders_and_says_so(self) -> None:
         rc, out = self.run_main()
         self.assertEqual(rc, 0, out)
         self.assertIn("no reference run", out)
@@ -107,7 +107,7 @@ class FillFiguresTest(unittest.TestCase):
         self.assertEqual(text.count("(run make lab-01)"), 5, text)
         self.assertNotIn("old", text)
 
-    def test_fills_from_reference(self):
+    def test_fills_from_reference(self) -> None:
         self.make_reference()
         rc, out = self.run_main()
         self.assertEqual(rc, 0, out)
@@ -122,7 +122,7 @@ class FillFiguresTest(unittest.TestCase):
         rc, out = self.run_main("--check")
         self.assertEqual(rc, 0, out)
 
-    def test_check_reports_stale_readme(self):
+    def test_check_reports_stale_readme(self) -> None:
         self.make_reference()
         before = (self.lab1 / "README.md").read_text()
         rc, out = self.run_main("--check")
@@ -130,13 +130,13 @@ class FillFiguresTest(unittest.TestCase):
         self.assertIn("out of date", out)
         self.assertEqual((self.lab1 / "README.md").read_text(), before)
 
-    def test_marker_without_source_is_an_error(self):
+    def test_marker_without_source_is_an_error(self) -> None:
         (self.labs / "02-second" / "README.md").write_text("x <!-- fig:nowhere -->1<!-- /fig -->\n")
         rc, out = self.run_main()
         self.assertEqual(rc, 1)
         self.assertIn("fig:nowhere has no source", out)
 
-    def test_unused_source_is_an_error(self):
+    def test_unused_source_is_an_error(self) -> None:
         doc = dict(FIGURES_01, spare={"micro": "syscalls",
                    "benchmark": "BM_X", "field": "cpu_time"})
         (self.lab1 / "figures.json").write_text(json.dumps(doc))
@@ -144,7 +144,7 @@ class FillFiguresTest(unittest.TestCase):
         self.assertEqual(rc, 1)
         self.assertIn("spare is not used", out)
 
-    def test_malformed_source_is_an_error(self):
+    def test_malformed_source_is_an_error(self) -> None:
         doc = dict(FIGURES_01)
         doc["select_cpu"] = {"scenario": "c10k", "server": "select"}
         (self.lab1 / "figures.json").write_text(json.dumps(doc))
@@ -152,7 +152,7 @@ class FillFiguresTest(unittest.TestCase):
         self.assertEqual(rc, 1)
         self.assertIn("lacks point, metric", out)
 
-    def test_two_machines_need_a_choice(self):
+    def test_two_machines_need_a_choice(self) -> None:
         self.make_reference()
         write_run(self.reference / "other" / "c10k", "c10k", "2026-01-03T00:00:00", summary=[])
         with self.assertRaises(SystemExit) as ctx:
@@ -163,14 +163,14 @@ class FillFiguresTest(unittest.TestCase):
 
 
 class FiguresTest(unittest.TestCase):
-    def setUp(self):
+    def setUp(self) -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="labs-figs-")
         self.root = Path(self.tmp.name)
 
-    def tearDown(self):
+    def tearDown(self) -> None:
         self.tmp.cleanup()
 
-    def test_missing_params_with_several_cells_is_ambiguous(self):
+    def test_missing_params_with_several_cells_is_ambiguous(self) -> None:
         summary = [summary_row("select", "fixed_rate", "p99_us", 10, {"idle_connections": 0}),
                    summary_row("select", "fixed_rate", "p99_us", 20, {"idle_connections": 900})]
         write_run(self.root / "r", "c10k", "2026", summary=summary)
@@ -179,7 +179,7 @@ class FiguresTest(unittest.TestCase):
             figures.figure(runs, {"scenario": "c10k", "server": "select", "point": "fixed_rate",
                                   "metric": "p99_us"})
 
-    def test_finished_run_preferred_over_newer_interrupted(self):
+    def test_finished_run_preferred_over_newer_interrupted(self) -> None:
         row = lambda v: [summary_row("epoll_et", "saturation", "rps", v)]  # noqa: E731
         write_run(self.root / "a", "quick", "2026-01-01", summary=row(1.0))
         write_run(self.root / "b", "quick", "2026-02-01", summary=row(2.0), finished=False)
@@ -189,7 +189,7 @@ class FiguresTest(unittest.TestCase):
         self.assertEqual(fig.value, 1.0)
         self.assertTrue(fig.valid)
 
-    def test_micro_median_aggregate_and_counter(self):
+    def test_micro_median_aggregate_and_counter(self) -> None:
         benchmarks = [
             {"name": "BM_Pipe/same_core", "run_name": "BM_Pipe/same_core", "run_type": "iteration",
              "real_time": 5, "time_unit": "us", "ctx_switches": 2.0},
@@ -211,7 +211,7 @@ class FiguresTest(unittest.TestCase):
             figures.figure(
                 runs, {"micro": "switch", "benchmark": "BM_Pipe/same_core", "field": "nope"})
 
-    def test_find_runs_descends_into_folders_of_runs(self):
+    def test_find_runs_descends_into_folders_of_runs(self) -> None:
         write_run(self.root / "m1" / "x" / "run1", "quick", "2026-01-01", summary=[])
         write_run(self.root / "m1" / "run2", "c10k", "2026-01-02", summary=[])
         runs = figures.find_runs(self.root)

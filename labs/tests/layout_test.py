@@ -88,17 +88,17 @@ def layout_problems(lab):
 
 
 class LayoutTest(unittest.TestCase):
-    def test_every_lab_keeps_the_contract(self):
+    def test_every_lab_keeps_the_contract(self) -> None:
         problems = []
         for lab in lab_dirs():
             problems += layout_problems(lab)
         self.assertEqual(problems, [], "\n" + "\n".join(problems))
 
-    def test_lab_numbers_are_unique(self):
+    def test_lab_numbers_are_unique(self) -> None:
         numbers = [p.name[:2] for p in lab_dirs()]
         self.assertEqual(len(numbers), len(set(numbers)), numbers)
 
-    def test_a_broken_lab_is_caught(self):
+    def test_a_broken_lab_is_caught(self) -> None:
         # The checker itself must be able to fail: a README missing sections and a marker
         # without a source, in a temporary lab folder.
         import tempfile

@@ -27,10 +27,10 @@ def source(cell):
 
 
 class CommittedNotebooks(unittest.TestCase):
-    def test_there_are_nine(self):
+    def test_there_are_nine(self) -> None:
         self.assertEqual(len(notebooks()), 9, [p.name for p in notebooks()])
 
-    def test_no_outputs(self):
+    def test_no_outputs(self) -> None:
         for nb in notebooks():
             doc = json.loads(nb.read_text())
             for i, cell in enumerate(doc["cells"]):
@@ -43,7 +43,7 @@ class CommittedNotebooks(unittest.TestCase):
                     self.assertNotIn("attachments", cell)
             self.assertNotIn("widgets", doc["metadata"])
 
-    def test_opens_with_its_question(self):
+    def test_opens_with_its_question(self) -> None:
         for nb in notebooks():
             with self.subTest(notebook=nb.name):
                 first = json.loads(nb.read_text())["cells"][0]
@@ -53,14 +53,14 @@ class CommittedNotebooks(unittest.TestCase):
                 question = re.search(r"\*\*([^*]+\?)\*\*", text)
                 self.assertIsNotNone(question, "the first cell states its question in bold")
 
-    def test_runs_on_the_project_kernel(self):
+    def test_runs_on_the_project_kernel(self) -> None:
         self.assertEqual(KERNEL["argv"][0], "/usr/bin/python3")
         for nb in notebooks():
             with self.subTest(notebook=nb.name):
                 meta = json.loads(nb.read_text())["metadata"]
                 self.assertEqual(meta["kernelspec"]["name"], "iolab-python3")
 
-    def test_only_loads_plots_and_explains(self):
+    def test_only_loads_plots_and_explains(self) -> None:
         # The figures come from the run folders through iolab_plots; no number is typed into a
         # notebook's code (titles may name fixed settings such as the pipelining depth).
         for nb in notebooks():

@@ -29,16 +29,16 @@ del sys.argv[1:]
 
 
 class ExecuteNotebook(unittest.TestCase):
-    def setUp(self):
+    def setUp(self) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="notebooks-exec-"))
         self.results = self.tmp / "run"
         shutil.copytree(FIXTURE, self.results)
         shutil.rmtree(self.results / "charts")
 
-    def tearDown(self):
+    def tearDown(self) -> None:
         shutil.rmtree(self.tmp)
 
-    def test_execute(self):
+    def test_execute(self) -> None:
         sources = {nb: ROOT / "notebooks" / f"{nb}.ipynb" for nb in NOTEBOOKS}
         before = {nb: hashlib.sha256(p.read_bytes()).hexdigest() for nb, p in sources.items()}
         env = {k: v for k, v in os.environ.items() if k not in ("RESULTS", "CHARTS")}

@@ -50,7 +50,7 @@ def charts_main(*args):
 
 
 class Scratch(unittest.TestCase):
-    def setUp(self):
+    def setUp(self) -> None:
         os.environ.pop("CHARTS", None)
         os.environ.pop("RESULTS", None)
         self.tmp = Path(tempfile.mkdtemp(prefix="notebooks-runner-test-"))
@@ -58,12 +58,12 @@ class Scratch(unittest.TestCase):
         shutil.rmtree(self.tmp / "fixture" / "charts")
         self.quick = self.tmp / "fixture" / "quick"
 
-    def tearDown(self):
+    def tearDown(self) -> None:
         shutil.rmtree(self.tmp)
 
 
 class Draw(Scratch):
-    def test_one_line_per_notebook_and_skips_with_reasons(self):
+    def test_one_line_per_notebook_and_skips_with_reasons(self) -> None:
         proc = charts_main("draw", "--results", str(self.quick), "--check")
         self.assertEqual(proc.returncode, 0, proc.stderr)
         lines = [ln for ln in proc.stdout.splitlines() if re.match(r"charts: \d\d-", ln)]
@@ -76,7 +76,7 @@ class Draw(Scratch):
                          "04-syscalls-and-switches", "09-micro"})
         self.assertIn(f"in {self.quick}", [ln for ln in lines if "03-c10k" in ln][0])
 
-    def test_no_results(self):
+    def test_no_results(self) -> None:
         proc = charts_main("draw", "--results", str(self.tmp / "nothing"))
         self.assertEqual(proc.returncode, 2)
         self.assertIn("no results at", proc.stderr)
@@ -84,7 +84,7 @@ class Draw(Scratch):
         self.assertEqual(proc.returncode, 2)
         self.assertIn("no notebook 10-nothing", proc.stderr)
 
-    def test_failing_notebooks_make_it_fail(self):
+    def test_failing_notebooks_make_it_fail(self) -> None:
         nbdir = self.tmp / "notebooks"
         nbdir.mkdir()
         for name in ("01-io-models", "02-latency", "03-c10k"):
@@ -108,7 +108,7 @@ class Draw(Scratch):
         self.assertIn("0 notebooks drawn, 1 skipped for lack of data, "
                       "2 failed (01-io-models, 02-latency)", out)
 
-    def test_unknown_notebook_in_the_folder(self):
+    def test_unknown_notebook_in_the_folder(self) -> None:
         nbdir = self.tmp / "notebooks"
         nbdir.mkdir()
         shutil.copy(ROOT / "notebooks" / "01-io-models.ipynb", nbdir / "10-new-topic.ipynb")
@@ -122,7 +122,7 @@ class Reference(Scratch):
         return charts_main("reference", *args, "--results-root", str(self.tmp / "results"),
                            "--no-charts")
 
-    def test_copies_small_files_into_the_layout(self):
+    def test_copies_small_files_into_the_layout(self) -> None:
         hist = self.quick / "harness" / "hist"
         hist.mkdir()
         (hist / "threads-fixed.csv").write_text("# small histogram\n")
@@ -147,7 +147,7 @@ class Reference(Scratch):
         self.assertEqual(again.returncode, 0)
         self.assertIn("replacing", again.stdout)
 
-    def test_refuses(self):
+    def test_refuses(self) -> None:
         proc = self.reference("Box 2", str(self.quick))
         self.assertEqual(proc.returncode, 2)
         self.assertIn("must be a slug", proc.stderr)

@@ -26,6 +26,7 @@ import time
 import unittest
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from typing import Any
 
 import compare  # bench/ on PYTHONPATH (CTest sets it): the command lines
 import run
@@ -93,10 +94,10 @@ class Sandbox:
 
 
 class SandboxTest(unittest.TestCase):
-    def setUp(self):
+    def setUp(self) -> None:
         self.box = Sandbox()
         self.addCleanup(self.box.close)
-        self.fakes = []
+        self.fakes: list[Any] = []
 
     def stop_fakes(self):
         """Stops the fake servers this test started itself (not those the tools started)."""
@@ -126,7 +127,7 @@ class LoadgenTest(SandboxTest):
         return subprocess.run([str(self.box.bin / "loadgen"), *args], capture_output=True,
                               text=True, timeout=timeout)
 
-    def test_wrong_flag(self):
+    def test_wrong_flag(self) -> None:
         r = self.loadgen("--url", "http://127.0.0.1:1/ping", "--no-such-flag")
         self.assertEqual(r.returncode, 2)
         self.assertIn("--no-such-flag", r.stderr)
@@ -135,7 +136,7 @@ class LoadgenTest(SandboxTest):
         self.assertIn("--connections", r.stderr)
         self.assertNothingLeft()
 
-    def test_server_never_ready(self):
+    def test_server_never_ready(self) -> None:
         # Nothing listens on the port of a server that never got ready.
         r = self.loadgen(
             "--url", f"http://127.0.0.1:{servers.free_port()}/ping", "--duration", "1s")
@@ -143,7 +144,7 @@ class LoadgenTest(SandboxTest):
         self.assertIn("cannot connect", r.stderr)
         self.assertNothingLeft()
 
-    def test_garbage_answers_are_errors(self):
+    def test_garbage_answers_are_errors(self) -> None:
         _, port = self.start_fake("garbage")
         r = self.loadgen("--url", f"http://127.0.0.1:{port}/ping", "--duration", "0.5s",
                          "--connections", "2", "--json", "-")
@@ -154,7 +155,7 @@ class LoadgenTest(SandboxTest):
         self.stop_fakes()
         self.assertNothingLeft()
 
-    def test_server_crashing_mid_run(self):
+    def test_server_crashing_mid_run(self) -> None:
         proc, port = self.start_fake("crash", {"FAKE_CRASH_AFTER": "200"})
         start = time.monotonic()
         r = self.loadgen("--url", f"http://127.0.0.1:{port}/ping", "--duration", "2s",
@@ -167,7 +168,7 @@ class LoadgenTest(SandboxTest):
         self.assertLess(report["requests"], 200)
         self.assertNothingLeft()
 
-    def test_ctrl_c(self):
+    def test_ctrl_c(self) -> None:
         _, port = self.start_fake("good")
         proc = subprocess.Popen([str(self.box.bin / "loadgen"), "--url",
                                  f"http://127.0.0.1:{port}/ping", "--duration", "30s",
@@ -198,12 +199,12 @@ class CompareTest(SandboxTest):
         out, err = proc.communicate(timeout=120)
         return proc.returncode, out, err
 
-    def test_wrong_flag(self):
+    def test_wrong_flag(self) -> None:
         code, _, err = self.cli("--repeats", "lots")
         self.assertEqual(code, 2)
         self.assertIn("--repeats", err)
 
-    def test_server_never_ready(self):
+    def test_server_never_ready(self) -> None:
         old = servers.READY_TIMEOUT_S
         servers.READY_TIMEOUT_S = 1.0
         try:
@@ -216,34 +217,34 @@ class CompareTest(SandboxTest):
         self.assertIn("silent: never printed its ready line", err.getvalue())
         self.assertNothingLeft()
 
-    def test_garbage_stats(self):
+    def test_garbage_stats(self) -> None:
         code, _, err = self.cli("--servers", "garbage", *SHORT)
         self.assertEqual(code, 1, err)
         self.assertIn("garbage: /stats did not answer with its counters", err)
         self.assertNotIn("Traceback", err)
         self.assertNothingLeft()
 
-    def test_garbage_answers_fail_calibration(self):
+    def test_garbage_answers_fail_calibration(self) -> None:
         code, _, err = self.cli("--servers", "garbage_ping", *SHORT)
         self.assertEqual(code, 1, err)
         self.assertIn("calibration on garbage_ping failed: no request succeeded", err)
         self.assertNotIn("Traceback", err)
         self.assertNothingLeft()
 
-    def test_garbage_answers_make_invalid_cells(self):
+    def test_garbage_answers_make_invalid_cells(self) -> None:
         code, out, err = self.cli("--servers", "epoll_et,garbage_ping", *SHORT)
         self.assertEqual(code, 0, err)
         self.assertRegex(out, r"garbage_ping \w+ \w+: [0-9]+ errors")
         self.assertNothingLeft()
 
-    def test_server_crashing_mid_run(self):
+    def test_server_crashing_mid_run(self) -> None:
         code, _, err = self.cli("--servers", "epoll_et,crash", "--kinds", "saturation", *SHORT)
         self.assertEqual(code, 1, err)
         self.assertIn("crash: the server died during the run", err)
         self.assertNotIn("Traceback", err)
         self.assertNothingLeft()
 
-    def test_ctrl_c(self):
+    def test_ctrl_c(self) -> None:
         code, _, err = self.cli("--servers", "epoll_et,good", "--duration", "2", "--warmup", "0",
                                 "--repeats", "3", "--connections", "4", sigint_after="[1/")
         self.assertEqual(code, 130, err)
@@ -279,7 +280,7 @@ class RunTest(SandboxTest):
         self.assertFalse((self.results() / "latest").exists())
         return folder, manifest, rows
 
-    def test_wrong_flag(self):
+    def test_wrong_flag(self) -> None:
         with redirect_stderr(io.StringIO()) as err, self.assertRaises(SystemExit) as ctx:
             run.main(["--no-such-flag"])
         self.assertEqual(ctx.exception.code, 2)
@@ -288,7 +289,7 @@ class RunTest(SandboxTest):
             run.main(["--set", "duration_s"])
         self.assertEqual(ctx.exception.code, 2)
 
-    def test_server_never_ready(self):
+    def test_server_never_ready(self) -> None:
         old = servers.READY_TIMEOUT_S
         servers.READY_TIMEOUT_S = 1.0
         try:
@@ -301,7 +302,7 @@ class RunTest(SandboxTest):
         self.assertEqual({r["server"] for r in rows}, {"epoll_et"})
         self.assertNothingLeft()
 
-    def test_garbage_servers_make_invalid_rows(self):
+    def test_garbage_servers_make_invalid_rows(self) -> None:
         code, out, err = self.run_main("--set", 'servers=["epoll_et","garbage_ping","garbage"]')
         self.assertEqual(code, 0, err)
         _, manifest, rows = self.folder()
@@ -315,14 +316,14 @@ class RunTest(SandboxTest):
         self.assertIn("summary.json", os.listdir(self.folder()[0] / "harness"))
         self.assertNothingLeft()
 
-    def test_garbage_baseline_fails_calibration_clearly(self):
+    def test_garbage_baseline_fails_calibration_clearly(self) -> None:
         code, _, err = self.run_main("--set", 'servers=["garbage_ping","epoll_et"]')
         self.assertEqual(code, 1)
         self.assertIn("calibration on garbage_ping failed", err)
         _, manifest, _ = self.folder()
         self.assertNothingLeft()
 
-    def test_server_crashing_mid_run(self):
+    def test_server_crashing_mid_run(self) -> None:
         code, _, err = self.run_main("--set", 'servers=["epoll_et","crash"]')
         self.assertEqual(code, 0, err)
         _, _, rows = self.folder()
@@ -332,7 +333,7 @@ class RunTest(SandboxTest):
         self.assertEqual(len([r for r in rows if r["server"] == "epoll_et"]), 3)
         self.assertNothingLeft()
 
-    def test_ctrl_c(self):
+    def test_ctrl_c(self) -> None:
         proc = subprocess.Popen(
             ["/usr/bin/python3", str(ROOT / "bench/run.py"), "--scenario", "quick", "--results-dir",
              str(self.results()), "--bin-dir", str(self.box.bin), "--repeats", "3", "--no-latest",

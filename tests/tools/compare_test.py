@@ -48,13 +48,13 @@ def own_descendants():
 
 
 class SyscallBillingTest(unittest.TestCase):
-    def test_user_beyond_syscalls_subtracts_the_billing_per_call(self):
+    def test_user_beyond_syscalls_subtracts_the_billing_per_call(self) -> None:
         cell = {"server_user_us": 2.0, "perf_syscalls_per_request": 3.0,
                 "syscalls_per_request": 1.0}
         measure.add_user_beyond_syscalls(cell, {"user_us": 0.5, "sys_us": 0.5})
         self.assertAlmostEqual(cell["server_user_net_us"], 0.5)  # perf's count, not /stats'
 
-    def test_no_correction_without_a_perf_count_or_a_billing(self):
+    def test_no_correction_without_a_perf_count_or_a_billing(self) -> None:
         cell = {"server_user_us": 2.0, "syscalls_per_request": 3.0}
         measure.add_user_beyond_syscalls(cell, {"user_us": 0.5, "sys_us": 0.5})
         self.assertNotIn("server_user_net_us", cell)
@@ -62,7 +62,7 @@ class SyscallBillingTest(unittest.TestCase):
         measure.add_user_beyond_syscalls(cell, "micro_syscalls not built")
         self.assertNotIn("server_user_net_us", cell)
 
-    def test_a_missing_micro_binary_is_named(self):
+    def test_a_missing_micro_binary_is_named(self) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             why = machine.syscall_billing(tmp, None)
         self.assertIsInstance(why, str)
@@ -73,7 +73,7 @@ class FloorTest(unittest.TestCase):
     """server_floor answers every request head it is sent, however the bytes are cut, and no
     more."""
 
-    def test_split_and_pipelined_heads_each_get_one_response(self):
+    def test_split_and_pipelined_heads_each_get_one_response(self) -> None:
         with servers.Server("floor", None, BIN_DIR) as server:
             assert server.port is not None
             with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
@@ -121,14 +121,14 @@ class FloorTest(unittest.TestCase):
             self.assertTrue(server.alive())
         self.assertEqual(own_descendants(), [])
 
-    def test_bad_flag_is_named(self):
+    def test_bad_flag_is_named(self) -> None:
         for args, word in ((["--bogus"], "'--bogus'"), (["--port", "70000"], "'70000'")):
             run = subprocess.run([str(BIN_DIR / "server_floor"), *args], capture_output=True,
                                  text=True, timeout=5)
             self.assertEqual(run.returncode, 2)
             self.assertIn(word, run.stderr)
 
-    def test_user_above_floor_pairs_each_repeat_with_the_floor_run_beside_it(self):
+    def test_user_above_floor_pairs_each_repeat_with_the_floor_run_beside_it(self) -> None:
         def cell(server, repeat, user, invalid=()):
             return {"server": server, "kind": "fixed", "repeat": repeat, "server_user_us": user,
                     "invalid": list(invalid)}
@@ -149,7 +149,7 @@ class FloorTest(unittest.TestCase):
         self.assertFalse([r for r in rows[("epoll_et", "server_user_us")]
                          ["why_invalid"] if "floor" in r])
 
-    def test_floor_in_a_run_gives_the_column_and_the_note(self):
+    def test_floor_in_a_run_gives_the_column_and_the_note(self) -> None:
         out, err = io.StringIO(), io.StringIO()
         with tempfile.TemporaryDirectory() as tmp, redirect_stdout(out), redirect_stderr(err):
             report = Path(tmp) / "cmp.json"
@@ -177,7 +177,7 @@ class CompareTest(unittest.TestCase):
             code = compare.main(["--bin-dir", str(BIN_DIR), *args])
         return code, out.getvalue(), err.getvalue()
 
-    def test_two_servers_side_by_side(self):
+    def test_two_servers_side_by_side(self) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             report = Path(tmp) / "cmp.json"
             code, out, err = self.run_compare(
@@ -217,7 +217,7 @@ class CompareTest(unittest.TestCase):
         self.assertNotIn("user beyond syscalls", out)
         self.assertEqual(own_descendants(), [])
 
-    def test_server_without_ready_line_is_reported(self):
+    def test_server_without_ready_line_is_reported(self) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             fake = Path(tmp) / "server_silent"
             fake.write_text("#!/bin/sh\nexec sleep 30\n")
@@ -235,7 +235,7 @@ class CompareTest(unittest.TestCase):
         self.assertIn("silent: never printed its ready line", err.getvalue())
         self.assertEqual(own_descendants(), [])
 
-    def test_server_dying_mid_run_is_reported(self):
+    def test_server_dying_mid_run_is_reported(self) -> None:
         with servers.Server("epoll_et", 0, BIN_DIR) as server:
             server.overhead = servers.stats_overhead(server)
             opts = compare.parse_args(["--duration", "2", "--warmup", "0", "--connections", "4"])
@@ -247,12 +247,12 @@ class CompareTest(unittest.TestCase):
         self.assertIn("died during the run", str(ctx.exception))
         self.assertEqual(own_descendants(), [])
 
-    def test_bad_arguments(self):
+    def test_bad_arguments(self) -> None:
         with self.assertRaises(SystemExit) as ctx, redirect_stderr(io.StringIO()):
             compare.parse_args(["--kinds", "bogus"])
         self.assertEqual(ctx.exception.code, 2)
 
-    def test_spread_invalidates(self):
+    def test_spread_invalidates(self) -> None:
         cells = [{"server": "a", "kind": "closed", "rps": v, "invalid": []}
                  for v in (100, 100, 130)]
         row = validity.summarize_cells(cells)[0]
@@ -262,7 +262,7 @@ class CompareTest(unittest.TestCase):
                  for v in (100, 105, 110)]
         self.assertTrue(validity.summarize_cells(cells)[0]["valid"])
 
-    def test_background_load_invalidates(self):
+    def test_background_load_invalidates(self) -> None:
         # 2 s window: the server used 0.5 s and the client 0.5 s of the 1.6 s the machine was busy.
         marks = {"start_busy": 100.0, "end_busy": 101.6}
         self.assertAlmostEqual(machine.background_cpus(marks, 0.5, 0.5, 2.0), 0.3)

@@ -247,7 +247,7 @@ class Compose(unittest.TestCase):
     configs: dict[tuple[str, str | None], Any]
 
     @classmethod
-    def setUpClass(cls):
+    def setUpClass(cls) -> None:
         if shutil.which("docker-compose") is None:
             raise unittest.SkipTest(
                 "docker-compose is not installed (scripts/install-deps.sh test)")
@@ -273,29 +273,29 @@ class Compose(unittest.TestCase):
         return compose_config(path, env)
 
     @classmethod
-    def tearDownClass(cls):
+    def tearDownClass(cls) -> None:
         cls.tmp.cleanup()
 
     def problems(self, cfg, model="epoll_et"):
         return compose_problems(cfg, model, self.flags, self.packages)
 
-    def test_compose_file_is_valid_and_complete(self):
+    def test_compose_file_is_valid_and_complete(self) -> None:
         cfg, err = self.configs[(COMPOSE.read_text(), None)]
         self.assertIsNotNone(cfg, err)
         self.assertEqual(self.problems(cfg), [])
         self.assertTrue(make_target_exists("charts"), "the charts service runs 'make charts'")
 
-    def test_model_comes_from_the_environment(self):
+    def test_model_comes_from_the_environment(self) -> None:
         cfg, err = self.configs[(COMPOSE.read_text(), "io_uring")]
         self.assertIsNotNone(cfg, err)
         self.assertEqual(self.problems(cfg, "io_uring"), [])
 
-    def test_invalid_file_is_refused_by_docker_compose(self):
+    def test_invalid_file_is_refused_by_docker_compose(self) -> None:
         cfg, err = self.configs[(self.broken_yaml, None)]
         self.assertIsNone(cfg)
         self.assertTrue(err)
 
-    def test_broken_variants_are_caught(self):
+    def test_broken_variants_are_caught(self) -> None:
         cfg = self.configs[(COMPOSE.read_text(), "io_uring")][0]
         unset_cfg = self.configs[(COMPOSE.read_text(), None)][0]
         for name, (variant, expected) in broken_compose_variants(cfg, unset_cfg).items():
@@ -309,22 +309,22 @@ class Dockerfile(unittest.TestCase):
     sets: dict[str, list[str]]
 
     @classmethod
-    def setUpClass(cls):
+    def setUpClass(cls) -> None:
         cls.sets = deps_sets()
 
     def problems(self, text):
         return dockerfile_problems(text, self.sets, make_target_exists)
 
-    def test_deps_sets_are_read(self):
+    def test_deps_sets_are_read(self) -> None:
         # The parser of install-deps.sh is itself checked: 'test' must hold its build packages.
         self.assertIn("build", self.sets)
         self.assertIn("cmake", self.sets["test"])
         self.assertIn("curl", self.sets["all"])
 
-    def test_builds_with_the_steps_make_runs(self):
+    def test_builds_with_the_steps_make_runs(self) -> None:
         self.assertEqual(self.problems(DOCKERFILE.read_text()), [])
 
-    def test_one_image_has_every_service_s_packages(self):
+    def test_one_image_has_every_service_s_packages(self) -> None:
         # bench and charts run in the same image: its deps set must hold both, or `make charts`
         # would try to install packages in a container at run time.
         runs = [ln for ln in re.sub(r"\\\n", " ", DOCKERFILE.read_text()).splitlines()
@@ -335,13 +335,13 @@ class Dockerfile(unittest.TestCase):
         for needed in ("build", "bench", "charts"):
             self.assertEqual(set(self.sets[needed]) - image, set(), f"{needed} packages")
 
-    def test_ignores_the_host_build_tree(self):
+    def test_ignores_the_host_build_tree(self) -> None:
         # A host build/ copied in would bring a CMakeCache.txt naming the host's paths.
         ignored = (ROOT / ".dockerignore").read_text().split()
         self.assertIn("build/", ignored)
         self.assertIn("build-*/", ignored)
 
-    def test_broken_variants_are_caught(self):
+    def test_broken_variants_are_caught(self) -> None:
         text = DOCKERFILE.read_text()
         variants = {
             "other base": (text.replace("FROM debian:bookworm", "FROM ubuntu:22.04"), "bookworm"),

@@ -49,18 +49,18 @@ def make_run(folder, with_peaks=True):
 
 
 class NetnsPlots(unittest.TestCase):
-    def setUp(self):
+    def setUp(self) -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="iolab-containers-plots-")
         self.folder = Path(self.tmp.name) / "20260101-000000-netns"
         os.environ["CHARTS"] = str(Path(self.tmp.name) / "charts")
         import netns_plots
         self.np = netns_plots
 
-    def tearDown(self):
+    def tearDown(self) -> None:
         os.environ.pop("CHARTS", None)
         self.tmp.cleanup()
 
-    def test_table_and_chart(self):
+    def test_table_and_chart(self) -> None:
         make_run(self.folder)
         results = self.np.ip.load(self.folder)
         t = self.np.connections_to_peak_table(results)
@@ -76,7 +76,7 @@ class NetnsPlots(unittest.TestCase):
             self.assertGreater((charts / f"{self.np.CHART}.{ext}").stat().st_size, 1000)
         self.assertEqual((charts / f"{self.np.CHART}.csv").read_text(), self.np.ip.table_csv(t))
 
-    def test_run_without_peak_rows_is_refused(self):
+    def test_run_without_peak_rows_is_refused(self) -> None:
         make_run(self.folder, with_peaks=False)
         with self.assertRaisesRegex(self.np.ip.NoData, "connections_to_peak.jsonl is missing"):
             self.np.connections_to_peak_table(self.np.ip.load(self.folder))

@@ -84,14 +84,14 @@ class Netns(unittest.TestCase):
     tmp: "tempfile.TemporaryDirectory[str]"
 
     @classmethod
-    def setUpClass(cls):
+    def setUpClass(cls) -> None:
         cls.tmp = tempfile.TemporaryDirectory(prefix="iolab-containers-netns-")
 
     @classmethod
-    def tearDownClass(cls):
+    def tearDownClass(cls) -> None:
         cls.tmp.cleanup()
 
-    def test_brief_run_measures_across_the_veth(self):
+    def test_brief_run_measures_across_the_veth(self) -> None:
         proc = start_run(Path(self.tmp.name) / "brief")
         out, err = proc.communicate(timeout=120)
         self.assertEqual(proc.returncode, 0, err)
@@ -163,10 +163,10 @@ class Netns(unittest.TestCase):
         self.assertEqual([p for p in servers if alive(p)], [], "servers left running")
         self.assertIn("interrupted", err)
 
-    def test_sigterm_mid_run_leaves_nothing(self):
+    def test_sigterm_mid_run_leaves_nothing(self) -> None:
         self.interrupt(signal.SIGTERM)
 
-    def test_sigint_mid_run_leaves_nothing(self):
+    def test_sigint_mid_run_leaves_nothing(self) -> None:
         self.interrupt(signal.SIGINT)
 
 

@@ -70,7 +70,7 @@ def read_run(results):
 
 
 class RunTest(unittest.TestCase):
-    def test_small_scenario_end_to_end(self):
+    def test_small_scenario_end_to_end(self) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             bin_dir = private_bin(tmp)
             results = Path(tmp) / "results"
@@ -99,7 +99,7 @@ class RunTest(unittest.TestCase):
             self.assertIn("sat req/s", out)
             self.assertEqual(processes_under(bin_dir), [])
 
-    def test_crash_mid_run_is_an_invalid_cell_and_the_run_goes_on(self):
+    def test_crash_mid_run_is_an_invalid_cell_and_the_run_goes_on(self) -> None:
         crashy = ("#!/bin/sh\n"
                   f"exec timeout -s KILL 1.2 {BIN_DIR}/server_epoll_et \"$@\"\n")
         with tempfile.TemporaryDirectory() as tmp:
@@ -127,7 +127,7 @@ class RunTest(unittest.TestCase):
             self.assertTrue(all("rps" in r for r in threads))
             self.assertEqual(processes_under(bin_dir), [])
 
-    def test_server_that_never_gets_ready_is_reported(self):
+    def test_server_that_never_gets_ready_is_reported(self) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             bin_dir = private_bin(tmp, {"server_silent": "#!/bin/sh\nexec sleep 30\n"})
             results = Path(tmp) / "results"
@@ -146,7 +146,7 @@ class RunTest(unittest.TestCase):
             self.assertEqual({r["server"] for r in rows}, {"epoll_et"})
             self.assertEqual(processes_under(bin_dir), [])
 
-    def test_ctrl_c_leaves_a_consistent_folder_and_no_process(self):
+    def test_ctrl_c_leaves_a_consistent_folder_and_no_process(self) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             bin_dir = private_bin(tmp)
             results = Path(tmp) / "results"
@@ -173,7 +173,7 @@ class RunTest(unittest.TestCase):
             time.sleep(0.2)
             self.assertEqual(processes_under(bin_dir), [])
 
-    def test_row_schema_rejects_incomplete_rows(self):
+    def test_row_schema_rejects_incomplete_rows(self) -> None:
         good = {"server": "x", "scenario": "s", "params": {}, "point": "fixed_rate", "repeat": 0,
                 "valid": False, "invalid_reason": "died"}
         runfolder.check_row(dict(good))
@@ -186,13 +186,13 @@ class RunTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             runfolder.check_row(dict(good, point="sideways"))
 
-    def test_unknown_scenario_and_bad_set(self):
+    def test_unknown_scenario_and_bad_set(self) -> None:
         with self.assertRaises(HarnessError):
             scenarios.load_scenario("nope")
         with self.assertRaises(SystemExit), redirect_stderr(io.StringIO()):
             run.main(["--set", "no_such_field=1"])
 
-    def test_every_scenario_file_loads(self):
+    def test_every_scenario_file_loads(self) -> None:
         for path in sorted(scenarios.SCENARIOS.glob("*.json")):
             sc = scenarios.load_scenario(path.stem)
             self.assertTrue(sc["servers"], path)

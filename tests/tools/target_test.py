@@ -78,7 +78,7 @@ class Target(unittest.TestCase):
     server_exit: int | None
 
     @classmethod
-    def setUpClass(cls):
+    def setUpClass(cls) -> None:
         cls.server_cpu, cls.client_cpu, _ = machine.choose_cpus()
         cls.tmp = tempfile.TemporaryDirectory(prefix="iolab-containers-target-")
         tmp = Path(cls.tmp.name)
@@ -100,7 +100,7 @@ class Target(unittest.TestCase):
                                str(tmp / "local"), *SETTINGS)
 
     @classmethod
-    def tearDownClass(cls):
+    def tearDownClass(cls) -> None:
         cls.tmp.cleanup()
 
     def folders(self):
@@ -109,11 +109,11 @@ class Target(unittest.TestCase):
         return (run_folder(Path(self.tmp.name) / "target"),
                 run_folder(Path(self.tmp.name) / "local"))
 
-    def test_the_server_was_left_alone(self):
+    def test_the_server_was_left_alone(self) -> None:
         # The runner never stopped the target: it ended on the test's SIGTERM, cleanly.
         self.assertEqual(self.server_exit, 0)
 
-    def test_rows_say_where_figures_came_from(self):
+    def test_rows_say_where_figures_came_from(self) -> None:
         (folder, rows, manifest), (_, local_rows, _) = self.folders()
         self.assertTrue(folder.name.endswith("-by-hand"), folder)
         self.assertEqual(manifest["mode"], "target")
@@ -134,7 +134,7 @@ class Target(unittest.TestCase):
             self.assertIsNone(r["target"])
             self.assertEqual(r["sources"]["rss"], "/proc/PID/statm")
 
-    def test_same_per_request_figures_as_a_normal_run(self):
+    def test_same_per_request_figures_as_a_normal_run(self) -> None:
         (_, rows, _), (_, local, _) = self.folders()
         for group in (rows, local):
             for r in group:
@@ -161,13 +161,13 @@ class Target(unittest.TestCase):
         self.assertGreater(target_cpu, 0)
         self.assertLess(max(target_cpu, local_cpu) / min(target_cpu, local_cpu), CPU_RATIO_BOUND)
 
-    def test_unreachable_target_is_reported(self):
+    def test_unreachable_target_is_reported(self) -> None:
         result = run_py("--target", "127.0.0.2:1", "--results-dir",
                         str(Path(self.tmp.name) / "none"), *SETTINGS)
         self.assertEqual(result.returncode, 1)
         self.assertIn("did not answer", result.stderr)
 
-    def test_malformed_target_is_rejected(self):
+    def test_malformed_target_is_rejected(self) -> None:
         result = run_py("--target", "127.0.0.2", "--results-dir", str(Path(self.tmp.name) / "none"))
         self.assertEqual(result.returncode, 1)
         self.assertIn("expected HOST:PORT", result.stderr)
@@ -189,7 +189,7 @@ class ConnectionsToPeak(unittest.TestCase):
             out.append(row)
         return out
 
-    def test_fewest_connections_reaching_ninety_percent(self):
+    def test_fewest_connections_reaching_ninety_percent(self) -> None:
         peaks = sweeps.connections_to_peak(
             self.rows("epoll_et", 5, [(1, 190), (4, 760), (16, 3000), (64, 9600), (256, 10000)]))
         self.assertEqual(len(peaks), 1)
@@ -200,7 +200,7 @@ class ConnectionsToPeak(unittest.TestCase):
         self.assertAlmostEqual(p["cycle_ms_fewest_connections"], 1000 / 190)
         self.assertTrue(p["valid"], p["invalid_reason"])
 
-    def test_a_peak_beyond_the_sweep_or_errors_are_not_valid(self):
+    def test_a_peak_beyond_the_sweep_or_errors_are_not_valid(self) -> None:
         rising = sweeps.connections_to_peak(
             self.rows("threads", 20, [(1, 50), (4, 200), (16, 800)]))[0]
         self.assertFalse(rising["valid"])
