@@ -35,6 +35,10 @@ COMPARE_ARGS ?=
 comma := ,
 empty :=
 space := $(empty) $(empty)
+# Python: bench/iolab_bench (the harness), notebooks/ (iolab_plots) and labs/ (common/checklib)
+# for every script make runs, CTest (which sets the same) and the notebooks' kernel.
+IOLAB_PYTHONPATH := $(CURDIR)/bench:$(CURDIR)/notebooks:$(CURDIR)/labs
+export PYTHONPATH := $(IOLAB_PYTHONPATH)$(if $(filter-out $(IOLAB_PYTHONPATH),$(PYTHONPATH)),:$(PYTHONPATH))
 
 .PHONY: help bench bench-full deps build configure test test-mutants compare compare-servers doctor serve format clean micro
 

@@ -20,10 +20,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 GBENCH_COMPARE = Path("/usr/share/benchmark/compare.py")
-DEFAULT_METRICS = ["rps", "server_cpu_us", "server_user_us", "syscalls_per_req", "ctx_switches_per_req",
-                   "allocs_per_req", "p50_us", "p99_us", "user_kb_per_conn", "instructions_per_req"]
+DEFAULT_METRICS = ["rps", "server_cpu_us", "server_user_us", "syscalls_per_req",
+                   "ctx_switches_per_req", "allocs_per_req", "p50_us", "p99_us", "user_kb_per_conn",
+                   "instructions_per_req"]
 MACHINE_KEYS = [("cpu_model", "CPU"), ("cpus_online", "CPUs"), ("kernel", "kernel"),
                 ("git_revision", "revision"), ("scenario", "scenario")]
 
@@ -32,7 +34,7 @@ class CompareError(Exception):
     pass
 
 
-def resolve_run(text):
+def resolve_run(text: str) -> Path:
     """A run folder given as a path, or as a name under results/runs/ (suffix match allowed)."""
     path = Path(text)
     if path.is_dir():
@@ -42,11 +44,12 @@ def resolve_run(text):
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
-        raise CompareError(f"'{text}' matches {len(matches)} runs: " + ", ".join(p.name for p in matches[:5]))
+        raise CompareError(f"'{text}' matches {len(matches)} runs: "
+                           + ", ".join(p.name for p in matches[:5]))
     raise CompareError(f"no run folder '{text}' (a path, or a name under results/runs/)")
 
 
-def load_json(path):
+def load_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
@@ -55,11 +58,11 @@ def load_json(path):
         raise CompareError(f"{path}: not valid JSON ({e})") from e
 
 
-def flatten_manifest(doc):
+def flatten_manifest(doc: dict[str, Any] | None) -> dict[str, Any]:
     """The few machine facts worth printing, wherever the manifest keeps them."""
-    found = {}
+    found: dict[str, Any] = {}
 
-    def walk(node):
+    def walk(node: Any) -> None:
         if isinstance(node, dict):
             for k, v in node.items():
                 if k in dict(MACHINE_KEYS) and k not in found and not isinstance(v, (dict, list)):
@@ -70,7 +73,7 @@ def flatten_manifest(doc):
     return found
 
 
-def machine_lines(a_dir, b_dir):
+def machine_lines(a_dir: Path, b_dir: Path) -> list[str]:
     a = flatten_manifest(load_json(a_dir / "manifest.json"))
     b = flatten_manifest(load_json(b_dir / "manifest.json"))
     lines = [f"A = {a_dir}", f"B = {b_dir}"]
@@ -81,15 +84,17 @@ def machine_lines(a_dir, b_dir):
         if va != vb and key in ("cpu_model", "cpus_online", "kernel"):
             differs.append(label)
     if differs:
-        lines.append(f"  note: the runs differ in {', '.join(differs)}: ratios compare machines too")
+        lines.append(
+            f"  note: the runs differ in {', '.join(differs)}: ratios compare machines too")
     return lines
 
 
-def key_of(s):
+def key_of(s: dict[str, Any]) -> tuple[str, str, str, str]:
     return (s["server"], json.dumps(s["params"], sort_keys=True), s["point"], s["metric"])
 
 
-def harness_table(a_summary, b_summary, metrics):
+def harness_table(a_summary: list[dict[str, Any]], b_summary: list[dict[str, Any]],
+                  metrics: list[str]) -> tuple[list[list[str]], list[str], list[Any]]:
     a = {key_of(s): s for s in a_summary}
     b = {key_of(s): s for s in b_summary}
     keys = [k for k in a if k in b and k[3] in metrics]
@@ -105,13 +110,15 @@ def harness_table(a_summary, b_summary, metrics):
                 reasons.append(f"  ! {tag} {k[0]} {k[2]} {k[3]}: {'; '.join(s['why_invalid'])}")
         ratio = f"{sb['median'] / sa['median']:.2f}x" if sa["median"] else "-"
         params = ",".join(f"{p}={v}" for p, v in json.loads(k[1]).items()) or "-"
-        rows.append([k[0], params, k[2], k[3], fmt(sa["median"]) + (" !" if not sa["valid"] else ""),
-                     fmt(sb["median"]) + (" !" if not sb["valid"] else ""), ratio + (" !" if marks else "")])
+        rows.append([k[0], params, k[2], k[3],
+                     fmt(sa["median"]) + (" !" if not sa["valid"] else ""),
+                     fmt(sb["median"]) + (" !" if not sb["valid"] else ""),
+                     ratio + (" !" if marks else "")])
     only = sorted({(k[0], k[2]) for k in set(a) ^ set(b) if k[3] in metrics})
     return rows, reasons, only
 
 
-def fmt(value):
+def fmt(value: float) -> str:
     if abs(value) >= 100:
         return f"{value:.0f}"
     if abs(value) >= 1:
@@ -119,13 +126,13 @@ def fmt(value):
     return f"{value:.3f}"
 
 
-def print_table(rows):
+def print_table(rows: list[list[str]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
 
 
-def compare_micro(a_dir, b_dir):
+def compare_micro(a_dir: Path, b_dir: Path) -> int:
     topics = sorted(p.name for p in (a_dir / "micro").glob("*.json") if p.name != "summary.json"
                     and (b_dir / "micro" / p.name).exists()) if (a_dir / "micro").is_dir() else []
     if not topics:
@@ -142,14 +149,15 @@ def compare_micro(a_dir, b_dir):
                                str(a_dir / "micro" / name), str(b_dir / "micro" / name)],
                               capture_output=True, text=True)
         if proc.returncode != 0:
-            print(f"  compare.py failed (exit {proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
+            print(f"  compare.py failed (exit {proc.returncode}): "
+                  f"{proc.stderr.strip().splitlines()[-1:]}")
             status = 1
         else:
             print(proc.stdout.rstrip())
     return status
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("a", help="the first run folder (path or name under results/runs/)")
     ap.add_argument("b", help="the second run folder")
@@ -168,7 +176,8 @@ def main(argv=None):
             missing = [str(d) for d, s in ((a_dir, a_summary), (b_dir, b_summary)) if s is None]
             print(f"\nharness: no harness/summary.json in {', '.join(missing)}")
         else:
-            rows, reasons, only = harness_table(a_summary, b_summary, opts.metric or DEFAULT_METRICS)
+            rows, reasons, only = harness_table(
+                a_summary, b_summary, opts.metric or DEFAULT_METRICS)
             print()
             if len(rows) == 1:
                 print("harness: the two runs share no (server, params, point, metric) cell")

@@ -6,7 +6,8 @@ No figure in a lab README is typed by hand. The README holds a marker around eac
   select pays <!-- fig:select_cpu_900 -->(run make lab-02)<!-- /fig --> per request
 
 and the lab's figures.json says where the value comes from (a harness row or a micro benchmark;
-the source format is described in bench/figures.py), with an optional Python format string:
+the source format is described in bench/iolab_bench/figures.py), with an optional Python format
+string:
 
   {"select_cpu_900": {"scenario": "c10k", "server": "select", "point": "fixed_rate",
                       "metric": "server_cpu_us", "params": {"idle_connections": 900},
@@ -28,25 +29,26 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
+
+from iolab_bench import figures  # bench/ on PYTHONPATH (make lab-figures sets it)
 
 LABS = Path(__file__).resolve().parent
 ROOT = LABS.parent
-sys.path.insert(0, str(ROOT / "bench"))
-import figures  # noqa: E402
 
 MARKER = re.compile(r"<!-- fig:([A-Za-z0-9_.-]+) -->(.*?)<!-- /fig -->")
 RESERVED = {"machine"}
 
 
-def placeholder(lab):
+def placeholder(lab: Path) -> str:
     return f"(run make lab-{lab.name[:2]})"
 
 
-def lab_dirs(labs_dir):
+def lab_dirs(labs_dir: str | Path) -> list[Path]:
     return sorted(p for p in Path(labs_dir).glob("[0-9][0-9]-*") if (p / "README.md").exists())
 
 
-def load_sources(lab):
+def load_sources(lab: Path) -> dict[str, Any]:
     """figures.json of a lab ({} when absent); raises figures.SourceError when malformed."""
     path = lab / "figures.json"
     if not path.exists():
@@ -69,24 +71,26 @@ def load_sources(lab):
     return doc
 
 
-def problems(lab):
+def problems(lab: Path) -> list[str]:
     """Marker keys without a source, and sources without a marker (the layout test uses it)."""
     text = (lab / "README.md").read_text()
     keys = {m.group(1) for m in MARKER.finditer(text)}
     sources = load_sources(lab)
     out = [f"{lab.name}/README.md: fig:{k} has no source in figures.json"
            for k in sorted(keys - set(sources) - RESERVED)]
-    out += [f"{lab.name}/figures.json: {k} is not used in README.md" for k in sorted(set(sources) - keys)]
+    out += [f"{lab.name}/figures.json: {k} is not used in README.md"
+            for k in sorted(set(sources) - keys)]
     return out
 
 
-def fill(lab, runs, machine_dir):
+def fill(lab: Path, runs: list[figures.RunFolder],
+         machine_dir: Path | None) -> tuple[str, list[str]]:
     """The README text with every marker's value replaced; returns (text, notes)."""
     text = (lab / "README.md").read_text()
     sources = load_sources(lab)
     notes = []
 
-    def value(match):
+    def value(match: re.Match[str]) -> str:
         key = match.group(1)
         if not runs:
             shown = placeholder(lab)
@@ -107,7 +111,7 @@ def fill(lab, runs, machine_dir):
     return MARKER.sub(value, text), notes
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--labs-dir", default=str(LABS))
     p.add_argument("--reference", default=str(ROOT / "results" / "reference"))
@@ -126,8 +130,8 @@ def main(argv=None):
         if found:
             errors += found
             broken.add(lab.name)
-    for e in errors:
-        print(f"fill_figures: {e}", file=sys.stderr)
+    for error in errors:
+        print(f"fill_figures: {error}", file=sys.stderr)
 
     try:
         machine_dir, runs = figures.reference_runs(opts.reference, opts.machine)

@@ -38,11 +38,11 @@ ROOT = LABS.parent
 SKIP = 77
 
 
-def lab_dirs():
+def lab_dirs() -> list[Path]:
     return sorted(p for p in LABS.glob("[0-9][0-9]-*") if p.is_dir())
 
 
-def find_lab(name):
+def find_lab(name: str) -> Path:
     """'01', '01-anatomy' or a path -> the lab folder."""
     path = Path(name)
     if path.is_dir() and (path / "README.md").exists():
@@ -57,7 +57,7 @@ def find_lab(name):
     return matches[0]
 
 
-def exercise_edited(lab):
+def exercise_edited(lab: Path) -> bool:
     """True when git shows changes to the tracked files of lab/exercise (the reader's work)."""
     try:
         proc = subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", "HEAD", "--",
@@ -67,7 +67,8 @@ def exercise_edited(lab):
     return proc.returncode == 1
 
 
-def run_one(lab, variant, build_dir, timeout):
+def run_one(lab: Path, variant: str, build_dir: Path,
+            timeout: float) -> tuple[int | None, float, str]:
     """Runs the check; returns (exit status or None on time-out, seconds, output)."""
     check = lab / "check"
     if not check.exists():
@@ -80,8 +81,11 @@ def run_one(lab, variant, build_dir, timeout):
     print(f"run_check: {lab.name}: {' '.join(cmd[1:])}", flush=True)
     start = time.monotonic()
     # The check runs in its own session so a time-out can stop everything it started.
+    # Checks import labs/common (checklib) and bench/iolab_bench: the paths make and CTest set.
+    paths = [str(ROOT / "bench"), str(ROOT / "labs"), os.environ.get("PYTHONPATH", "")]
+    env = dict(os.environ, PYTHONPATH=":".join(p for p in paths if p))
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, env=env)
     try:
         out, _ = proc.communicate(timeout=timeout)
         status = proc.returncode
@@ -96,12 +100,12 @@ def run_one(lab, variant, build_dir, timeout):
     return status, seconds, out
 
 
-def describe(status):
+def describe(status: int | None) -> str:
     return {None: "timed out", 0: "PASS", 1: "FAIL", 2: "usage/setup error",
             SKIP: "cannot run here"}.get(status, f"exit {status}")
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--lab", help="NN, NN-topic or a lab folder")
     p.add_argument("--all", action="store_true", help="every lab that has a check")

@@ -25,19 +25,21 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+from run_check import find_lab  # beside this file
 
 LABS = Path(__file__).resolve().parent
 ROOT = LABS.parent
-sys.path.insert(0, str(LABS))
-from run_check import find_lab  # noqa: E402
 
 
-def newest_run(results_dir, suffix):
+def newest_run(results_dir: Path, suffix: str) -> Path | None:
     runs = sorted((Path(results_dir) / "runs").glob(f"*-{suffix}"))
     return runs[-1] if runs else None
 
 
-def commands(lab, spec, build_dir, results_dir):
+def commands(lab: Path, spec: dict[str, Any], build_dir: Path,
+             results_dir: Path) -> list[tuple[list[str], str]]:
     """The commands a scenario.json asks for, in order: [(argv, what)]."""
     label = f"lab-{lab.name[:2]}"
     bin_dir = str(Path(build_dir) / "bin")
@@ -64,7 +66,7 @@ def commands(lab, spec, build_dir, results_dir):
     return out
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("lab", help="NN or NN-topic")
     p.add_argument("--build-dir", default=str(ROOT / "build"))
@@ -118,7 +120,8 @@ def main(argv=None):
     if claims and (ROOT / "bench" / "claims.py").exists():
         subprocess.run(["/usr/bin/python3", str(ROOT / "bench" / "claims.py"), "--results",
                         str(run_dir), "--only", ",".join(claims), "--no-write"], cwd=ROOT)
-    print(f"run_lab: now read the Observe and Explain sections of {lab.relative_to(ROOT)}/README.md")
+    print(
+        f"run_lab: now read the Observe and Explain sections of {lab.relative_to(ROOT)}/README.md")
     return 0
 
 

@@ -31,10 +31,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterable
+
+import iolab_plots as ip  # beside this file; it needs bench/ on PYTHONPATH (iolab_bench)
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import iolab_plots as ip  # noqa: E402
 
 KERNEL = "iolab-python3"
 JUPYTER = "/usr/bin/jupyter"
@@ -45,7 +46,7 @@ KEEP = ("manifest.json", "ledger.md", "harness/*.jsonl", "harness/*.json", "harn
 MAX_KEPT_BYTES = 2 * 1024 * 1024
 
 
-def notebooks(directory):
+def notebooks(directory: str | Path) -> list[Path]:
     found = sorted(Path(directory).glob("[0-9][0-9]-*.ipynb"))
     unknown = [nb.stem for nb in found if nb.stem not in ip.NEEDS]
     if unknown:
@@ -54,14 +55,18 @@ def notebooks(directory):
     return found
 
 
-def execute(nb, results, charts_dir, workdir):
+def execute(nb: Path, results: ip.Results, charts_dir: Path,
+            workdir: str | Path) -> tuple[bool, float, str]:
     """Runs one notebook headless; returns (ok, seconds, error text)."""
     # The user's Jupyter configuration and IPython start-up files stay out of it: a chart must
     # come out the same on every machine.
     env = dict(os.environ, RESULTS=str(results.root), CHARTS=str(charts_dir),
-               JUPYTER_PATH=str(HERE / "jupyter"), PYTHONPATH=str(HERE),
+               JUPYTER_PATH=str(HERE / "jupyter"),
+               # The kernel imports iolab_plots (here) and through it iolab_bench (bench/).
+               PYTHONPATH=f"{HERE}:{HERE.parent / 'bench'}",
                JUPYTER_CONFIG_DIR=str(Path(workdir) / "jupyter-config"),
-               IPYTHONDIR=str(Path(workdir) / f"ipython-{nb.stem}"), PYDEVD_DISABLE_FILE_VALIDATION="1")
+               IPYTHONDIR=str(Path(workdir) / f"ipython-{nb.stem}"),
+               PYDEVD_DISABLE_FILE_VALIDATION="1")
     cmd = [JUPYTER, "nbconvert", "--to", "notebook", "--execute",
            f"--ExecutePreprocessor.kernel_name={KERNEL}",
            f"--ExecutePreprocessor.timeout={NOTEBOOK_TIMEOUT_S}",
@@ -77,17 +82,18 @@ def execute(nb, results, charts_dir, workdir):
     return proc.returncode == 0, time.monotonic() - start, proc.stderr
 
 
-def error_tail(text, lines=12):
+def error_tail(text: str, lines: int = 12) -> str:
     """The useful end of nbconvert's output: the exception and the lines before it."""
     kept = [line for line in text.splitlines() if line.strip() and "[NbConvertApp]" not in line]
     return "\n".join("    " + line for line in kept[-lines:])
 
 
-def chart_files(charts_dir, prefix):
+def chart_files(charts_dir: Path, prefix: str) -> list[Path]:
     return sorted(charts_dir.glob(f"{prefix}-*.*"))
 
 
-def draw_one(nb, results, charts_dir, workdir):
+def draw_one(nb: Path, results: ip.Results, charts_dir: Path,
+             workdir: str | Path) -> tuple[str, bool]:
     """Executes one notebook after removing its old charts; returns the line to print and
     whether it failed."""
     name, prefix = nb.stem, nb.stem[:2]
@@ -98,14 +104,16 @@ def draw_one(nb, results, charts_dir, workdir):
     incomplete = [s for s in written
                   if not all((charts_dir / f"{s}{ext}").exists() for ext in (".svg", ".csv"))]
     if ok and written and not incomplete:
-        return f"charts: {name}: {len(written)} charts in {seconds:.0f} s: {', '.join(written)}", False
+        return (f"charts: {name}: {len(written)} charts in {seconds:.0f} s: "
+                f"{', '.join(written)}", False)
     why = ("failed" if not ok else "wrote no chart" if not written
            else f"charts without their .svg/.csv: {', '.join(incomplete)}")
     line = f"charts: {name}: FAILED ({why}, {seconds:.0f} s)"
     return (line + "\n" + error_tail(err) if not ok else line), True
 
 
-def draw(results_path, only=None, check=False, notebook_dir=HERE, jobs=1):
+def draw(results_path: str | Path, only: list[str] | None = None, check: bool = False,
+         notebook_dir: str | Path = HERE, jobs: int = 1) -> int:
     """Executes the notebooks that have data, `jobs` at a time (each writes only its own
     NN-* charts), printing their lines in notebook order."""
     try:
@@ -139,7 +147,7 @@ def draw(results_path, only=None, check=False, notebook_dir=HERE, jobs=1):
             if reason:
                 print(f"charts: {nb.stem}: skipped: {reason}", flush=True)
             elif check:
-                print(f"charts: {nb.stem}: would draw from {ip.NEEDS[nb.stem].find(results).name}",
+                print(f"charts: {nb.stem}: would draw from {ip.run_for(nb.stem, results).name}",
                       flush=True)
             else:
                 line, bad = pending[nb].result()
@@ -152,7 +160,8 @@ def draw(results_path, only=None, check=False, notebook_dir=HERE, jobs=1):
     return 1 if failed else 0
 
 
-def reference(machine, run_dirs, results_root, charts=True):
+def reference(machine: str, run_dirs: Iterable[str], results_root: str | Path,
+              charts: bool = True) -> int:
     if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", machine):
         print(f"reference: MACHINE '{machine}' must be a slug (lower case, digits, . _ -), "
               f"e.g. laptop-i7-8565u", file=sys.stderr)
@@ -170,7 +179,8 @@ def reference(machine, run_dirs, results_root, charts=True):
             return 2
         m = run.manifest
         if m.get("interrupted"):
-            print(f"reference: {d} was interrupted; a reference keeps finished runs only", file=sys.stderr)
+            print(f"reference: {d} was interrupted; a reference keeps finished runs only",
+                  file=sys.stderr)
             return 2
         if run.rows and not m.get("finished"):
             print(f"reference: {d} has no 'finished' in its manifest (still running, or it "
@@ -180,7 +190,8 @@ def reference(machine, run_dirs, results_root, charts=True):
     scenarios = [r.scenario for r in runs]
     twice = sorted({s for s in scenarios if scenarios.count(s) > 1})
     if twice:
-        print(f"reference: more than one run of {', '.join(twice)}: give one per scenario", file=sys.stderr)
+        print(f"reference: more than one run of {', '.join(twice)}: give one per scenario",
+              file=sys.stderr)
         return 2
     machine_dir = Path(results_root) / "reference" / machine
     for run in runs:
@@ -196,7 +207,8 @@ def reference(machine, run_dirs, results_root, charts=True):
                 left.append(str(rel))
                 continue
             if f.stat().st_size > MAX_KEPT_BYTES:
-                left.append(f"{rel} ({f.stat().st_size // 1024} KB, over {MAX_KEPT_BYTES // 1024} KB)")
+                left.append(
+                    f"{rel} ({f.stat().st_size // 1024} KB, over {MAX_KEPT_BYTES // 1024} KB)")
                 continue
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, dest / rel)
@@ -209,7 +221,7 @@ def reference(machine, run_dirs, results_root, charts=True):
     return draw(machine_dir, jobs=os.cpu_count() or 1)
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)

@@ -38,18 +38,19 @@ import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from iolab_bench import validity  # bench/ on PYTHONPATH: the limits and merge_reasons
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-import run as bench_run  # noqa: E402  (compare.py's merge_reasons and limits, through run.py)
 
 COLUMNS = ["run", "x", "series", "value", "lo", "hi", "n", "valid", "reason"]
 REFERENCES = ("nginx", "gin", "nethttp")
-MAX_SPREAD = bench_run.compare.MAX_SPREAD
-MAX_STEAL_PCT = 100.0 * bench_run.compare.MAX_STEAL
+MAX_SPREAD = validity.MAX_SPREAD
+MAX_STEAL_PCT = 100.0 * validity.MAX_STEAL
 # Latency percentiles are exempt from the spread rule in run.py's summary (tails vary by
 # nature); the same exemption applies to the percentiles the summary does not carry.
 NO_SPREAD_RULE = ("p50_us", "p90_us", "p99_us", "p999_us", "max_us")
@@ -67,7 +68,7 @@ INVALID_HATCH = "///"
 INVALID_EDGE = "#666666"
 
 
-def apply_style():
+def apply_style() -> None:
     """The shared look; fixed svg.hashsalt makes SVG ids the same on every run."""
     plt.rcParams.update({
         "svg.hashsalt": "iolab",
@@ -102,14 +103,14 @@ class NoData(Exception):
 class Run:
     """One run folder: manifest, harness rows and summary, micro JSON (each optional)."""
 
-    def __init__(self, path):
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.name = self.path.name
         self.manifest = json.loads((self.path / "manifest.json").read_text())
         self.scenario = self.manifest.get("scenario", "?")
         rows_file = self.path / "harness" / "results.jsonl"
-        self.rows = ([json.loads(line) for line in rows_file.read_text().splitlines() if line.strip()]
-                     if rows_file.exists() else [])
+        self.rows = ([json.loads(line) for line in rows_file.read_text().splitlines()
+                      if line.strip()] if rows_file.exists() else [])
         summary_file = self.path / "harness" / "summary.json"
         self.summary = json.loads(summary_file.read_text()) if summary_file.exists() else []
         self.micro = {}
@@ -121,24 +122,24 @@ class Run:
         self.micro_record = (json.loads(micro_summary.read_text()) if micro_summary.exists()
                              else self.manifest.get("micro", {}))
 
-    def points(self):
+    def points(self) -> set[str]:
         return {r["point"] for r in self.rows}
 
-    def machine(self):
+    def machine(self) -> str:
         """'Intel Xeon Platinum 8375C @ 2.90GHz, 2 CPUs, Linux 6.1.0-27-amd64'."""
         m = self.manifest
         cpu = re.sub(r"\((R|TM)\)|\bCPU\b", "", m.get("cpu_model") or "unknown CPU")
         cpu = re.sub(r"\s+", " ", cpu).strip()
         return f"{cpu}, {count_cpus(m.get('cpus_online', ''))} CPUs, Linux {m.get('kernel', '?')}"
 
-    def label(self):
+    def label(self) -> str:
         m = self.manifest
         rev = m.get("git_revision") or "?"
         dirty = "+changes" if m.get("git_dirty") else ""
         started = (m.get("started") or "?")[:16].replace("T", " ")
         return f"run {self.name}, started {started} UTC, git {rev}{dirty}"
 
-    def reference_machine(self):
+    def reference_machine(self) -> str | None:
         """The <machine> of results/reference/<machine>/<scenario>/, when this is one."""
         parts = self.path.resolve().parts
         if len(parts) >= 3 and parts[-3] == "reference":
@@ -146,7 +147,7 @@ class Run:
         return None
 
 
-def count_cpus(online):
+def count_cpus(online: str) -> int | str:
     """'0-1' -> 2, '0,2-3' -> 3."""
     total = 0
     for part in filter(None, online.split(",")):
@@ -158,7 +159,7 @@ def count_cpus(online):
 class Results:
     """The runs under RESULTS (one run folder, or a folder of run folders, two levels deep)."""
 
-    def __init__(self, root):
+    def __init__(self, root: str | Path) -> None:
         self.given = Path(root)
         self.root = self.given.resolve()
         if (self.root / "manifest.json").exists():
@@ -169,19 +170,20 @@ class Results:
         self.runs = [Run(f) for f in folders]
         self.runs.sort(key=lambda r: (r.manifest.get("started") or "", r.name))
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Run]:
         return iter(self.runs)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.runs)
 
-    def by_name(self, name):
+    def by_name(self, name: str) -> Run:
         for r in self.runs:
             if r.name == name:
                 return r
         raise KeyError(f"no run '{name}' under {self.root}")
 
-    def find(self, points=(), scenarios=None, prefer=(), micro=False):
+    def find(self, points: Sequence[str] = (), scenarios: Sequence[str] | None = None,
+             prefer: Sequence[str] = (), micro: bool = False) -> Run | None:
         """The newest run that has every one of `points` (and micro JSON if asked), among
         `scenarios` if given; runs of the `prefer` scenarios (in that order) come first."""
         fits = [r for r in self.runs
@@ -189,16 +191,16 @@ class Results:
                 and (scenarios is None or r.scenario in scenarios)]
         order = list(prefer or scenarios or ())
 
-        def rank(r):
+        def rank(r: Run) -> tuple[int, int]:
             return (order.index(r.scenario) if r.scenario in order else len(order),
                     -self.runs.index(r))
         return min(fits, key=rank) if fits else None
 
-    def charts_dir(self):
+    def charts_dir(self) -> Path:
         return Path(os.environ.get("CHARTS") or self.root / "charts")
 
 
-def load(results=None):
+def load(results: str | Path | None = None) -> "Results":
     """The runs under `results`, else $RESULTS, else results/latest."""
     path = Path(results or os.environ.get("RESULTS") or ROOT / "results" / "latest")
     if not path.exists():
@@ -217,18 +219,19 @@ def load(results=None):
 class Need:
     what: str
     points: tuple = ()
-    scenarios: tuple = None
+    scenarios: tuple | None = None
     prefer: tuple = ()
     micro: bool = False
 
-    def find(self, results):
+    def find(self, results: "Results") -> Run | None:
         return results.find(self.points, self.scenarios, self.prefer, self.micro)
 
 
 NEEDS = {
     "01-io-models": Need("models or quick run (saturation and fixed-rate rows)",
                          ("saturation", "fixed_rate"), ("models", "quick")),
-    "02-latency": Need("models or quick run (fixed-rate rows)", ("fixed_rate",), ("models", "quick")),
+    "02-latency": Need("models or quick run (fixed-rate rows)", ("fixed_rate",),
+                       ("models", "quick")),
     "03-c10k": Need("c10k run", ("fixed_rate",), ("c10k",)),
     "04-syscalls-and-switches": Need("run with fixed-rate rows", ("fixed_rate",),
                                      prefer=("models", "quick", "pooling")),
@@ -243,7 +246,7 @@ NEEDS = {
 }
 
 
-def missing(notebook, results):
+def missing(notebook: str, results: "Results") -> str | None:
     """None when `results` has what `notebook` needs, else the one-line reason."""
     need = NEEDS[notebook]
     if need.find(results) is None:
@@ -251,35 +254,38 @@ def missing(notebook, results):
     return None
 
 
-def run_for(notebook, results):
+def run_for(notebook: str, results: "Results") -> Run:
     """The run a notebook draws from; raises NoData with the reason when there is none."""
     reason = missing(notebook, results)
     if reason:
         raise NoData(f"{notebook}: {reason}")
-    return NEEDS[notebook].find(results)
+    run = NEEDS[notebook].find(results)
+    if run is None:  # missing() found one: not reached
+        raise NoData(f"{notebook}: no run")
+    return run
 
 
 # ---------------------------------------------------------------------------------------------
 # Tables
 
 
-def _cpu(r, who, part):
+def _cpu(r: dict[str, Any], who: str, part: str) -> float | None:
     c = r.get("cpu_us_per_req")
     if not c or c[who][part] is None:
         return None
     return c[who][part]
 
 
-def _cpu_total(r, who):
+def _cpu_total(r: dict[str, Any], who: str) -> float | None:
     user, sys_ = _cpu(r, who, "user"), _cpu(r, who, "sys")
     return None if user is None or sys_ is None else user + sys_
 
 
-def _lat(key):
+def _lat(key: str) -> Callable[[dict[str, Any]], Any]:
     return lambda r: r["latency_us"][key] if r.get("latency_us") else None
 
 
-def _mem(key):
+def _mem(key: str) -> Callable[[dict[str, Any]], Any]:
     return lambda r: r["mem_per_conn"].get(key) if r.get("mem_per_conn") else None
 
 
@@ -308,20 +314,21 @@ METRICS = {
 }
 
 
-def params_text(params):
+def params_text(params: dict[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in params.items())
 
 
-def _cells(run, point):
+def _cells(run: Run, point: str) -> dict[Any, Any]:
     """{(server, params json): [rows]} for one point, in the order the run measured them."""
-    cells = {}
+    cells: dict[Any, Any] = {}
     for r in run.rows:
         if r["point"] == point:
             cells.setdefault((r["server"], json.dumps(r["params"], sort_keys=True)), []).append(r)
     return cells
 
 
-def _summary_entry(run, server, params, point, metric):
+def _summary_entry(run: Run, server: str, params: dict[str, Any], point: str,
+                   metric: str) -> dict[str, Any] | None:
     for s in run.summary:
         if (s["server"] == server and s["params"] == params and s["point"] == point
                 and s["metric"] == metric):
@@ -329,16 +336,17 @@ def _summary_entry(run, server, params, point, metric):
     return None
 
 
-def _no_figure_reason(server, group, metric):
+def _no_figure_reason(server: str, group: list[dict[str, Any]], metric: str) -> str:
     reasons = [r["invalid_reason"] for r in group if r.get("invalid_reason")]
     if reasons:
-        return "no measurement: " + "; ".join(bench_run.compare.merge_reasons(reasons, len(group)))
+        return "no measurement: " + "; ".join(validity.merge_reasons(reasons, len(group)))
     if server.partition(":")[0] in REFERENCES:
         return f"not counted: {server} is a reference server (no /stats counters)"
     return f"not measured: the rows carry no {metric}"
 
 
-def cell_figure(run, server, params, point, metric, group):
+def cell_figure(run: Run, server: str, params: dict[str, Any], point: str, metric: str,
+                group: list[dict[str, Any]]) -> tuple[float, float, float, int, bool, str]:
     """(value, lo, hi, n, valid, reason) of one cell: the summary's median and validity when
     the summary has the metric, else run.py's rules applied to the rows here."""
     get = METRICS[metric]
@@ -351,7 +359,7 @@ def cell_figure(run, server, params, point, metric, group):
     if s is not None:
         return (s["median"], lo, hi, s["n"], bool(s["valid"]), "; ".join(s["why_invalid"]))
     median = statistics.median(values)
-    why = bench_run.compare.merge_reasons(
+    why = validity.merge_reasons(
         [r["invalid_reason"] for r in group if r.get("invalid_reason")], len(group))
     spread = (hi - lo) / median if median else 0.0
     if len(values) >= 2 and spread > MAX_SPREAD and metric not in NO_SPREAD_RULE:
@@ -359,7 +367,7 @@ def cell_figure(run, server, params, point, metric, group):
     return (median, lo, hi, len(values), not why, "; ".join(why))
 
 
-def _axis_value(key, server, params):
+def _axis_value(key: str | None, server: str, params: dict[str, Any]) -> Any:
     if key is None:
         return ""
     if key == "server":
@@ -369,7 +377,9 @@ def _axis_value(key, server, params):
     return params.get(key, "")
 
 
-def metric_table(run, point, metric, x="server", series=None, where=None, series_name=None):
+def metric_table(run: Run, point: str, metric: str, x: str | None = "server",
+                 series: str | None = None, where: dict[str, Any] | None = None,
+                 series_name: str | None = None) -> pd.DataFrame:
     """One row per cell of `point`: x and series are 'server', 'cell' (server and params) or a
     parameter name; `where` keeps cells whose params include those items; `series_name` names
     the series when there is only one (e.g. 'user' in a stacked chart)."""
@@ -395,22 +405,22 @@ def metric_table(run, point, metric, x="server", series=None, where=None, series
 NOT_SERVERS = ("fixed_rate", "saturation", "closed_loop", "memory", "cache", "server_args")
 
 
-def skipped_servers(run):
+def skipped_servers(run: Run) -> dict[str, str]:
     return {k: v for k, v in (run.manifest.get("skipped") or {}).items() if k not in NOT_SERVERS}
 
 
-def frame(rows):
+def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def concat(tables):
+def concat(tables: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True) if tables else frame([])
 
 
 TIME_UNITS_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
 
 
-def micro_table(run, topic):
+def micro_table(run: Run, topic: str) -> pd.DataFrame:
     """One row per benchmark of a suite: wall-clock time per iteration in ns (the median
     aggregate when the suite ran repetitions, lo/hi over the repetitions). Invalid when the
     benchmark reported an error, the suite exited non-zero, or steal time went over the
@@ -424,7 +434,9 @@ def micro_table(run, topic):
         common.append(f"suite exited {suite['exit_status']}")
     if steal is not None and steal > MAX_STEAL_PCT:
         common.append(f"steal {steal:g}% during the micro run")
-    iterations, medians, order = {}, {}, []
+    iterations: dict[Any, Any] = {}
+    medians: dict[Any, Any] = {}
+    order: list[Any] = []
     for b in doc["benchmarks"]:
         name = b.get("run_name") or b["name"]
         if name not in order:
@@ -457,16 +469,18 @@ def micro_table(run, topic):
 # The chart registry: name -> (notebook, function(results) -> table). Notebooks build their
 # tables through table(), and save() checks the table against the registered function.
 
-def _t_by_server(notebook, point, metric, series_name=None):
+def _t_by_server(notebook: str, point: str, metric: str,
+                 series_name: str | None = None) -> Callable[["Results"], pd.DataFrame]:
     return lambda res: metric_table(run_for(notebook, res), point, metric, series_name=series_name)
 
 
-def _t_stacked(notebook, point, parts):
+def _t_stacked(notebook: str, point: str,
+               parts: Sequence[tuple[str, str]]) -> Callable[["Results"], pd.DataFrame]:
     return lambda res: concat([metric_table(run_for(notebook, res), point, metric, series_name=name)
                                for name, metric in parts])
 
 
-def _t_latency(res):
+def _t_latency(res: "Results") -> pd.DataFrame:
     run = run_for("02-latency", res)
     tables = []
     for label, metric in (("p50", "p50_us"), ("p90", "p90_us"), ("p99", "p99_us"),
@@ -477,7 +491,7 @@ def _t_latency(res):
     return concat(tables)
 
 
-def memory_params(run):
+def memory_params(run: Run) -> dict[str, Any]:
     """The cell whose memory points a chart shows. A run measures memory per connection once
     per server and cell (c10k repeats it in every idle_connections cell, with the same two
     connection counts each time): the first cell stands for the run, and the chart says which."""
@@ -485,7 +499,7 @@ def memory_params(run):
     return first["params"]
 
 
-def memory_note(run):
+def memory_note(run: Run) -> str:
     """Where the memory figures were measured, for the chart's notes."""
     params = memory_params(run)
     rows = [r for r in run.rows if r["point"] == "memory" and r["params"] == params
@@ -496,7 +510,7 @@ def memory_note(run):
     return f"slope between {between} idle keep-alive connections{cell}"
 
 
-def _t_memory(res, parts):
+def _t_memory(res: "Results", parts: Sequence[tuple[str, str]]) -> pd.DataFrame:
     run = run_for("08-memory-per-connection", res)
     where = memory_params(run)
     return concat([metric_table(run, "memory", metric, where=where, series_name=name)
@@ -505,16 +519,19 @@ def _t_memory(res, parts):
 
 CPU_PARTS = (("user", "server_user_us"), ("system", "server_sys_us"))
 MEMORY_OWN = (("user RSS", "user_kb_per_conn"), ("pool reserved", "pool_reserved_kb_per_conn"),
-              ("kernel stack", "kernel_stack_kb_per_conn"), ("page tables", "page_tables_kb_per_conn"))
-MEMORY_BOTH = (("slab", "slab_kb_per_conn_both_ends"), ("TCP buffers", "tcp_mem_kb_per_conn_both_ends"))
+              ("kernel stack", "kernel_stack_kb_per_conn"),
+              ("page tables", "page_tables_kb_per_conn"))
+MEMORY_BOTH = (("slab", "slab_kb_per_conn_both_ends"),
+               ("TCP buffers", "tcp_mem_kb_per_conn_both_ends"))
 MICRO_TOPICS = ("syscalls", "switch", "coro_switch", "cache", "ipc", "alloc", "http")
 
-TABLES = {
+TABLES: dict[str, tuple[str | None, Any]] = {
     "01-saturation-rps": ("01-io-models", _t_by_server("01-io-models", "saturation", "rps")),
     "01-cpu-per-request": ("01-io-models", _t_stacked("01-io-models", "fixed_rate", CPU_PARTS)),
     "02-latency-percentiles": ("02-latency", _t_latency),
     "03-cpu-vs-idle": ("03-c10k", lambda res: metric_table(
-        run_for("03-c10k", res), "fixed_rate", "server_cpu_us", x="idle_connections", series="server")),
+        run_for("03-c10k", res), "fixed_rate", "server_cpu_us", x="idle_connections",
+        series="server")),
     "03-p99-vs-idle": ("03-c10k", lambda res: metric_table(
         run_for("03-c10k", res), "fixed_rate", "p99_us", x="idle_connections", series="server")),
     "04-syscalls-per-request": ("04-syscalls-and-switches", lambda res: metric_table(
@@ -530,8 +547,10 @@ TABLES = {
     "06-affinity-rps": ("06-affinity", lambda res: metric_table(
         run_for("06-affinity", res), "saturation", "rps", x="placement", series="server")),
     "06-affinity-cpu": ("06-affinity", lambda res: metric_table(
-        run_for("06-affinity", res), "fixed_rate", "server_cpu_us", x="placement", series="server")),
-    "07-allocs-per-request": ("07-pooling", _t_by_server("07-pooling", "fixed_rate", "allocs_per_req")),
+        run_for("06-affinity", res), "fixed_rate", "server_cpu_us", x="placement",
+        series="server")),
+    "07-allocs-per-request": ("07-pooling",
+                              _t_by_server("07-pooling", "fixed_rate", "allocs_per_req")),
     "07-cpu-per-request": ("07-pooling", _t_stacked("07-pooling", "fixed_rate", CPU_PARTS)),
     "08-memory-own": ("08-memory-per-connection", lambda res: _t_memory(res, MEMORY_OWN)),
     "08-memory-both-ends": ("08-memory-per-connection", lambda res: _t_memory(res, MEMORY_BOTH)),
@@ -541,20 +560,20 @@ for _topic in MICRO_TOPICS:
         "09-micro", lambda res, t=_topic: micro_table(run_for("09-micro", res), t))
 
 
-def micro_topics(results):
+def micro_topics(results: "Results") -> list[str]:
     """The suites of the run 09-micro draws from that have a registered chart."""
     run = run_for("09-micro", results)
     return [t for t in MICRO_TOPICS if t in run.micro]
 
 
-def table(name, results):
+def table(name: str, results: "Results") -> pd.DataFrame:
     """The tidy table behind chart `name` (see TABLES)."""
     if name not in TABLES:
         raise KeyError(f"no chart '{name}' in iolab_plots.TABLES")
     return TABLES[name][1](results)
 
 
-def table_csv(t):
+def table_csv(t: pd.DataFrame) -> str:
     """The CSV text a table is saved as (and compared as): fixed precision, fixed order."""
     return t[COLUMNS].to_csv(index=False, float_format="%.10g", lineterminator="\n")
 
@@ -563,12 +582,12 @@ def table_csv(t):
 # Drawing
 
 
-def runs_of(t, results):
+def runs_of(t: pd.DataFrame, results: "Results") -> list[Run]:
     names = list(dict.fromkeys(t["run"]))
     return [results.by_name(n) for n in names]
 
 
-def subtitle(t, results):
+def subtitle(t: pd.DataFrame, results: "Results") -> str:
     runs = runs_of(t, results)
     if not runs:
         return ""
@@ -578,7 +597,7 @@ def subtitle(t, results):
     return head + "; ".join(machines) + "\n" + "; ".join(r.label() for r in runs)
 
 
-def fmt(v):
+def fmt(v: float) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
     a = abs(v)
@@ -591,7 +610,7 @@ def fmt(v):
     return f"{v:.3g}"
 
 
-def fmt_ns(v):
+def fmt_ns(v: float) -> str:
     """A time in nanoseconds with its unit: 3.49 ns, 15.8 µs, 232 ms."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
@@ -601,7 +620,7 @@ def fmt_ns(v):
     return f"{v:.3g} ns"
 
 
-def _series_color(key, index):
+def _series_color(key: str, index: int) -> str:
     """A server's own colour when `key` names a server (or a cell of one), else the palette's."""
     base = str(key).split(" ")[0].partition(":")[0]
     return SERVER_COLORS.get(base, SERIES_COLORS[index % len(SERIES_COLORS)])
@@ -610,16 +629,17 @@ def _series_color(key, index):
 class Notes:
     """Numbered notes under a chart: one per invalid cell and reason."""
 
-    def __init__(self):
-        self.items = []
+    def __init__(self) -> None:
+        self.items: list[str] = []
 
-    def add(self, who, reason):
+    def add(self, who: str, reason: str) -> int:
         text = f"{who}: {reason}"
         if text not in self.items:
             self.items.append(text)
         return self.items.index(text) + 1
 
-    def draw(self, ax, extra=(), offset_pt=42, width=125):
+    def draw(self, ax: Any, extra: Sequence[str] = (), offset_pt: float = 42,
+             width: int = 125) -> None:
         lines_ = []
         for i, text in enumerate(self.items, 1):
             lines_ += textwrap.wrap(f"[{i}] {text}", width, subsequent_indent="     ")
@@ -630,7 +650,8 @@ class Notes:
                         fontsize=8.5, color="#333333", annotation_clip=False)
 
 
-def _figure(title, t, results, size):
+def _figure(title: str, t: pd.DataFrame, results: "Results",
+            size: tuple[float, float]) -> tuple[Any, Any]:
     fig, ax = plt.subplots(figsize=size)
     sub = subtitle(t, results)
     ax.set_title(title, loc="left", fontweight="bold", pad=12 + 11 * (sub.count("\n") + 1))
@@ -642,12 +663,12 @@ def _figure(title, t, results, size):
 INVALID_LEGEND = "hatched, faded: not valid\n(reason in the numbered note)"
 
 
-def _legend(ax, handles):
+def _legend(ax: Any, handles: list[Any]) -> None:
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
-def _log_axis(axis, fine=False, formatter=None):
+def _log_axis(axis: Any, fine: bool = False, formatter: Any = None) -> None:
     """Log scale with plain labels (200, 1000, 50k) instead of powers of ten."""
     from matplotlib.ticker import LogLocator, NullFormatter
     axis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5) if fine else (1,)))
@@ -655,13 +676,13 @@ def _log_axis(axis, fine=False, formatter=None):
     axis.set_minor_formatter(NullFormatter())
 
 
-def _is_server(name, runs):
+def _is_server(name: str, runs: Iterable[Run]) -> bool:
     base = str(name).split(" ")[0].partition(":")[0]
     return base in SERVER_COLORS or any(base == r["server"].partition(":")[0]
                                         for run in runs for r in run.rows)
 
 
-def not_run_notes(t, results):
+def not_run_notes(t: pd.DataFrame, results: "Results") -> list[str]:
     """'not run: nginx (why)' for servers a run skipped that the table has no placeholder for,
     in charts whose bars or lines are servers."""
     runs = runs_of(t, results)
@@ -672,8 +693,9 @@ def not_run_notes(t, results):
             for s, why in skipped_servers(run).items() if s not in shown]
 
 
-def bars(t, results, title, ylabel, xlabel="server", stacked=False, log=False,
-         horizontal=False, notes_extra=(), value_format=fmt):
+def bars(t: pd.DataFrame, results: "Results", title: str, ylabel: str, xlabel: str = "server",
+         stacked: bool = False, log: bool = False, horizontal: bool = False,
+         notes_extra: Sequence[str] = (), value_format: Callable[[float], str] = fmt) -> Any:
     """Bars per x; several series side by side, or stacked. An invalid cell is hatched and
     faded with a numbered note; a missing figure is an empty hatched stub marked 'n/a'; the
     whiskers span the repeats (min..max). In a stack, a negative part (a memory slope below
@@ -684,7 +706,7 @@ def bars(t, results, title, ylabel, xlabel="server", stacked=False, log=False,
     grouped = len(series) > 1 and not stacked
     slots = len(series) if grouped else 1
     if horizontal:
-        size = (10, 1.8 + 0.3 * len(xs) * slots)
+        size: tuple[float, float] = (10, 1.8 + 0.3 * len(xs) * slots)
     else:
         size = (max(7.5, 1.5 + 0.75 * len(xs) * (0.6 * slots if grouped else 1)), 5.0)
     fig, ax = _figure(title, t, results, size)
@@ -695,7 +717,7 @@ def bars(t, results, title, ylabel, xlabel="server", stacked=False, log=False,
     bottoms = {x: 0.0 for x in xs}
     # Notes are numbered in reading order (by x, then series); a missing figure's reason is the
     # same for all series of its x, so it gets one note.
-    note_of = {}
+    note_of: dict[tuple, Any] = {}
     for x in xs:
         for s in series:
             sel = t[(t["x"] == x) & (t["series"] == s)]
@@ -706,11 +728,11 @@ def bars(t, results, title, ylabel, xlabel="server", stacked=False, log=False,
             if stacked and not sel.empty and sel.iloc[0]["value"] < 0:
                 note_of[(x, s, "negative")] = notes.add(
                     f"{x} {s}", f"negative ({fmt(sel.iloc[0]['value'])}), drawn as 0")
-    marks = {x: [] for x in xs}
+    marks: dict[Any, list[Any]] = {x: [] for x in xs}
     flagged = bool(note_of)
     draw = ax.barh if horizontal else ax.bar
 
-    def label_at(value, pos, text, rotate=False):
+    def label_at(value: float, pos: float, text: str, rotate: bool = False) -> None:
         if horizontal:
             ax.annotate(text, xy=(value, pos), xytext=(3, 0), textcoords="offset points",
                         va="center", fontsize=8)
@@ -731,9 +753,11 @@ def bars(t, results, title, ylabel, xlabel="server", stacked=False, log=False,
             if stacked and value < 0:
                 value = 0.0
             base = bottoms[x] if stacked else 0.0
-            span = {"left": base, "height": width} if horizontal else {"bottom": base, "width": width}
+            span = {"left": base, "height": width} if horizontal else {
+                "bottom": base, "width": width}
             if absent:
-                style = dict(color="white", edgecolor=INVALID_EDGE, hatch=INVALID_HATCH, linewidth=0.8)
+                style = dict(color="white", edgecolor=INVALID_EDGE,
+                             hatch=INVALID_HATCH, linewidth=0.8)
             elif not r["valid"]:
                 style = dict(color=color, alpha=0.35, edgecolor=INVALID_EDGE, hatch=INVALID_HATCH,
                              linewidth=0.8)
@@ -752,9 +776,11 @@ def bars(t, results, title, ylabel, xlabel="server", stacked=False, log=False,
             if not absent and r["n"] > 1 and pd.notna(r["lo"]):
                 err = [[value - r["lo"]], [r["hi"] - value]]
                 if horizontal:
-                    ax.errorbar(value, pos, xerr=err, fmt="none", ecolor="#222222", elinewidth=0.8, capsize=2)
+                    ax.errorbar(value, pos, xerr=err, fmt="none",
+                                ecolor="#222222", elinewidth=0.8, capsize=2)
                 else:
-                    ax.errorbar(pos, value, yerr=err, fmt="none", ecolor="#222222", elinewidth=0.8, capsize=2)
+                    ax.errorbar(pos, value, yerr=err, fmt="none",
+                                ecolor="#222222", elinewidth=0.8, capsize=2)
             top = max(value, r["hi"]) if pd.notna(r["hi"]) else value
             label_at(top, pos, ("n/a" if absent else value_format(value)) + mark, rotate=slots > 2)
     if stacked:
@@ -765,7 +791,8 @@ def bars(t, results, title, ylabel, xlabel="server", stacked=False, log=False,
     labels = [str(x) for x in xs]
     # Slanted when the names would run into each other: many of them, or one long server spec
     # (io_uring:--recv-multishot=0) wider than its bar.
-    long_labels = not horizontal and (sum(len(s) for s in labels) > 90 or max(map(len, labels), default=0) > 16)
+    long_labels = not horizontal and (sum(len(s) for s in labels) > 90
+                                      or max(map(len, labels), default=0) > 16)
     if horizontal:
         ax.set_yticks(range(len(xs)), labels, fontsize=8.5)
         ax.invert_yaxis()
@@ -781,7 +808,8 @@ def bars(t, results, title, ylabel, xlabel="server", stacked=False, log=False,
             _log_axis(ax.xaxis, fine=decades <= 3, formatter=value_format)
         else:
             ax.margins(x=0.15)
-            ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: value_format(v) if v else "0"))
+            ax.xaxis.set_major_formatter(plt.FuncFormatter(
+                lambda v, _: value_format(v) if v else "0"))
     else:
         ax.set_xticks(range(len(xs)), labels, rotation=25 if long_labels else 0,
                       ha="right" if long_labels else "center")
@@ -791,7 +819,8 @@ def bars(t, results, title, ylabel, xlabel="server", stacked=False, log=False,
             ax.set_yscale("log")
             _log_axis(ax.yaxis, formatter=value_format)
         else:
-            ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: value_format(v) if v else "0"))
+            ax.yaxis.set_major_formatter(plt.FuncFormatter(
+                lambda v, _: value_format(v) if v else "0"))
         ax.margins(y=0.15)
     handles = [Patch(facecolor=_series_color(s, si), edgecolor="#333333", label=str(s))
                for si, s in enumerate(series) if s]
@@ -799,11 +828,13 @@ def bars(t, results, title, ylabel, xlabel="server", stacked=False, log=False,
         handles.append(Patch(facecolor="white", edgecolor=INVALID_EDGE, hatch=INVALID_HATCH,
                              label=INVALID_LEGEND))
     _legend(ax, handles)
-    notes.draw(ax, list(notes_extra) + not_run_notes(t, results), offset_pt=80 if long_labels else 42)
+    notes.draw(ax, list(notes_extra) + not_run_notes(t, results),
+               offset_pt=80 if long_labels else 42)
     return fig
 
 
-def lines(t, results, title, ylabel, xlabel, logy=False, notes_extra=()):
+def lines(t: pd.DataFrame, results: "Results", title: str, ylabel: str, xlabel: str,
+          logy: bool = False, notes_extra: Sequence[str] = ()) -> Any:
     """One line per series over categorical x (in table order); whiskers over the repeats;
     an invalid point is a hollow grey-edged marker with its note number, a missing figure a
     grey 'x' on the axis with its note number."""
@@ -812,7 +843,7 @@ def lines(t, results, title, ylabel, xlabel, logy=False, notes_extra=()):
     series = list(dict.fromkeys(t["series"]))
     fig, ax = _figure(title, t, results, (9, 5.2))
     notes = Notes()
-    note_of = {}
+    note_of: dict[tuple, Any] = {}
     for x in xs:  # numbered in reading order: along x, then by series
         for _, r in t[(t["x"] == x) & ~t["valid"]].iterrows():
             note_of[(x, r["series"])] = notes.add(f"{r['series']} at {x}", r["reason"])
@@ -865,7 +896,7 @@ def lines(t, results, title, ylabel, xlabel, logy=False, notes_extra=()):
     return fig
 
 
-def describe(t, unit):
+def describe(t: pd.DataFrame, unit: str) -> None:
     """Prints a chart's table as lines a reader can hold against the chart: per series, the
     valid cells from highest to lowest, then the cells that are not valid and why."""
     for s in dict.fromkeys(t["series"]):
@@ -882,7 +913,8 @@ def describe(t, unit):
 # Saving
 
 
-def save(fig, t, name, results, show=None):
+def save(fig: Any, t: pd.DataFrame, name: str, results: "Results",
+         show: bool | None = None) -> Path:
     """Writes <name>.png, <name>.svg (reproducible) and <name>.csv (the table) into the charts
     folder, after checking the table is the one TABLES[name] builds from the rows. In a
     notebook the figure is also shown."""

@@ -17,30 +17,31 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Any
+
+import iolab_plots as ip  # beside this file; it needs bench/ on PYTHONPATH (iolab_bench)
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import iolab_plots as ip  # noqa: E402
 
 CHART = "netns-connections-to-peak"
 NEED = ip.Need("a netns run (bench/run.py --scenario netns)", ("closed_loop",), ("netns",))
 
 
-def netns_run(results):
+def netns_run(results: ip.Results) -> ip.Run:
     run = NEED.find(results)
     if run is None:
         raise ip.NoData(f"{CHART}: no run with {NEED.what} in {results.given}")
     return run
 
 
-def peak_rows(run):
+def peak_rows(run: ip.Run) -> list[dict[str, Any]]:
     path = run.path / "harness" / "connections_to_peak.jsonl"
     if not path.exists():
         raise ip.NoData(f"{CHART}: {path} is missing (the run stopped before its end?)")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def connections_to_peak_table(results):
+def connections_to_peak_table(results: ip.Results) -> Any:
     """One row per model and round trip; x is the emulated round trip in ms (think time)."""
     run = netns_run(results)
     rows = []
@@ -56,7 +57,7 @@ def connections_to_peak_table(results):
 ip.TABLES[CHART] = (None, connections_to_peak_table)
 
 
-def draw(results, show=None):
+def draw(results: ip.Results, show: bool | None = None) -> Path:
     """Draws and saves the chart into the run's charts/ folder; returns the PNG's path."""
     ip.apply_style()
     t = connections_to_peak_table(results)

@@ -33,11 +33,10 @@ row "steal over 1 s" "$(( total > 0 ? 100 * steal / total : 0 ))% (busy $(( tota
 # user work, and every server's user CPU per request carries it once per system call.
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin_dir=${IOLAB_BIN_DIR:-$root/build/bin}  # IOLAB_BIN_DIR: another build
-billing=$(/usr/bin/python3 - "$bin_dir" "$root/bench" <<'PY' 2>/dev/null
+billing=$(PYTHONPATH="$root/bench" /usr/bin/python3 - "$bin_dir" <<'PY' 2>/dev/null
 import sys
-sys.path.insert(0, sys.argv[2])
-import compare  # the measurement bench/compare.py makes before its fixed-rate runs
-b = compare.syscall_billing(sys.argv[1], None)
+from iolab_bench import machine  # the measurement bench/compare.py makes before its fixed rate
+b = machine.syscall_billing(sys.argv[1], None)
 if isinstance(b, str):
     print(f"? ({b})")
 else:

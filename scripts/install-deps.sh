@@ -21,11 +21,13 @@ build_pkgs=(g++ make cmake ninja-build ccache libgtest-dev libgmock-dev liburing
 # test's namespaces. matplotlib draws the claims ledger's chart (make claims, tools.claims).
 # The notebooks' tests execute them headless: pandas, nbconvert, nbclient and the kernel.
 # `charts` is what make charts and make notebook need (jupyter-notebook for the latter only).
+# flake8 and mypy check the project's Python (tools.flake8, tools.mypy); scipy is for the
+# harness's interval statistics (bench/iolab_bench).
 charts_pkgs=(python3 python3-matplotlib python3-pandas jupyter-nbconvert python3-nbclient
              python3-ipykernel jupyter-notebook)
 test_pkgs=("${build_pkgs[@]}" python3 nginx-light strace linux-perf hyperfine docker-compose
            python3-yaml iproute2 python3-matplotlib python3-pandas jupyter-nbconvert
-           python3-nbclient python3-ipykernel
+           python3-nbclient python3-ipykernel flake8 mypy python3-scipy
            clang libclang-rt-14-dev  # lab 05's TSan check; tests/fuzz's libFuzzer (clang)
            llvm)  # llvm-symbolizer: sanitizer and fuzzer reports with file:line
 bench_pkgs=("${build_pkgs[@]}" python3 libbenchmark-dev wrk apache2-utils nginx-light curl

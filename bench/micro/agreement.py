@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Sequence
 
 ROOT = Path(__file__).resolve().parents[2]
 TOLERANCE = 0.15
@@ -26,13 +27,13 @@ SYSCALL_LOOPS = 2_000_000
 PIPE_LOOPS = 200_000
 
 
-def read_steal():
+def read_steal() -> tuple[int, int]:
     with open("/proc/stat") as f:
         fields = [int(x) for x in f.readline().split()[1:]]
     return sum(fields[:8]), fields[7]
 
 
-def perf_bench_ns(args, prefix=()):
+def perf_bench_ns(args: list[str], prefix: Sequence[str] = ()) -> float:
     out = subprocess.run(list(prefix) + ["perf", "bench"] + args, capture_output=True,
                          text=True, check=True).stdout
     m = re.search(r"([\d.]+)\s+usecs/op", out)
@@ -41,26 +42,27 @@ def perf_bench_ns(args, prefix=()):
     return 1000.0 * float(m.group(1))
 
 
-def micro_ns(binary, bench_filter, min_time):
+def micro_ns(binary: Path, bench_filter: str, min_time: float) -> dict[str, float]:
     out = subprocess.run([str(binary), f"--benchmark_filter={bench_filter}",
                           f"--benchmark_min_time={min_time}", "--benchmark_format=json"],
                          capture_output=True, text=True, check=True).stdout
-    result = {}
+    result: dict[str, float] = {}
     for b in json.loads(out)["benchmarks"]:
         scale = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}[b["time_unit"]]
         result[b["name"]] = b["real_time"] * scale
     return result
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bin-dir", default=str(ROOT / "build" / "bin"))
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--json", action="store_true")
     opts = p.parse_args(argv)
     bins = Path(opts.bin_dir)
-    samples = {k: [] for k in ("perf_syscall", "micro_getppid", "perf_pipe", "micro_pipe_same",
-                               "micro_pipe_cross")}
+    samples: dict[str, list[float]] = {
+        k: [] for k in ("perf_syscall", "micro_getppid", "perf_pipe", "micro_pipe_same",
+                        "micro_pipe_cross")}
     t0, s0 = read_steal()
     for r in range(opts.rounds):
         samples["perf_syscall"].append(
@@ -95,7 +97,8 @@ def main(argv=None):
         for name, c in doc["checks"].items():
             print(f"{name:<30} perf bench {c['perf_bench']:>10.1f}  micro {c['micro']:>10.1f}"
                   f"  ratio {c['ratio']:.3f}  {'agree' if c['agree'] else 'DISAGREE'}")
-        print(f"{'pipe ping-pong other CPU (ns)':<30} micro {doc['cross_cpu_pipe_ping_pong_ns']:.1f}")
+        print(
+            f"{'pipe ping-pong other CPU (ns)':<30} micro {doc['cross_cpu_pipe_ping_pong_ns']:.1f}")
         print(f"steal during the check: {doc['steal_pct']}% ({opts.rounds} interleaved rounds)")
     return 0 if all(c["agree"] for c in doc["checks"].values()) else 1
 

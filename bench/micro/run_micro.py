@@ -6,7 +6,8 @@ machine and the CPUs chosen for same_core / cross_core), so `compare.py` from li
 reads two runs directly. It writes:
 
   results/runs/<timestamp>-micro/
-    manifest.json        machine facts (bench/run.py's manifest()), settings, steal during the run
+    manifest.json        machine facts (iolab_bench.runfolder's manifest()), settings, steal
+                         during the run
     micro/<topic>.json   one file per suite: micro_syscalls -> micro/syscalls.json
   results/latest -> that folder (unless --no-latest)
 
@@ -31,16 +32,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-import run  # noqa: E402  (bench/run.py: manifest() and the run-folder conventions)
+from iolab_bench import ROOT, machine, runfolder  # bench/ on PYTHONPATH (make micro sets it)
 
 QUICK = {"min_time": 0.1, "repetitions": 1}
 FULL = {"min_time": 0.5, "repetitions": 3}
 
 
-def suites(bin_dir, only=None):
+def suites(bin_dir: Path, only: list[str] | None = None) -> dict[str, Path]:
     """{topic: binary} for build/bin/micro_<topic>, optionally restricted to `only`."""
     found = {p.name[len("micro_"):]: p for p in sorted(Path(bin_dir).glob("micro_*"))
              if p.is_file() and p.stat().st_mode & 0o111}
@@ -53,12 +53,13 @@ def suites(bin_dir, only=None):
     return found
 
 
-def steal_pct(before, after):
+def steal_pct(before: tuple[int, int], after: tuple[int, int]) -> float:
     (t0, s0), (t1, s1) = before, after
     return round(100.0 * (s1 - s0) / max(t1 - t0, 1), 2)
 
 
-def run_suite(binary, out_file, settings, bench_filter=None):
+def run_suite(binary: Path, out_file: Path, settings: dict[str, Any],
+              bench_filter: str | None = None) -> dict[str, Any]:
     cmd = [str(binary), f"--benchmark_out={out_file}", "--benchmark_out_format=json",
            f"--benchmark_min_time={settings['min_time']}"]
     if settings["repetitions"] > 1:
@@ -67,7 +68,7 @@ def run_suite(binary, out_file, settings, bench_filter=None):
     if bench_filter:
         cmd.append(f"--benchmark_filter={bench_filter}")
     start = time.monotonic()
-    busy_before = run.compare.read_busy_s()
+    busy_before = machine.read_busy_s()
     own_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     rc = subprocess.run(cmd).returncode
     wall = time.monotonic() - start
@@ -75,13 +76,13 @@ def run_suite(binary, out_file, settings, bench_filter=None):
     own = (own_after.ru_utime - own_before.ru_utime) + (own_after.ru_stime - own_before.ru_stime)
     # Other processes' CPU while the suite ran, in CPUs: a build or a fuzzer on a 2-CPU machine
     # takes the CPU a benchmark thread wanted without showing as steal (figures.py marks the
-    # suite's figures not valid above compare.MAX_BACKGROUND_CPUS).
-    background = max(0.0, run.compare.read_busy_s() - busy_before - own) / max(wall, 1e-9)
+    # suite's figures not valid above iolab_bench.validity.MAX_BACKGROUND_CPUS).
+    background = max(0.0, machine.read_busy_s() - busy_before - own) / max(wall, 1e-9)
     return {"command": cmd, "exit_status": rc, "seconds": round(wall, 1),
             "background_cpus": round(background, 2)}
 
 
-def point_latest(results_dir, run_dir):
+def point_latest(results_dir: Path, run_dir: Path) -> None:
     latest = results_dir / "latest"
     tmp = results_dir / ".latest.tmp"
     if tmp.is_symlink() or tmp.exists():
@@ -90,11 +91,11 @@ def point_latest(results_dir, run_dir):
     tmp.replace(latest)
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--full", action="store_true", help="longer runs with 3 repetitions")
-    p.add_argument("--bin-dir", default=str(run.ROOT / "build" / "bin"))
-    p.add_argument("--results-dir", default=str(run.ROOT / "results"))
+    p.add_argument("--bin-dir", default=str(ROOT / "build" / "bin"))
+    p.add_argument("--results-dir", default=str(ROOT / "results"))
     p.add_argument("--run-dir", help="write into this existing run folder's micro/")
     p.add_argument("--no-latest", action="store_true", help="do not repoint results/latest")
     p.add_argument("--label", default="micro", help="run folder suffix (a lab passes lab-NN)")
@@ -115,7 +116,8 @@ def main(argv=None):
     if own_run:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         if not re.fullmatch(r"[A-Za-z0-9._-]+", opts.label):
-            raise SystemExit(f"run_micro: --label '{opts.label}': letters, digits, '.', '_', '-' only")
+            raise SystemExit(
+                f"run_micro: --label '{opts.label}': letters, digits, '.', '_', '-' only")
         run_dir = results_dir / "runs" / f"{stamp}-{opts.label}"
     else:
         run_dir = Path(opts.run_dir)
@@ -126,8 +128,8 @@ def main(argv=None):
         sc = {"name": "micro", "repeats": settings["repetitions"], "warmup_s": None,
               "duration_s": None, "connections": None, "pipeline": None, "path": None,
               "rate_fraction": None}
-        doc = run.manifest(sc, None, None, "micro: per benchmark, see each suite's context")
-    steal_before = run.compare.read_steal()
+        doc = runfolder.manifest(sc, None, None, "micro: per benchmark, see each suite's context")
+    steal_before = machine.read_steal()
     started = time.monotonic()
     report = {}
     for topic, binary in todo.items():
@@ -136,8 +138,8 @@ def main(argv=None):
                                   opts.filter)
     micro_doc = {"mode": "full" if opts.full else "quick", "settings": settings,
                  "suites": report, "seconds": round(time.monotonic() - started, 1),
-                 "steal_pct": steal_pct(steal_before, run.compare.read_steal())}
-    if own_run:
+                 "steal_pct": steal_pct(steal_before, machine.read_steal())}
+    if own_run and doc is not None:
         doc["micro"] = micro_doc
         (run_dir / "manifest.json").write_text(json.dumps(doc, indent=1, sort_keys=True))
         if not opts.no_latest:

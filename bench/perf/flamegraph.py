@@ -20,6 +20,7 @@ import collections
 import hashlib
 import re
 import sys
+from typing import Iterable, Mapping
 from xml.sax.saxutils import escape
 
 FRAME_HEIGHT = 16
@@ -30,7 +31,7 @@ CHAR_WIDTH = 0.59      # of the font size, to decide whether a name fits in its 
 _OFFSET = re.compile(r"\+0x[0-9a-fA-F]+$")
 
 
-def _frame_name(line):
+def _frame_name(line: str) -> str | None:
     """`  7f12 do_syscall_64+0x5c ([kernel.kallsyms])` -> `do_syscall_64`."""
     parts = line.strip().split(None, 1)
     if len(parts) < 2:
@@ -48,12 +49,13 @@ def _frame_name(line):
     return sym
 
 
-def fold(lines):
+def fold(lines: Iterable[str]) -> "collections.Counter[str]":
     """perf script text -> Counter {"comm;outer;...;leaf": samples}."""
-    stacks = collections.Counter()
-    comm, frames = None, []
+    stacks: collections.Counter[str] = collections.Counter()
+    comm: str | None = None
+    frames: list[str] = []
 
-    def flush():
+    def flush() -> None:
         if comm is not None:
             stacks[";".join([comm] + frames[::-1])] += 1
 
@@ -77,8 +79,8 @@ def fold(lines):
     return stacks
 
 
-def read_folded(lines):
-    stacks = collections.Counter()
+def read_folded(lines: Iterable[str]) -> "collections.Counter[str]":
+    stacks: collections.Counter[str] = collections.Counter()
     for line in lines:
         line = line.strip()
         if not line:
@@ -93,11 +95,12 @@ def read_folded(lines):
 class Node:
     __slots__ = ("name", "count", "children")
 
-    def __init__(self, name):
-        self.name, self.count, self.children = name, 0, {}
+    def __init__(self, name: str) -> None:
+        self.name, self.count = name, 0
+        self.children: dict[str, Node] = {}
 
 
-def build_tree(stacks):
+def build_tree(stacks: Mapping[str, int]) -> Node:
     root = Node("all")
     for stack, count in stacks.items():
         root.count += count
@@ -108,17 +111,18 @@ def build_tree(stacks):
     return root
 
 
-def _color(name):
+def _color(name: str) -> str:
     """A warm colour chosen by the name, so the same function has the same colour everywhere."""
     h = hashlib.md5(name.encode()).digest()
     return f"rgb({205 + h[0] % 50},{h[1] % 230},{h[2] % 55})"
 
 
-def render(stacks, title="Flame graph", width=1200):
+def render(stacks: Mapping[str, int], title: str = "Flame graph",
+           width: int = 1200) -> str:
     root = build_tree(stacks)
     total = max(root.count, 1)
 
-    def depth(node):
+    def depth(node: Node) -> int:
         return 1 + max((depth(c) for c in node.children.values()), default=0)
 
     levels = depth(root)
@@ -136,7 +140,7 @@ def render(stacks, title="Flame graph", width=1200):
         f'font-family="Verdana">{root.count} samples</text>',
     ]
 
-    def draw(node, x, level):
+    def draw(node: Node, x: float, level: int) -> None:
         w = node.count * scale
         if w < MIN_WIDTH_PX:
             return
@@ -164,7 +168,7 @@ def render(stacks, title="Flame graph", width=1200):
     return "\n".join(out) + "\n"
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fold", help="perf script output -> folded stacks")

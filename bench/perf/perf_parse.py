@@ -19,14 +19,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 NO_HW_NOTE = ("hardware counters are not available here (usual in VMs): use "
               "bench/perf/cachegrind.sh for instructions and cache misses per request")
 
 
-def perf_trace_summary(text):
+def perf_trace_summary(text: str) -> dict[str, int]:
     """{syscall: calls}, summed over the per-thread tables of `perf trace -s`."""
-    calls = {}
+    calls: dict[str, int] = {}
     row = re.compile(r"^\s+([a-z_0-9]+)\s+(\d+)\s+(\d+)\s+[\d.]+\s")
     for line in text.splitlines():
         m = row.match(line)
@@ -35,10 +36,10 @@ def perf_trace_summary(text):
     return calls
 
 
-def strace_summary(text):
+def strace_summary(text: str) -> dict[str, int]:
     """{syscall: calls} from `strace -c` (columns: % time, seconds, usecs/call, calls, [errors],
     syscall)."""
-    calls = {}
+    calls: dict[str, int] = {}
     for line in text.splitlines():
         tok = line.split()
         if len(tok) in (5, 6) and re.fullmatch(r"[\d.]+", tok[0]) and tok[-1] != "total":
@@ -47,10 +48,10 @@ def strace_summary(text):
     return calls
 
 
-def perf_stat_csv(text):
+def perf_stat_csv(text: str) -> list[dict[str, Any]]:
     """[{event, value (float or None), unit, status}] from `perf stat -x,`; status is "counted",
     "not supported" or "not counted"."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for line in text.splitlines():
         if not line.strip() or line.startswith("#"):
             continue
@@ -69,7 +70,8 @@ def perf_stat_csv(text):
     return rows
 
 
-def proc_snapshot_delta(before, after, seconds):
+def proc_snapshot_delta(before: str, after: str,
+                        seconds: float | str) -> list[dict[str, Any]]:
     """Rows like perf_stat_csv's from two JSON snapshots {utime_s, stime_s, voluntary,
     nonvoluntary} taken around a sleep (perfstat.sh's fallback when perf is refused)."""
     b, a = json.loads(before), json.loads(after)
@@ -87,13 +89,13 @@ def proc_snapshot_delta(before, after, seconds):
     ]
 
 
-def snapshot(pid):
+def snapshot(pid: int) -> dict[str, float]:
     """CPU time and context switches of a process, all threads (perfstat.sh's fallback)."""
     tck = os.sysconf("SC_CLK_TCK")
     # Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
     stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    snap = {"utime_s": int(stat[11]) / tck, "stime_s": int(stat[12]) / tck,
-            "voluntary": 0, "nonvoluntary": 0}
+    snap: dict[str, float] = {"utime_s": int(stat[11]) / tck, "stime_s": int(stat[12]) / tck,
+                              "voluntary": 0, "nonvoluntary": 0}
     for status in Path(f"/proc/{pid}/task").glob("*/status"):
         try:
             for line in status.read_text().splitlines():
@@ -106,7 +108,7 @@ def snapshot(pid):
     return snap
 
 
-def run_with_rusage(cmd):
+def run_with_rusage(cmd: list[str]) -> tuple[list[dict[str, Any]], int]:
     """Runs cmd; rows from its rusage (children it waited for included)."""
     start = time.monotonic()
     proc = subprocess.Popen(cmd)
@@ -121,7 +123,8 @@ def run_with_rusage(cmd):
     return rows, os.waitstatus_to_exitcode(status)
 
 
-def print_syscalls(source, calls, as_json, note=None):
+def print_syscalls(source: str, calls: dict[str, int], as_json: bool,
+                   note: str | None = None) -> None:
     total = sum(calls.values())
     if as_json:
         print(json.dumps({"source": source, "total": total, "syscalls": calls, "note": note},
@@ -134,7 +137,8 @@ def print_syscalls(source, calls, as_json, note=None):
         print(f"note: {note}")
 
 
-def print_stat(source, rows, as_json, note=None):
+def print_stat(source: str, rows: list[dict[str, Any]], as_json: bool,
+               note: str | None = None) -> None:
     unsupported = [r["event"] for r in rows if r["status"] == "not supported"]
     if unsupported and note is None:
         note = NO_HW_NOTE
@@ -150,7 +154,7 @@ def print_stat(source, rows, as_json, note=None):
         print(f"note: {note}")
 
 
-def main(argv):
+def main(argv: list[str]) -> int:
     as_json = "--json" in argv
     args = [a for a in argv if a != "--json"]
     note = None

@@ -20,9 +20,9 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
 
 ROOT = Path(__file__).resolve().parents[2]
 SETUP, CANNOT = 2, 77
@@ -36,7 +36,7 @@ class CannotRun(Exception):
     """This machine cannot run the check (exit 77, with the reason)."""
 
 
-def parse_args(description, argv=None):
+def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--variant", choices=("exercise", "solution"), default="exercise")
     p.add_argument("--build-dir", default=str(ROOT / "build"))
@@ -46,7 +46,7 @@ def parse_args(description, argv=None):
     return opts
 
 
-def lab_binary(opts, name):
+def lab_binary(opts: argparse.Namespace, name: str) -> Path:
     path = opts.build_dir / "labs" / "bin" / opts.variant / name
     if not path.exists():
         raise SetupError(f"{path} is not built: run `make build` first (a compile error in "
@@ -54,7 +54,7 @@ def lab_binary(opts, name):
     return path
 
 
-def tool(opts, name):
+def tool(opts: argparse.Namespace, name: str) -> Path:
     path = opts.build_dir / "bin" / name
     if not path.exists():
         raise SetupError(f"{path} is not built: run `make build` first")
@@ -64,34 +64,35 @@ def tool(opts, name):
 class Report:
     """Collects steps; run() prints each as it finishes and returns the exit status."""
 
-    def __init__(self, title):
+    def __init__(self, title: str) -> None:
         self.title = title
-        self.failed = []
+        self.failed: list[str] = []
         self.started = time.monotonic()
 
-    def step(self, name, fn):
+    def step(self, name: str, fn: Callable[[], Any]) -> bool:
         t0 = time.monotonic()
         try:
             detail = fn()
         except AssertionError as e:
-            print(f"FAIL  {name} ({time.monotonic() - t0:.1f} s)\n      {str(e).replace(chr(10), chr(10) + '      ')}",
-                  flush=True)
+            indented = str(e).replace("\n", "\n      ")
+            print(f"FAIL  {name} ({time.monotonic() - t0:.1f} s)\n      {indented}", flush=True)
             self.failed.append(name)
             return False
         print(f"ok    {name} ({time.monotonic() - t0:.1f} s)" + (f": {detail}" if detail else ""),
               flush=True)
         return True
 
-    def finish(self):
+    def finish(self) -> int:
         took = time.monotonic() - self.started
         if self.failed:
-            print(f"{self.title}: FAIL ({len(self.failed)} step(s): {', '.join(self.failed)}) in {took:.1f} s")
+            print(f"{self.title}: FAIL ({len(self.failed)} step(s): {', '.join(self.failed)}) "
+                  f"in {took:.1f} s")
             return 1
         print(f"{self.title}: PASS in {took:.1f} s")
         return 0
 
 
-def main(title, steps_fn, opts):
+def main(title: str, steps_fn: Callable[[Report], Any], opts: argparse.Namespace) -> int:
     """Runs steps_fn(report) and turns exceptions into the exit statuses of the contract."""
     report = Report(title)
     try:
@@ -110,17 +111,18 @@ def main(title, steps_fn, opts):
 class Server:
     """A server binary on port 0, read its ready line; stopped with SIGTERM (then SIGKILL)."""
 
-    def __init__(self, binary, args=(), nofile=None, ready_timeout=5.0):
+    def __init__(self, binary: str | Path, args: Sequence[str] = (), nofile: int | None = None,
+                 ready_timeout: float = 5.0) -> None:
         self.binary = Path(binary)
         self.args = list(args)
         self.nofile = nofile
         self.ready_timeout = ready_timeout
-        self.proc = None
-        self.port = None
-        self.final_stats = None
+        self.proc: Any = None
+        self.port = 0  # set from the ready line
+        self.final_stats: Any = None
 
-    def __enter__(self):
-        def limits():
+    def __enter__(self) -> "Server":
+        def limits() -> None:
             if self.nofile:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
         self.proc = subprocess.Popen([str(self.binary), "--port", "0", *self.args],
@@ -135,7 +137,7 @@ class Server:
         self.port = int(m.group(2))
         return self
 
-    def _read_line(self, timeout):
+    def _read_line(self, timeout: float) -> str | None:
         deadline = time.monotonic() + timeout
         out = b""
         fd = self.proc.stdout.fileno()
@@ -149,10 +151,10 @@ class Server:
             out += chunk
         return out.decode(errors="replace").strip()
 
-    def alive(self):
+    def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def _stop(self, kill=False):
+    def _stop(self, kill: bool = False) -> str:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         try:
@@ -160,7 +162,7 @@ class Server:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             out, err = self.proc.communicate()
-        lines = [l for l in out.decode(errors="replace").splitlines() if l.startswith("{")]
+        lines = [ln for ln in out.decode(errors="replace").splitlines() if ln.startswith("{")]
         if lines:
             try:
                 self.final_stats = json.loads(lines[-1])
@@ -168,10 +170,10 @@ class Server:
                 pass
         return err.decode(errors="replace")
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self._stop()
 
-    def get(self, path, timeout=5.0):
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
         """(status, body) of one GET on a fresh connection."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
@@ -181,7 +183,7 @@ class Server:
         finally:
             conn.close()
 
-    def stats(self, conn=None):
+    def stats(self, conn: Any = None) -> Any:
         """/stats as a dict, on a fresh connection or on `conn` (from keep_alive())."""
         if conn is None:
             status, body = self.get("/stats")
@@ -192,7 +194,7 @@ class Server:
         assert status == 200, f"/stats answered {status}"
         return json.loads(body)
 
-    def keep_alive(self, timeout=5.0):
+    def keep_alive(self, timeout: float = 5.0) -> Any:
         """A keep-alive connection made now (a low descriptor in the server), for /stats
         later when new connections may be refused."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
@@ -203,7 +205,7 @@ class Server:
         return conn
 
 
-def raise_own_fd_limit(needed):
+def raise_own_fd_limit(needed: int) -> None:
     """Raises this process's soft RLIMIT_NOFILE to hold `needed` descriptors, or CannotRun."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= needed:
@@ -217,7 +219,7 @@ def raise_own_fd_limit(needed):
 PING = b"GET /ping HTTP/1.1\r\nHost: lab\r\n\r\n"
 
 
-def read_status(sock, deadline):
+def read_status(sock: Any, deadline: float) -> int | None:
     """The status code of one response on a blocking socket, or None on close/time-out."""
     data = b""
     while b"\r\n" not in data:
@@ -236,7 +238,7 @@ def read_status(sock, deadline):
     return int(m.group(1)) if m else None
 
 
-def open_connections(port, n, timeout=10.0):
+def open_connections(port: int, n: int, timeout: float = 10.0) -> list[Any]:
     """n connected sockets (blocking, with time-outs); raises AssertionError if one fails."""
     socks = []
     try:
@@ -259,7 +261,8 @@ SLOW_CONFORMANCE = ["HeaderTimeoutNotExtendedByDrippedBytes", "SlowlorisClosedAn
                     "DescriptorExhaustionKeepsServingAndRecovers"]
 
 
-def conformance(opts, binary, include=None, exclude=(), timeout=120):
+def conformance(opts: argparse.Namespace, binary: Path, include: Iterable[str] | None = None,
+                exclude: Iterable[str] = (), timeout: float = 120) -> str:
     """Runs build/bin/conformance_test against `binary` (named "lab"); returns a one-line
     summary, or raises AssertionError naming the failed tests and their first messages."""
     test = tool(opts, "conformance_test")
@@ -282,9 +285,10 @@ def conformance(opts, binary, include=None, exclude=(), timeout=120):
     lines = [f"{len(failed)} conformance test(s) failed: {', '.join(failed) or '(crash?)'}"]
     # The first failure message of each failed test, for a start.
     for name in failed[:5]:
-        block = re.search(rf"\[ RUN      \] Servers/Conformance\.{name}/lab\n(.*?)\[  FAILED  \]", out, re.S)
+        block = re.search(
+            rf"\[ RUN      \] Servers/Conformance\.{name}/lab\n(.*?)\[  FAILED  \]", out, re.S)
         if block:
-            msg = [l for l in block.group(1).splitlines() if l.strip()][:4]
+            msg = [ln for ln in block.group(1).splitlines() if ln.strip()][:4]
             lines.append(f"  {name}: " + " | ".join(m.strip() for m in msg)[:400])
     lines.append(f"  rerun: IOLAB_SERVER_UNDER_TEST={binary} {test} --gtest_filter='{gfilter}'")
     raise AssertionError("\n".join(lines))

@@ -12,15 +12,13 @@ import copy
 import io
 import json
 import re
-import sys
 import tempfile
 import unittest
 from pathlib import Path
 
+from iolab_bench import claims, figures  # bench/ on PYTHONPATH (CTest sets it)
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-import claims  # noqa: E402
-import figures  # noqa: E402
 
 
 def summary_row(server, point, metric, median, params=None, why=()):
@@ -32,7 +30,8 @@ def write_run(folder, scenario, summary=None, micro=None, started="2026-01-01T00
     folder.mkdir(parents=True)
     (folder / "manifest.json").write_text(json.dumps({
         "scenario": scenario, "started": started, "finished": started,
-        "cpu_model": "Fixture Xeon", "cpus_online": "0-1", "hostname": "fixture", "kernel": "6.1.0"}))
+        "cpu_model": "Fixture Xeon", "cpus_online": "0-1", "hostname": "fixture",
+        "kernel": "6.1.0"}))
     if summary is not None:
         (folder / "harness").mkdir()
         (folder / "harness" / "summary.json").write_text(json.dumps(summary))
@@ -51,16 +50,17 @@ def c10k(select_900=20.0, epoll_5000=11.0, invalid_900=()):
 
 def syscalls(cycles, ns):
     return {"syscalls": [{"name": "BM_Getppid", "run_name": "BM_Getppid", "run_type": "iteration",
-                          "real_time": ns, "cpu_time": ns, "time_unit": "ns", "tsc_cycles": cycles}]}
+                          "real_time": ns, "cpu_time": ns, "time_unit": "ns",
+                          "tsc_cycles": cycles}]}
 
 
 class Fixture(unittest.TestCase):
-    def setUp(self):
+    def setUp(self) -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="labs-claims-")
         self.root = Path(self.tmp.name)
         self.ledger = {c["id"]: c for c in claims.load_ledger()}
 
-    def tearDown(self):
+    def tearDown(self) -> None:
         self.tmp.cleanup()
 
     def verdict(self, cid, folder):
@@ -74,10 +74,10 @@ class Fixture(unittest.TestCase):
 
 
 class RealLedgerTest(Fixture):
-    def test_twenty_claims_in_order(self):
+    def test_twenty_claims_in_order(self) -> None:
         self.assertEqual(list(self.ledger), [f"C{i:02d}" for i in range(1, 21)])
 
-    def test_every_source_exists_in_the_project(self):
+    def test_every_source_exists_in_the_project(self) -> None:
         problems = []
         for cid, c in self.ledger.items():
             for name, src in (c.get("sources") or {}).items():
@@ -89,15 +89,18 @@ class RealLedgerTest(Fixture):
                         continue
                     sc = json.loads(path.read_text())
                     if src["server"] not in sc["servers"]:
-                        problems.append(f"{where}: {src['server']} is not a server of {src['scenario']}")
+                        problems.append(
+                            f"{where}: {src['server']} is not a server of {src['scenario']}")
                     points = sc.get("points", ["fixed_rate", "saturation", "closed_loop"])
                     if src["point"] not in points:
                         problems.append(f"{where}: {src['scenario']} has no point {src['point']}")
                     for key, value in src.get("params", {}).items():
                         if value not in sc.get("matrix", {}).get(key, []):
-                            problems.append(f"{where}: {src['scenario']} matrix has no {key}={value}")
+                            problems.append(
+                                f"{where}: {src['scenario']} matrix has no {key}={value}")
                     if set(sc.get("matrix", {})) - set(src.get("params", {})):
-                        problems.append(f"{where}: params must name every matrix key of {src['scenario']}")
+                        problems.append(
+                            f"{where}: params must name every matrix key of {src['scenario']}")
                 else:
                     suite = src["micro"]
                     files = list((ROOT / "bench" / "micro").glob(f"{suite}.cpp")) + \
@@ -106,16 +109,17 @@ class RealLedgerTest(Fixture):
                         problems.append(f"{where}: no micro suite {suite}")
                         continue
                     base = src["benchmark"].split("/")[0]
-                    if not any(re.search(rf"BENCHMARK(_CAPTURE)?\({base}\b", f.read_text()) for f in files):
+                    registered = rf"BENCHMARK(_CAPTURE)?\({base}\b"
+                    if not any(re.search(registered, f.read_text()) for f in files):
                         problems.append(f"{where}: {base} is not registered in micro_{suite}")
         self.assertEqual(problems, [], "\n".join(problems))
 
-    def test_run_without_data_prints_twenty_rows_and_writes_outputs(self):
+    def test_run_without_data_prints_twenty_rows_and_writes_outputs(self) -> None:
         run = self.root / "empty"
         write_run(run, "quick")
         rc, out = self.run_main("--results", str(run))
         self.assertEqual(rc, 0, out)
-        rows = [l for l in out.splitlines() if re.match(r"C\d\d  ", l)]
+        rows = [ln for ln in out.splitlines() if re.match(r"C\d\d  ", ln)]
         self.assertEqual(len(rows), 20, out)
         for line in rows:
             self.assertRegex(line, r"(no data in this run|not testable here)$")
@@ -127,7 +131,7 @@ class RealLedgerTest(Fixture):
         self.assertNotIn("<dc:date>", svg)  # reproducible: no date in the metadata
         self.assertIn("Claims ledger: Fixture Xeon, 2 CPUs, Linux 6.1.0", svg)
 
-    def test_only_and_unknown_ids(self):
+    def test_only_and_unknown_ids(self) -> None:
         run = self.root / "r"
         write_run(run, "micro", micro=syscalls(1000, 70))
         rc, out = self.run_main("--results", str(run), "--only", "c01,C02", "--no-write")
@@ -143,9 +147,10 @@ class RealLedgerTest(Fixture):
 
 
 class ReadmeTest(Fixture):
-    def test_readme_block_from_reference_or_placeholder(self):
+    def test_readme_block_from_reference_or_placeholder(self) -> None:
         readme = self.root / "README.md"
-        readme.write_text("# x\n<!-- claims-ledger -->\nSTALE-TEXT\n<!-- /claims-ledger -->\ntail\n")
+        readme.write_text(
+            "# x\n<!-- claims-ledger -->\nSTALE-TEXT\n<!-- /claims-ledger -->\ntail\n")
         reference = self.root / "reference"
         rc, out = self.run_main("--readme", str(readme), "--reference", str(reference))
         self.assertEqual(rc, 0, out)
@@ -166,14 +171,14 @@ class ReadmeTest(Fixture):
 
 
 class VerdictTest(Fixture):
-    def test_micro_claims(self):
+    def test_micro_claims(self) -> None:
         write_run(self.root / "m", "micro", micro=syscalls(cycles=1000, ns=773))
         self.assertEqual(self.verdict("C01", self.root).verdict, claims.HOLDS)
         r = self.verdict("C02", self.root)
         self.assertEqual(r.verdict, claims.FAILS)
         self.assertIn("773 ns", r.detail)
 
-    def test_micro_figures_under_background_load_are_not_valid(self):
+    def test_micro_figures_under_background_load_are_not_valid(self) -> None:
         write_run(self.root / "m", "micro", micro=syscalls(cycles=1000, ns=773))
         manifest = json.loads((self.root / "m" / "manifest.json").read_text())
         manifest["micro"] = {"suites": {"syscalls": {"exit_status": 0, "background_cpus": 0.9}}}
@@ -182,13 +187,13 @@ class VerdictTest(Fixture):
         self.assertEqual(r.verdict, claims.INVALID)
         self.assertIn("background load 0.90 CPUs during micro_syscalls", r.detail)
         # The same rule as the harness's cells.
-        import compare  # noqa: E402
-        self.assertEqual(figures.MAX_BACKGROUND_CPUS, compare.MAX_BACKGROUND_CPUS)
+        from iolab_bench import validity
+        self.assertEqual(figures.MAX_BACKGROUND_CPUS, validity.MAX_BACKGROUND_CPUS)
         manifest["micro"]["suites"]["syscalls"]["background_cpus"] = 0.1
         (self.root / "m" / "manifest.json").write_text(json.dumps(manifest))
         self.assertEqual(self.verdict("C01", self.root).verdict, claims.HOLDS)
 
-    def test_harness_claim_holds_fails_and_is_invalid(self):
+    def test_harness_claim_holds_fails_and_is_invalid(self) -> None:
         write_run(self.root / "a", "c10k", summary=c10k())
         self.assertEqual(self.verdict("C08", self.root).verdict, claims.HOLDS)
         self.tmp.cleanup()
@@ -199,7 +204,7 @@ class VerdictTest(Fixture):
         self.assertEqual(r.verdict, claims.FAILS)
         self.assertIn("epoll_et: CPU per request with 5000", r.detail)
 
-    def test_invalid_source_and_newest_run(self):
+    def test_invalid_source_and_newest_run(self) -> None:
         write_run(self.root / "old", "c10k", summary=c10k(), started="2025-01-01")
         write_run(self.root / "new", "c10k", summary=c10k(invalid_900=["spread 40%"]),
                   started="2026-06-01")
@@ -208,14 +213,15 @@ class VerdictTest(Fixture):
         self.assertIn("select_900: spread 40%", r.detail)
         self.assertIn("!", r.measured())
 
-    def test_missing_rows_name_the_scenario(self):
+    def test_missing_rows_name_the_scenario(self) -> None:
         write_run(self.root / "q", "quick", summary=[])
         r = self.verdict("C16", self.root)
         self.assertEqual(r.verdict, claims.NO_DATA)
         self.assertEqual(r.detail, "needs blocking")
 
-    def test_rules(self):
-        check = {"what": "x", "expr": "a", "rule": "within_factor", "claimed": [800, 1200], "factor": 2}
+    def test_rules(self) -> None:
+        check = {"what": "x", "expr": "a", "rule": "within_factor",
+                 "claimed": [800, 1200], "factor": 2}
         self.assertTrue(claims.judge(check, 400))
         self.assertTrue(claims.judge(check, 2400))
         self.assertFalse(claims.judge(check, 399))
@@ -226,7 +232,7 @@ class VerdictTest(Fixture):
         self.assertFalse(claims.judge({"rule": "at_most", "threshold": 0.6}, 0.61))
         self.assertEqual(claims.evaluate("(a + b) / (c - 1)", {"a": 1, "b": 2, "c": 4}), 1.0)
 
-    def test_division_by_zero_is_not_valid(self):
+    def test_division_by_zero_is_not_valid(self) -> None:
         zero = c10k()
         zero[2]["median"] = 0.0  # epoll_et at 0 idle: 0 us per request
         write_run(self.root / "z", "c10k", summary=zero)
@@ -236,12 +242,13 @@ class VerdictTest(Fixture):
 
 
 class LedgerValidationTest(unittest.TestCase):
-    def setUp(self):
+    def setUp(self) -> None:
         self.doc = json.loads(claims.LEDGER.read_text())
-        self.tmp = tempfile.NamedTemporaryFile("w", suffix=".json", prefix="labs-claims-", delete=False)
+        self.tmp = tempfile.NamedTemporaryFile(
+            "w", suffix=".json", prefix="labs-claims-", delete=False)
         self.path = Path(self.tmp.name)
 
-    def tearDown(self):
+    def tearDown(self) -> None:
         self.path.unlink()
 
     def broken(self, change):
@@ -252,13 +259,14 @@ class LedgerValidationTest(unittest.TestCase):
             claims.load_ledger(self.path)
         return str(ctx.exception)
 
-    def test_broken_ledgers_are_refused(self):
+    def test_broken_ledgers_are_refused(self) -> None:
         def unknown_name(c):
             c["C01"]["checks"][0]["expr"] = "getppid_cycles / nothing"
         self.assertIn("unknown nothing", self.broken(unknown_name))
 
         def unused(c):
-            c["C01"]["sources"]["spare"] = {"micro": "syscalls", "benchmark": "BM_X", "field": "cpu_time"}
+            c["C01"]["sources"]["spare"] = {"micro": "syscalls",
+                                            "benchmark": "BM_X", "field": "cpu_time"}
         self.assertIn("never used: spare", self.broken(unused))
 
         def bad_rule(c):

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Tests of labs/fill_figures.py and bench/figures.py on fixture runs built here.
+"""Tests of labs/fill_figures.py and bench/iolab_bench/figures.py on fixture runs built here.
 
 A fixture lab tree (two labs, markers, figures.json) and a fixture reference folder (one harness
 run, one micro run, an older and an interrupted run) are written to a temporary folder; the
@@ -9,16 +9,14 @@ script runs on them in-process. Standard library only.
 import contextlib
 import io
 import json
-import sys
 import tempfile
 import unittest
 from pathlib import Path
 
+import fill_figures  # labs/ and bench/ on PYTHONPATH (CTest sets it)
+from iolab_bench import figures
+
 LABS = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(LABS))
-sys.path.insert(0, str(LABS.parent / "bench"))
-import figures  # noqa: E402
-import fill_figures  # noqa: E402
 
 
 def summary_row(server, point, metric, median, params=None, why=()):
@@ -38,7 +36,8 @@ def write_run(folder, scenario, started, summary=None, micro=None, finished=True
         (folder / "harness" / "summary.json").write_text(json.dumps(summary))
     for suite, benchmarks in (micro or {}).items():
         (folder / "micro").mkdir(exist_ok=True)
-        (folder / "micro" / f"{suite}.json").write_text(json.dumps({"context": {}, "benchmarks": benchmarks}))
+        doc = {"context": {}, "benchmarks": benchmarks}
+        (folder / "micro" / f"{suite}.json").write_text(json.dumps(doc))
 
 
 README_01 = """# Lab 01
@@ -59,7 +58,7 @@ FIGURES_01 = {
 
 
 class FillFiguresTest(unittest.TestCase):
-    def setUp(self):
+    def setUp(self) -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="labs-fill-")
         root = Path(self.tmp.name)
         self.labs = root / "labs"
@@ -72,7 +71,7 @@ class FillFiguresTest(unittest.TestCase):
         (lab2 / "README.md").write_text("No figures here.\n")
         self.reference = root / "reference"
 
-    def tearDown(self):
+    def tearDown(self) -> None:
         self.tmp.cleanup()
 
     def make_reference(self):
@@ -84,7 +83,8 @@ class FillFiguresTest(unittest.TestCase):
         ]
         write_run(machine / "c10k", "c10k", "2026-01-02T00:00:00", summary=summary)
         # An older run of the same scenario with another value: the newest must win.
-        old = [summary_row("select", "fixed_rate", "server_cpu_us", 99.0, {"idle_connections": 900})]
+        old = [summary_row("select", "fixed_rate", "server_cpu_us",
+                           99.0, {"idle_connections": 900})]
         write_run(machine / "c10k-old", "c10k", "2025-01-01T00:00:00", summary=old)
         micro = {"syscalls": [
             {"name": "BM_Getppid", "run_name": "BM_Getppid", "run_type": "iteration",
@@ -99,7 +99,7 @@ class FillFiguresTest(unittest.TestCase):
                                     str(self.reference), *args])
         return rc, out.getvalue() + err.getvalue()
 
-    def test_no_reference_leaves_placeholders_and_says_so(self):
+    def test_no_reference_leaves_placeholders_and_says_so(self) -> None:
         rc, out = self.run_main()
         self.assertEqual(rc, 0, out)
         self.assertIn("no reference run", out)
@@ -107,7 +107,7 @@ class FillFiguresTest(unittest.TestCase):
         self.assertEqual(text.count("(run make lab-01)"), 5, text)
         self.assertNotIn("old", text)
 
-    def test_fills_from_reference(self):
+    def test_fills_from_reference(self) -> None:
         self.make_reference()
         rc, out = self.run_main()
         self.assertEqual(rc, 0, out)
@@ -122,7 +122,7 @@ class FillFiguresTest(unittest.TestCase):
         rc, out = self.run_main("--check")
         self.assertEqual(rc, 0, out)
 
-    def test_check_reports_stale_readme(self):
+    def test_check_reports_stale_readme(self) -> None:
         self.make_reference()
         before = (self.lab1 / "README.md").read_text()
         rc, out = self.run_main("--check")
@@ -130,20 +130,21 @@ class FillFiguresTest(unittest.TestCase):
         self.assertIn("out of date", out)
         self.assertEqual((self.lab1 / "README.md").read_text(), before)
 
-    def test_marker_without_source_is_an_error(self):
+    def test_marker_without_source_is_an_error(self) -> None:
         (self.labs / "02-second" / "README.md").write_text("x <!-- fig:nowhere -->1<!-- /fig -->\n")
         rc, out = self.run_main()
         self.assertEqual(rc, 1)
         self.assertIn("fig:nowhere has no source", out)
 
-    def test_unused_source_is_an_error(self):
-        doc = dict(FIGURES_01, spare={"micro": "syscalls", "benchmark": "BM_X", "field": "cpu_time"})
+    def test_unused_source_is_an_error(self) -> None:
+        doc = dict(FIGURES_01, spare={"micro": "syscalls",
+                   "benchmark": "BM_X", "field": "cpu_time"})
         (self.lab1 / "figures.json").write_text(json.dumps(doc))
         rc, out = self.run_main()
         self.assertEqual(rc, 1)
         self.assertIn("spare is not used", out)
 
-    def test_malformed_source_is_an_error(self):
+    def test_malformed_source_is_an_error(self) -> None:
         doc = dict(FIGURES_01)
         doc["select_cpu"] = {"scenario": "c10k", "server": "select"}
         (self.lab1 / "figures.json").write_text(json.dumps(doc))
@@ -151,7 +152,7 @@ class FillFiguresTest(unittest.TestCase):
         self.assertEqual(rc, 1)
         self.assertIn("lacks point, metric", out)
 
-    def test_two_machines_need_a_choice(self):
+    def test_two_machines_need_a_choice(self) -> None:
         self.make_reference()
         write_run(self.reference / "other" / "c10k", "c10k", "2026-01-03T00:00:00", summary=[])
         with self.assertRaises(SystemExit) as ctx:
@@ -162,14 +163,14 @@ class FillFiguresTest(unittest.TestCase):
 
 
 class FiguresTest(unittest.TestCase):
-    def setUp(self):
+    def setUp(self) -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="labs-figs-")
         self.root = Path(self.tmp.name)
 
-    def tearDown(self):
+    def tearDown(self) -> None:
         self.tmp.cleanup()
 
-    def test_missing_params_with_several_cells_is_ambiguous(self):
+    def test_missing_params_with_several_cells_is_ambiguous(self) -> None:
         summary = [summary_row("select", "fixed_rate", "p99_us", 10, {"idle_connections": 0}),
                    summary_row("select", "fixed_rate", "p99_us", 20, {"idle_connections": 900})]
         write_run(self.root / "r", "c10k", "2026", summary=summary)
@@ -178,7 +179,7 @@ class FiguresTest(unittest.TestCase):
             figures.figure(runs, {"scenario": "c10k", "server": "select", "point": "fixed_rate",
                                   "metric": "p99_us"})
 
-    def test_finished_run_preferred_over_newer_interrupted(self):
+    def test_finished_run_preferred_over_newer_interrupted(self) -> None:
         row = lambda v: [summary_row("epoll_et", "saturation", "rps", v)]  # noqa: E731
         write_run(self.root / "a", "quick", "2026-01-01", summary=row(1.0))
         write_run(self.root / "b", "quick", "2026-02-01", summary=row(2.0), finished=False)
@@ -188,7 +189,7 @@ class FiguresTest(unittest.TestCase):
         self.assertEqual(fig.value, 1.0)
         self.assertTrue(fig.valid)
 
-    def test_micro_median_aggregate_and_counter(self):
+    def test_micro_median_aggregate_and_counter(self) -> None:
         benchmarks = [
             {"name": "BM_Pipe/same_core", "run_name": "BM_Pipe/same_core", "run_type": "iteration",
              "real_time": 5, "time_unit": "us", "ctx_switches": 2.0},
@@ -204,11 +205,13 @@ class FiguresTest(unittest.TestCase):
         fig = figures.figure(runs, {"micro": "switch", "benchmark": "BM_Pipe/same_core",
                                     "field": "ctx_switches"})
         self.assertEqual(fig.value, 1.8)
-        self.assertIsNone(figures.figure(runs, {"micro": "ipc", "benchmark": "BM_X", "field": "real_time"}))
+        self.assertIsNone(figures.figure(
+            runs, {"micro": "ipc", "benchmark": "BM_X", "field": "real_time"}))
         with self.assertRaises(figures.SourceError):
-            figures.figure(runs, {"micro": "switch", "benchmark": "BM_Pipe/same_core", "field": "nope"})
+            figures.figure(
+                runs, {"micro": "switch", "benchmark": "BM_Pipe/same_core", "field": "nope"})
 
-    def test_find_runs_descends_into_folders_of_runs(self):
+    def test_find_runs_descends_into_folders_of_runs(self) -> None:
         write_run(self.root / "m1" / "x" / "run1", "quick", "2026-01-01", summary=[])
         write_run(self.root / "m1" / "run2", "c10k", "2026-01-02", summary=[])
         runs = figures.find_runs(self.root)

@@ -11,16 +11,14 @@ only; a second or so.
 
 import json
 import re
-import sys
 import unittest
 from pathlib import Path
 
+import fill_figures  # labs/ and bench/ on PYTHONPATH (CTest sets it)
+from iolab_bench import HarnessError, scenarios
+
 LABS = Path(__file__).resolve().parent.parent
 ROOT = LABS.parent
-sys.path.insert(0, str(LABS))
-sys.path.insert(0, str(ROOT / "bench"))
-import fill_figures  # noqa: E402
-import run  # noqa: E402  (bench/run.py: load_scenario)
 
 SECTIONS = ["Goal", "Background", "Claim under test", "Predict", "Run", "Observe", "Explain",
             "Exercise", "Check", "Going further"]
@@ -76,8 +74,8 @@ def layout_problems(lab):
             out.append(f"{lab.name}/scenario.json: names neither \"scenario\" nor \"micro\"")
         if "scenario" in spec:
             try:
-                base = run.load_scenario(spec["scenario"])
-            except run.HarnessError as e:
+                base = scenarios.load_scenario(spec["scenario"])
+            except HarnessError as e:
                 out.append(f"{lab.name}/scenario.json: {e}")
             else:
                 unknown = [k for k in spec.get("set", {}) if k not in base]
@@ -88,24 +86,24 @@ def layout_problems(lab):
             if not any((ROOT / "bench" / "micro").glob(f"{suite}.cpp")) and \
                     not (ROOT / "bench" / "micro" / suite).is_dir():
                 out.append(f"{lab.name}/scenario.json: no micro suite '{suite}' in bench/micro/")
-        unknown = set(spec) - {"scenario", "set", "micro", "claims", "description"}
-        if unknown:
-            out.append(f"{lab.name}/scenario.json: unknown keys {', '.join(sorted(unknown))}")
+        extra = set(spec) - {"scenario", "set", "micro", "claims", "description"}
+        if extra:
+            out.append(f"{lab.name}/scenario.json: unknown keys {', '.join(sorted(extra))}")
     return out
 
 
 class LayoutTest(unittest.TestCase):
-    def test_every_lab_keeps_the_contract(self):
+    def test_every_lab_keeps_the_contract(self) -> None:
         problems = []
         for lab in lab_dirs():
             problems += layout_problems(lab)
         self.assertEqual(problems, [], "\n" + "\n".join(problems))
 
-    def test_lab_numbers_are_unique(self):
+    def test_lab_numbers_are_unique(self) -> None:
         numbers = [p.name[:2] for p in lab_dirs()]
         self.assertEqual(len(numbers), len(set(numbers)), numbers)
 
-    def test_a_broken_lab_is_caught(self):
+    def test_a_broken_lab_is_caught(self) -> None:
         # The checker itself must be able to fail: a README missing sections and a marker
         # without a source, in a temporary lab folder.
         import tempfile

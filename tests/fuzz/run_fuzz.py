@@ -207,8 +207,9 @@ def cmd_run(opts):
             corpus = Path(scratch.name)
         else:
             corpus = Path(opts.build_dir) / "corpus" / target
-        log(f"{target}: running for up to {opts.seconds:g} s" +
-            (f" or {opts.runs} executions" if opts.runs else "") + (f" (nice {opts.nice})" if opts.nice else ""))
+        log(f"{target}: running for up to {opts.seconds:g} s"
+            + (f" or {opts.runs} executions" if opts.runs else "")
+            + (f" (nice {opts.nice})" if opts.nice else ""))
         r = run_target(opts.build_dir, target, opts.seconds, opts.runs, opts.nice, corpus)
         report.append(r)
         if opts.scratch_corpus:

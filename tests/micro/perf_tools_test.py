@@ -17,11 +17,11 @@ import unittest
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import flamegraph  # bench/perf on PYTHONPATH (CTest sets it; "perf" alone is linux-perf's module)
+import perf_parse
+
 ROOT = Path(__file__).resolve().parents[2]
 PERF_DIR = ROOT / "bench" / "perf"
-sys.path.insert(0, str(PERF_DIR))
-import flamegraph  # noqa: E402
-import perf_parse  # noqa: E402
 
 BIN_DIR = Path(sys.argv.pop(1)) if len(sys.argv) > 1 else ROOT / "build" / "bin"
 SVG = "{http://www.w3.org/2000/svg}"
@@ -90,7 +90,7 @@ def run(cmd, env=None, timeout=60, **kw):
 
 
 class FlameGraphTest(unittest.TestCase):
-    def test_fold_names_frames_root_first(self):
+    def test_fold_names_frames_root_first(self) -> None:
         stacks = flamegraph.fold(PERF_SCRIPT.splitlines(keepends=True))
         self.assertEqual(stacks, {
             "server_epoll_et;main;[libc.so.6];iolab::Connection::on_read(unsigned long);"
@@ -98,20 +98,20 @@ class FlameGraphTest(unittest.TestCase):
             "tokio worker;run": 1,
         })
 
-    def test_render_widths_follow_samples(self):
+    def test_render_widths_follow_samples(self) -> None:
         svg = flamegraph.render({"a;b;c": 3, "a;b;d": 1, "a;e": 4}, title="t")
         root = ET.fromstring(svg)
         widths = {}
         for g in root.iter(f"{SVG}g"):
             name = g.find(f"{SVG}title").text.split(" (")[0]
-            widths[name] = float(g.find(f"{SVG}rect").get("width"))
+            widths[name] = float(str(g.find(f"{SVG}rect").get("width")))
         self.assertEqual(set(widths), {"all", "a", "b", "c", "d", "e"})
         self.assertAlmostEqual(widths["a"], widths["all"], places=1)
         self.assertAlmostEqual(widths["b"], widths["a"] / 2, places=1)
         self.assertAlmostEqual(widths["c"], 3 * widths["d"], places=1)
         self.assertIn("8 samples", svg)
 
-    def test_render_escapes_and_is_deterministic(self):
+    def test_render_escapes_and_is_deterministic(self) -> None:
         stacks = {"main;operator<<(std::ostream&, X const&)": 2, "main;f": 1}
         svg = flamegraph.render(stacks, title="a <b> & c")
         ET.fromstring(svg)  # well-formed
@@ -119,7 +119,7 @@ class FlameGraphTest(unittest.TestCase):
         self.assertEqual(svg, flamegraph.render(dict(reversed(list(stacks.items()))),
                                                 title="a <b> & c"))
 
-    def test_read_folded(self):
+    def test_read_folded(self) -> None:
         self.assertEqual(flamegraph.read_folded(["a;b 2\n", "a;b 3\n", "\n", "a c;d 1\n"]),
                          {"a;b": 5, "a c;d": 1})
         with self.assertRaises(ValueError):
@@ -127,13 +127,13 @@ class FlameGraphTest(unittest.TestCase):
 
 
 class ParseTest(unittest.TestCase):
-    def test_perf_trace_sums_threads(self):
+    def test_perf_trace_sums_threads(self) -> None:
         self.assertEqual(perf_parse.perf_trace_summary(PERF_TRACE), {"read": 7, "epoll_wait": 2})
 
-    def test_strace_with_and_without_errors(self):
+    def test_strace_with_and_without_errors(self) -> None:
         self.assertEqual(perf_parse.strace_summary(STRACE_C), {"read": 4, "openat": 4})
 
-    def test_perf_stat_statuses(self):
+    def test_perf_stat_statuses(self) -> None:
         rows = {r["event"]: r for r in perf_parse.perf_stat_csv(PERF_STAT)}
         self.assertEqual(rows["task-clock"]["value"], 1.64)
         self.assertEqual(rows["cycles"]["status"], "not supported")
@@ -141,8 +141,12 @@ class ParseTest(unittest.TestCase):
 
 
 class ScriptsTest(unittest.TestCase):
+    tmp: Path
+    refused: Path
+    perf_works: bool
+
     @classmethod
-    def setUpClass(cls):
+    def setUpClass(cls) -> None:
         cls.tmp = Path(tempfile.mkdtemp(prefix="iolab-perf-test-"))
         cls.refused = cls.tmp / "perf-refused"
         cls.refused.write_text("#!/bin/sh\necho 'Error: Access to performance monitoring and "
@@ -152,7 +156,7 @@ class ScriptsTest(unittest.TestCase):
             if shutil.which("perf") else False
 
     @classmethod
-    def tearDownClass(cls):
+    def tearDownClass(cls) -> None:
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def busy_child(self):
@@ -165,7 +169,7 @@ class ScriptsTest(unittest.TestCase):
         return p.pid
 
     # syscount.sh
-    def test_syscount_command(self):
+    def test_syscount_command(self) -> None:
         r = run([PERF_DIR / "syscount.sh", "--json", "--", "cat", "/dev/null"])
         self.assertEqual(r.returncode, 0, r.stderr)
         out = json.loads(r.stdout)
@@ -174,14 +178,14 @@ class ScriptsTest(unittest.TestCase):
         if out["source"] == "strace":
             self.assertTrue(out["note"])
 
-    def test_syscount_pid(self):
+    def test_syscount_pid(self) -> None:
         pid = self.busy_child()
         r = run([PERF_DIR / "syscount.sh", "-d", "0.7", "--json", "-p", str(pid)])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertGreater(json.loads(r.stdout)["syscalls"].get("getppid", 0), 10)
 
     @unittest.skipUnless(shutil.which("strace"), "strace not installed")
-    def test_syscount_perf_refused_falls_back_to_strace(self):
+    def test_syscount_perf_refused_falls_back_to_strace(self) -> None:
         r = run([PERF_DIR / "syscount.sh", "--json", "--", "cat", "/dev/null"],
                 env={"PERF": str(self.refused)})
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -190,20 +194,20 @@ class ScriptsTest(unittest.TestCase):
         self.assertIn("perf_event_paranoid", out["note"])
         self.assertIn("falling back to strace", r.stderr)
 
-    def test_syscount_without_tools(self):
+    def test_syscount_without_tools(self) -> None:
         r = run([PERF_DIR / "syscount.sh", "--", "true"],
                 env={"PERF": "/nonexistent/perf", "STRACE": "/nonexistent/strace"})
         self.assertEqual(r.returncode, 2)
         self.assertIn("apt-get install", r.stderr)
 
-    def test_usage(self):
+    def test_usage(self) -> None:
         for script in ("syscount.sh", "perfstat.sh", "flamegraph.sh"):
             r = run([PERF_DIR / script])
             self.assertEqual(r.returncode, 2, script)
             self.assertIn(f"bench/perf/{script}", r.stderr)
 
     # perfstat.sh
-    def test_perfstat_command(self):
+    def test_perfstat_command(self) -> None:
         r = run([PERF_DIR / "perfstat.sh", "--json", "--", "true"])
         self.assertEqual(r.returncode, 0, r.stderr)
         out = json.loads(r.stdout)
@@ -213,7 +217,7 @@ class ScriptsTest(unittest.TestCase):
             self.assertEqual(events["task-clock"]["status"], "counted")
             self.assertIn("cachegrind.sh", out["note"])
 
-    def test_perfstat_refused_command_uses_rusage(self):
+    def test_perfstat_refused_command_uses_rusage(self) -> None:
         r = run([PERF_DIR / "perfstat.sh", "--json", "--", "sh", "-c",
                  "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; exit 3"],
                 env={"PERF": str(self.refused)})
@@ -223,7 +227,7 @@ class ScriptsTest(unittest.TestCase):
         self.assertGreater(out["events"][0]["value"], 0)
         self.assertIn("perf_event_paranoid", out["note"])
 
-    def test_perfstat_refused_pid_uses_proc(self):
+    def test_perfstat_refused_pid_uses_proc(self) -> None:
         pid = self.busy_child()
         r = run([PERF_DIR / "perfstat.sh", "--json", "-d", "0.5", "-p", str(pid)],
                 env={"PERF": str(self.refused)})
@@ -234,7 +238,7 @@ class ScriptsTest(unittest.TestCase):
         self.assertGreater(events["context-switches"], 10)
 
     # flamegraph.sh
-    def test_flamegraph_command(self):
+    def test_flamegraph_command(self) -> None:
         if not self.perf_works:
             self.skipTest("perf cannot count here (the refused path is tested below)")
         svg = self.tmp / "busy.svg"
@@ -245,14 +249,14 @@ class ScriptsTest(unittest.TestCase):
         self.assertGreater(sum(folded.values()), 20)
         self.assertTrue(all(s.startswith("python3") for s in folded))
 
-    def test_flamegraph_perf_refused(self):
+    def test_flamegraph_perf_refused(self) -> None:
         r = run([PERF_DIR / "flamegraph.sh", "-o", self.tmp / "x.svg", "--", "true"],
                 env={"PERF": str(self.refused)})
         self.assertEqual(r.returncode, 1)
         self.assertIn("perf_event_paranoid", r.stderr)
         self.assertFalse((self.tmp / "x.svg").exists())
 
-    def test_flamegraph_from_folded(self):
+    def test_flamegraph_from_folded(self) -> None:
         folded = self.tmp / "given.folded"
         folded.write_text("main;a 3\nmain;b 1\n")
         r = run([PERF_DIR / "flamegraph.sh", "--folded", folded])
@@ -260,7 +264,7 @@ class ScriptsTest(unittest.TestCase):
         ET.parse(self.tmp / "given.svg")
 
     # cachegrind.sh: a thin alias of instructions_per_request.sh (tested with the runner)
-    def test_cachegrind_forwards_to_instructions_per_request(self):
+    def test_cachegrind_forwards_to_instructions_per_request(self) -> None:
         r = run([PERF_DIR / "cachegrind.sh"])
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("usage: instructions_per_request.sh", r.stderr)
@@ -269,7 +273,7 @@ class ScriptsTest(unittest.TestCase):
         self.assertIn("build first", r.stderr)
 
     # startup.sh: the hyperfine part, on binaries given (building two variants takes a minute)
-    def test_startup_with_given_binaries(self):
+    def test_startup_with_given_binaries(self) -> None:
         server = BIN_DIR / "server_epoll_et"
         if not server.exists() or not shutil.which("hyperfine"):
             self.skipTest("needs build/bin/server_epoll_et and hyperfine")
@@ -283,7 +287,7 @@ class ScriptsTest(unittest.TestCase):
                           "wrapper"})
         self.assertTrue(all(v > 0 for v in out["mean_ms"].values()))
 
-    def test_startup_without_hyperfine(self):
+    def test_startup_without_hyperfine(self) -> None:
         r = run([PERF_DIR / "startup.sh"], env={"HYPERFINE": "/nonexistent/hyperfine"})
         self.assertEqual(r.returncode, 1)
         self.assertIn("apt-get install hyperfine", r.stderr)

@@ -23,7 +23,7 @@ printf '{"context": {"cpu_a": "0"}, "benchmarks": [{"name": "BM_Fake", "label": 
 
 
 class RunMicroTest(unittest.TestCase):
-    def setUp(self):
+    def setUp(self) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="iolab-run-micro-test-"))
         self.bin = self.tmp / "bin"
         self.bin.mkdir()
@@ -33,7 +33,7 @@ class RunMicroTest(unittest.TestCase):
         (self.bin / "not_micro").write_text("#!/bin/sh\nexit 1\n")
         self.results = self.tmp / "results"
 
-    def tearDown(self):
+    def tearDown(self) -> None:
         subprocess.run(["rm", "-rf", str(self.tmp)])
 
     def run_micro(self, *args):
@@ -41,7 +41,7 @@ class RunMicroTest(unittest.TestCase):
                                "--results-dir", str(self.results), *args],
                               capture_output=True, text=True, timeout=60)
 
-    def test_own_run_folder_manifest_and_latest(self):
+    def test_own_run_folder_manifest_and_latest(self) -> None:
         r = self.run_micro("--suites", "fake")
         self.assertEqual(r.returncode, 0, r.stderr)
         (run,) = (self.results / "runs").iterdir()
@@ -57,7 +57,7 @@ class RunMicroTest(unittest.TestCase):
                          ["name"], "BM_Fake")
         self.assertEqual((self.results / "latest").resolve(), run.resolve())
 
-    def test_label_names_the_run_folder(self):
+    def test_label_names_the_run_folder(self) -> None:
         r = self.run_micro("--suites", "fake", "--label", "lab-06", "--no-latest")
         self.assertEqual(r.returncode, 0, r.stderr)
         (run,) = (self.results / "runs").iterdir()
@@ -66,7 +66,7 @@ class RunMicroTest(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("--label '../x'", r.stderr)
 
-    def test_full_mode_and_no_latest(self):
+    def test_full_mode_and_no_latest(self) -> None:
         r = self.run_micro("--suites", "fake", "--full", "--no-latest")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertFalse((self.results / "latest").exists())
@@ -75,7 +75,7 @@ class RunMicroTest(unittest.TestCase):
         self.assertIn("--benchmark_repetitions=3", args)
         self.assertIn("--benchmark_min_time=0.5", args)
 
-    def test_failing_suite_is_recorded_and_others_run(self):
+    def test_failing_suite_is_recorded_and_others_run(self) -> None:
         r = self.run_micro("--no-latest")
         self.assertEqual(r.returncode, 1)
         self.assertIn("FAILED: broken", r.stdout)
@@ -85,7 +85,7 @@ class RunMicroTest(unittest.TestCase):
         self.assertTrue((run / "micro" / "fake.json").exists())
         self.assertNotIn("not_micro", json.dumps(manifest["micro"]["suites"]))
 
-    def test_into_another_run_folder(self):
+    def test_into_another_run_folder(self) -> None:
         run = self.results / "runs" / "20260101-000000-quick"
         run.mkdir(parents=True)
         (run / "manifest.json").write_text('{"scenario": "quick"}')
@@ -96,7 +96,7 @@ class RunMicroTest(unittest.TestCase):
         self.assertIn("steal_pct", json.loads((run / "micro" / "summary.json").read_text()))
         self.assertFalse((self.results / "latest").exists())
 
-    def test_unknown_suite(self):
+    def test_unknown_suite(self) -> None:
         r = self.run_micro("--suites", "nope")
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("no suite nope", r.stderr)

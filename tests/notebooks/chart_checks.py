@@ -10,12 +10,11 @@ It returns the problems as sentences; an empty list means the folder regenerates
 
 import difflib
 import importlib
-import sys
 from pathlib import Path
 
+import iolab_plots as ip  # notebooks/ and bench/ on PYTHONPATH (CTest sets it)
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "notebooks"))
-import iolab_plots as ip  # noqa: E402
 
 # Modules besides iolab_plots that register charts in iolab_plots.TABLES (one per scenario
 # that is drawn outside the numbered notebooks).
@@ -51,6 +50,7 @@ def check_charts(charts_dir, results, require_images=True):
             continue
         if saved != rebuilt:
             diff = "\n".join(difflib.unified_diff(saved.splitlines(), rebuilt.splitlines(),
-                                                  "saved", "rebuilt from the rows", lineterm="", n=0))
+                                                  "saved", "rebuilt from the rows", lineterm="",
+                                                  n=0))
             problems.append(f"{stem}.csv differs from the table rebuilt from the rows:\n{diff}")
     return problems

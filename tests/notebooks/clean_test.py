@@ -27,22 +27,23 @@ def source(cell):
 
 
 class CommittedNotebooks(unittest.TestCase):
-    def test_there_are_nine(self):
+    def test_there_are_nine(self) -> None:
         self.assertEqual(len(notebooks()), 9, [p.name for p in notebooks()])
 
-    def test_no_outputs(self):
+    def test_no_outputs(self) -> None:
         for nb in notebooks():
             doc = json.loads(nb.read_text())
             for i, cell in enumerate(doc["cells"]):
                 with self.subTest(notebook=nb.name, cell=i):
                     if cell["cell_type"] == "code":
-                        self.assertEqual(cell.get("outputs"), [], "commit notebooks without outputs "
+                        self.assertEqual(cell.get("outputs"), [],
+                                         "commit notebooks without outputs "
                                          "(Kernel > Restart & Clear Output)")
                         self.assertIsNone(cell.get("execution_count"))
                     self.assertNotIn("attachments", cell)
             self.assertNotIn("widgets", doc["metadata"])
 
-    def test_opens_with_its_question(self):
+    def test_opens_with_its_question(self) -> None:
         for nb in notebooks():
             with self.subTest(notebook=nb.name):
                 first = json.loads(nb.read_text())["cells"][0]
@@ -52,23 +53,24 @@ class CommittedNotebooks(unittest.TestCase):
                 question = re.search(r"\*\*([^*]+\?)\*\*", text)
                 self.assertIsNotNone(question, "the first cell states its question in bold")
 
-    def test_runs_on_the_project_kernel(self):
+    def test_runs_on_the_project_kernel(self) -> None:
         self.assertEqual(KERNEL["argv"][0], "/usr/bin/python3")
         for nb in notebooks():
             with self.subTest(notebook=nb.name):
                 meta = json.loads(nb.read_text())["metadata"]
                 self.assertEqual(meta["kernelspec"]["name"], "iolab-python3")
 
-    def test_only_loads_plots_and_explains(self):
+    def test_only_loads_plots_and_explains(self) -> None:
         # The figures come from the run folders through iolab_plots; no number is typed into a
         # notebook's code (titles may name fixed settings such as the pipelining depth).
         for nb in notebooks():
             with self.subTest(notebook=nb.name):
-                code = [source(c) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
+                cells = json.loads(nb.read_text())["cells"]
+                code = [source(c) for c in cells if c["cell_type"] == "code"]
                 self.assertIn("ip.load()", code[0])
                 saved = re.findall(r'ip\.save\(fig, t, (?:"([^"]+)"|name)', "\n".join(code))
                 self.assertTrue(saved, "a notebook saves at least one chart")
-                for stem in filter(None, saved):
+                for stem in [s for s in saved if s]:
                     self.assertTrue(stem.startswith(nb.name[:3]), stem)
                 for line in "\n".join(code).splitlines():
                     self.assertNotRegex(line.split("#")[0], r"=\s*\d+\.\d+",

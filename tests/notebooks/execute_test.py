@@ -21,8 +21,7 @@ import tempfile
 import unittest
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chart_checks import ROOT, check_charts, ip  # noqa: E402
+from chart_checks import ROOT, check_charts, ip  # beside this file
 
 FIXTURE = Path(__file__).resolve().parent / "fixture-run"
 NOTEBOOKS = sys.argv[1:] or sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
@@ -30,16 +29,16 @@ del sys.argv[1:]
 
 
 class ExecuteNotebook(unittest.TestCase):
-    def setUp(self):
+    def setUp(self) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="notebooks-exec-"))
         self.results = self.tmp / "run"
         shutil.copytree(FIXTURE, self.results)
         shutil.rmtree(self.results / "charts")
 
-    def tearDown(self):
+    def tearDown(self) -> None:
         shutil.rmtree(self.tmp)
 
-    def test_execute(self):
+    def test_execute(self) -> None:
         sources = {nb: ROOT / "notebooks" / f"{nb}.ipynb" for nb in NOTEBOOKS}
         before = {nb: hashlib.sha256(p.read_bytes()).hexdigest() for nb, p in sources.items()}
         env = {k: v for k, v in os.environ.items() if k not in ("RESULTS", "CHARTS")}
@@ -54,7 +53,7 @@ class ExecuteNotebook(unittest.TestCase):
         results = ip.load(self.results)
         for nb in NOTEBOOKS:
             with self.subTest(notebook=nb):
-                line = [l for l in proc.stdout.splitlines() if l.startswith(f"charts: {nb}: ")]
+                line = [ln for ln in proc.stdout.splitlines() if ln.startswith(f"charts: {nb}: ")]
                 self.assertEqual(len(line), 1, proc.stdout)
                 self.assertRegex(line[0], rf"^charts: {nb}: \d+ charts in \d+ s: ")
                 expected = {name for name, (owner, _) in ip.TABLES.items() if owner == nb}
@@ -63,7 +62,8 @@ class ExecuteNotebook(unittest.TestCase):
                 self.assertEqual({p.stem for p in charts.glob(f"{nb[:2]}-*.png")}, expected)
                 for stem in expected:
                     for ext in (".png", ".svg", ".csv"):
-                        self.assertGreater((charts / f"{stem}{ext}").stat().st_size, 200, f"{stem}{ext}")
+                        self.assertGreater(
+                            (charts / f"{stem}{ext}").stat().st_size, 200, f"{stem}{ext}")
                     self.assertEqual((charts / f"{stem}.csv").read_text(),
                                      (FIXTURE / "charts" / f"{stem}.csv").read_text(),
                                      f"{stem}.csv differs from the committed fixture table")

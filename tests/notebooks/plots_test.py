@@ -14,14 +14,12 @@ import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 import unittest
 from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chart_checks import ip  # noqa: E402
+from chart_checks import ip  # noqa: E402  (beside this file; after MPLBACKEND is set)
 
 FIXTURE = Path(__file__).resolve().parent / "fixture-run"
 
@@ -43,14 +41,14 @@ def texts(fig):
 class Copy(unittest.TestCase):
     """A scratch copy of the fixture that a test may break."""
 
-    def setUp(self):
+    def setUp(self) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="notebooks-plots-test-"))
         self.copy = self.tmp / "fixture"
         shutil.copytree(FIXTURE, self.copy)
         shutil.rmtree(self.copy / "charts")
         os.environ["CHARTS"] = str(self.tmp / "charts")
 
-    def tearDown(self):
+    def tearDown(self) -> None:
         os.environ.pop("CHARTS", None)
         shutil.rmtree(self.tmp)
 
@@ -64,16 +62,17 @@ class Copy(unittest.TestCase):
 
 
 class Loading(Copy):
-    def test_folder_of_runs_and_single_run(self):
+    def test_folder_of_runs_and_single_run(self) -> None:
         res = ip.load(self.copy)
-        self.assertEqual(sorted(r.scenario for r in res), ["affinity", "c10k", "cache", "pooling", "quick"])
+        self.assertEqual(sorted(r.scenario for r in res), [
+                         "affinity", "c10k", "cache", "pooling", "quick"])
         single = ip.load(self.copy / "quick")
         self.assertEqual([r.scenario for r in single], ["quick"])
         self.assertEqual(single.charts_dir(), self.tmp / "charts")  # CHARTS wins
         os.environ.pop("CHARTS")
         self.assertEqual(single.charts_dir(), (self.copy / "quick" / "charts").resolve())
 
-    def test_reference_layout_two_levels_down(self):
+    def test_reference_layout_two_levels_down(self) -> None:
         ref = self.tmp / "results" / "reference"
         ref.mkdir(parents=True)
         shutil.copytree(self.copy, ref / "box")
@@ -81,14 +80,14 @@ class Loading(Copy):
         self.assertEqual(len(res), 5)
         self.assertEqual(res.runs[0].reference_machine(), "box")
 
-    def test_nothing_there(self):
+    def test_nothing_there(self) -> None:
         with self.assertRaises(ip.NoData):
             ip.load(self.tmp / "missing")
         (self.tmp / "empty").mkdir()
         with self.assertRaisesRegex(ip.NoData, "no run folder"):
             ip.load(self.tmp / "empty")
 
-    def test_each_notebook_finds_its_run_or_says_why(self):
+    def test_each_notebook_finds_its_run_or_says_why(self) -> None:
         res = ip.load(self.copy)
         expected = {"01-io-models": "quick", "02-latency": "quick", "03-c10k": "c10k",
                     "04-syscalls-and-switches": "quick", "05-cache": "cache",
@@ -100,15 +99,17 @@ class Loading(Copy):
             self.assertEqual(ip.run_for(notebook, res).scenario, scenario)
         quick_only = ip.load(self.copy / "quick")
         reason = ip.missing("03-c10k", quick_only)
+        assert reason is not None
         self.assertIn("no c10k run in", reason)
         self.assertEqual(reason.count("\n"), 0)
         with self.assertRaisesRegex(ip.NoData, "03-c10k"):
             ip.run_for("03-c10k", quick_only)
         # Without its c10k run, 08 falls back to the pooling run's memory points.
         shutil.rmtree(self.copy / "c10k")
-        self.assertEqual(ip.run_for("08-memory-per-connection", ip.load(self.copy)).scenario, "pooling")
+        self.assertEqual(ip.run_for("08-memory-per-connection",
+                         ip.load(self.copy)).scenario, "pooling")
 
-    def test_newest_run_of_a_scenario_wins(self):
+    def test_newest_run_of_a_scenario_wins(self) -> None:
         newer = self.copy / "quick2"
         shutil.copytree(self.copy / "quick", newer)
         manifest = json.loads((newer / "manifest.json").read_text())
@@ -116,7 +117,7 @@ class Loading(Copy):
         (newer / "manifest.json").write_text(json.dumps(manifest))
         self.assertEqual(ip.run_for("01-io-models", ip.load(self.copy)).name, "quick2")
 
-    def test_machine_and_run_named(self):
+    def test_machine_and_run_named(self) -> None:
         run = ip.load(self.copy / "quick").runs[0]
         self.assertIn("2 CPUs", run.machine())
         self.assertIn("Linux", run.machine())
@@ -125,7 +126,7 @@ class Loading(Copy):
 
 
 class Tables(Copy):
-    def test_summary_median_and_validity_rows_spread(self):
+    def test_summary_median_and_validity_rows_spread(self) -> None:
         res = ip.load(self.copy)
         run = ip.run_for("01-io-models", res)
         t = ip.table("01-saturation-rps", res)
@@ -138,9 +139,10 @@ class Tables(Copy):
                 self.assertEqual(row["reason"], "; ".join(entry["why_invalid"]))
                 values = [r["rps"] for r in run.rows if r["server"] == entry["server"]
                           and r["point"] == "saturation"]
-                self.assertEqual((row["lo"], row["hi"], row["n"]), (min(values), max(values), len(values)))
+                self.assertEqual((row["lo"], row["hi"], row["n"]),
+                                 (min(values), max(values), len(values)))
 
-    def test_servers_not_run_keep_a_placeholder(self):
+    def test_servers_not_run_keep_a_placeholder(self) -> None:
         t = ip.table("01-saturation-rps", ip.load(self.copy))
         for server, why in ip.load(self.copy / "quick").runs[0].manifest["skipped"].items():
             row = t[t["x"] == server].iloc[0]
@@ -148,17 +150,19 @@ class Tables(Copy):
             self.assertFalse(row["valid"])
             self.assertTrue(row["reason"].startswith("not run: "), row["reason"])
 
-    def test_failed_cell_keeps_its_reason(self):
+    def test_failed_cell_keeps_its_reason(self) -> None:
         rows = self.rows("quick")
         kept = [r for r in rows if not (r["server"] == "select" and r["point"] == "fixed_rate")]
         for repeat in (0, 1):
-            kept.append({"server": "select", "scenario": "quick", "params": {}, "point": "fixed_rate",
+            kept.append({"server": "select", "scenario": "quick", "params": {},
+                         "point": "fixed_rate",
                          "repeat": repeat, "valid": False,
                          "invalid_reason": "select: the server died during the run (exit -11)"})
         self.write_rows("quick", kept)
         summary = self.copy / "quick" / "harness" / "summary.json"
-        summary.write_text(json.dumps([s for s in json.loads(summary.read_text())
-                                       if not (s["server"] == "select" and s["point"] == "fixed_rate")]))
+        summary.write_text(json.dumps([
+            s for s in json.loads(summary.read_text())
+            if not (s["server"] == "select" and s["point"] == "fixed_rate")]))
         t = ip.table("04-syscalls-per-request", ip.load(self.copy))
         row = t[t["x"] == "select"].iloc[0]
         self.assertTrue(math.isnan(row["value"]))
@@ -166,13 +170,13 @@ class Tables(Copy):
         self.assertEqual(row["reason"], "no measurement: select: the server died during the run "
                                         "(exit -#) in 2 of 2 runs".replace("#", "11"))
 
-    def test_reference_server_without_counters(self):
+    def test_reference_server_without_counters(self) -> None:
         t = ip.table("07-allocs-per-request", ip.load(self.copy))
         row = t[t["x"] == "nginx"].iloc[0]
         self.assertTrue(math.isnan(row["value"]))
         self.assertIn("reference server", row["reason"])
 
-    def test_metric_outside_the_summary_uses_run_py_rules(self):
+    def test_metric_outside_the_summary_uses_run_py_rules(self) -> None:
         # server_sys_us is not in summary.json: median of the rows, invalid past a 15% spread,
         # plus the rows' own reasons; latency percentiles are exempt from the spread rule.
         rows = self.rows("quick")
@@ -194,7 +198,7 @@ class Tables(Copy):
         self.assertEqual(p90["value"], 500.0)
         self.assertEqual(p90["reason"], "3 errors in 1 of 2 runs")
 
-    def test_memory_of_the_first_cell_only(self):
+    def test_memory_of_the_first_cell_only(self) -> None:
         res = ip.load(self.copy)
         t = ip.table("08-memory-own", res)
         run = ip.run_for("08-memory-per-connection", res)
@@ -206,7 +210,7 @@ class Tables(Copy):
         self.assertEqual(row["value"], threads["mem_per_conn"]["kernel_stack_kb"])
         self.assertIn("idle_connections=0", ip.memory_note(run))
 
-    def test_micro_errors_failed_suites_and_steal(self):
+    def test_micro_errors_failed_suites_and_steal(self) -> None:
         doc_path = self.copy / "quick" / "micro" / "syscalls.json"
         doc = json.loads(doc_path.read_text())
         doc["benchmarks"][0].update(error_occurred=True, error_message="io_uring_queue_init: EPERM")
@@ -230,14 +234,16 @@ class Tables(Copy):
         self.assertFalse(ipc["valid"].any())
         self.assertEqual(ipc.iloc[0]["reason"], "suite exited 1; steal 7.5% during the micro run")
 
-    def test_micro_repetitions_use_the_median_aggregate(self):
+    def test_micro_repetitions_use_the_median_aggregate(self) -> None:
         doc_path = self.copy / "quick" / "micro" / "http.json"
         doc = json.loads(doc_path.read_text())
         first = doc["benchmarks"][0]
         runs = []
         for i, time_ in enumerate((100.0, 300.0, 200.0)):
-            runs.append(dict(first, real_time=time_, time_unit="us", repetition_index=i, repetitions=3))
-        median = dict(first, run_type="aggregate", aggregate_name="median", real_time=150.0, time_unit="us")
+            runs.append(dict(first, real_time=time_, time_unit="us",
+                        repetition_index=i, repetitions=3))
+        median = dict(first, run_type="aggregate", aggregate_name="median",
+                      real_time=150.0, time_unit="us")
         doc["benchmarks"] = runs + [median]
         doc_path.write_text(json.dumps(doc))
         row = ip.table("09-micro-http", ip.load(self.copy)).iloc[0]
@@ -245,10 +251,11 @@ class Tables(Copy):
 
 
 class Charts(Copy):
-    def test_bars_name_machine_run_units_and_mark_invalid(self):
+    def test_bars_name_machine_run_units_and_mark_invalid(self) -> None:
         res = ip.load(self.copy)
         t = ip.table("01-saturation-rps", res)
-        fig = ip.bars(t, res, "Throughput", "throughput (requests per second)", xlabel="server (model)")
+        fig = ip.bars(t, res, "Throughput", "throughput (requests per second)",
+                      xlabel="server (model)")
         drawn = texts(fig)
         run = ip.run_for("01-io-models", res)
         self.assertTrue(any(run.machine() in s for s in drawn))
@@ -261,11 +268,12 @@ class Charts(Copy):
         notes = [s for s in drawn if s.startswith("[1] ")]
         self.assertEqual(len(notes), 1)
         for i, row in enumerate(t[~t["valid"]].itertuples(), 1):
-            self.assertIn(f"[{i}] {row.x}: {row.reason}"[:60], notes[0].replace("\n", " ").replace("      ", " "))
+            self.assertIn(f"[{i}] {row.x}: {row.reason}"[:60],
+                          notes[0].replace("\n", " ").replace("      ", " "))
         self.assertTrue(any("not valid" in s for s in drawn))  # the legend explains the hatching
         ip.plt.close(fig)
 
-    def test_lines_mark_invalid_points_and_missing_ones(self):
+    def test_lines_mark_invalid_points_and_missing_ones(self) -> None:
         res = ip.load(self.copy)
         t = ip.table("03-cpu-vs-idle", res)
         t.loc[0, ["value", "valid", "reason"]] = [math.nan, False, "no measurement: made up"]
@@ -273,11 +281,11 @@ class Charts(Copy):
         drawn = "\n".join(texts(fig))
         self.assertIn("no measurement: made up", drawn)
         self.assertIn("n/a", drawn)
-        hollow = [l for l in fig.axes[0].lines if l.get_markerfacecolor() == "white"]
+        hollow = [ln for ln in fig.axes[0].lines if ln.get_markerfacecolor() == "white"]
         self.assertEqual(len(hollow), int((~t["valid"] & t["value"].notna()).sum()))
         ip.plt.close(fig)
 
-    def test_negative_stack_part_is_noted_not_hidden(self):
+    def test_negative_stack_part_is_noted_not_hidden(self) -> None:
         res = ip.load(self.copy)
         t = ip.table("08-memory-own", res)
         t.loc[(t["x"] == "select") & (t["series"] == "kernel stack"), "value"] = -0.5
@@ -285,20 +293,22 @@ class Charts(Copy):
         self.assertIn("select kernel stack: negative (-0.5), drawn as 0", "\n".join(texts(fig)))
         ip.plt.close(fig)
 
-    def test_save_writes_png_svg_csv_reproducibly(self):
+    def test_save_writes_png_svg_csv_reproducibly(self) -> None:
         res = ip.load(self.copy)
         out = []
         for _ in range(2):
             t = ip.table("06-affinity-rps", res)
-            fig = ip.bars(t, res, "Affinity", "throughput (requests per second)", xlabel="placement")
+            fig = ip.bars(t, res, "Affinity",
+                          "throughput (requests per second)", xlabel="placement")
             png = ip.save(fig, t, "06-affinity-rps", res, show=False)
-            out.append({ext: (png.with_suffix(ext)).read_bytes() for ext in (".png", ".svg", ".csv")})
+            out.append({ext: (png.with_suffix(ext)).read_bytes()
+                       for ext in (".png", ".svg", ".csv")})
         self.assertEqual(out[0][".svg"], out[1][".svg"])
         self.assertNotIn(b"<dc:date>", out[0][".svg"])
         self.assertEqual(out[0][".csv"].decode(), ip.table_csv(ip.table("06-affinity-rps", res)))
         self.assertTrue(out[0][".png"].startswith(b"\x89PNG"))
 
-    def test_save_refuses_a_table_not_built_by_its_function(self):
+    def test_save_refuses_a_table_not_built_by_its_function(self) -> None:
         res = ip.load(self.copy)
         t = ip.table("04-syscalls-per-request", res)
         fig = ip.bars(t, res, "x", "y (count)")
@@ -309,7 +319,7 @@ class Charts(Copy):
             ip.save(fig, t, "04-not-a-chart", res, show=False)
         self.assertFalse((self.tmp / "charts" / "04-syscalls-per-request.csv").exists())
 
-    def test_formats(self):
+    def test_formats(self) -> None:
         self.assertEqual(ip.fmt(774784.2), "775k")
         self.assertEqual(ip.fmt(2.5e6), "2.5M")
         self.assertEqual(ip.fmt(0.2163), "0.216")

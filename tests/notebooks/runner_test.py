@@ -21,10 +21,10 @@ import types
 import unittest
 from pathlib import Path
 
+import charts  # notebooks/ and bench/ on PYTHONPATH (CTest sets it)
+
 ROOT = Path(__file__).resolve().parents[2]
 CHARTS_PY = ROOT / "notebooks" / "charts.py"
-sys.path.insert(0, str(CHARTS_PY.parent))
-import charts  # noqa: E402
 FIXTURE = Path(__file__).resolve().parent / "fixture-run"
 
 
@@ -50,7 +50,7 @@ def charts_main(*args):
 
 
 class Scratch(unittest.TestCase):
-    def setUp(self):
+    def setUp(self) -> None:
         os.environ.pop("CHARTS", None)
         os.environ.pop("RESULTS", None)
         self.tmp = Path(tempfile.mkdtemp(prefix="notebooks-runner-test-"))
@@ -58,24 +58,25 @@ class Scratch(unittest.TestCase):
         shutil.rmtree(self.tmp / "fixture" / "charts")
         self.quick = self.tmp / "fixture" / "quick"
 
-    def tearDown(self):
+    def tearDown(self) -> None:
         shutil.rmtree(self.tmp)
 
 
 class Draw(Scratch):
-    def test_one_line_per_notebook_and_skips_with_reasons(self):
+    def test_one_line_per_notebook_and_skips_with_reasons(self) -> None:
         proc = charts_main("draw", "--results", str(self.quick), "--check")
         self.assertEqual(proc.returncode, 0, proc.stderr)
-        lines = [l for l in proc.stdout.splitlines() if re.match(r"charts: \d\d-", l)]
+        lines = [ln for ln in proc.stdout.splitlines() if re.match(r"charts: \d\d-", ln)]
         self.assertEqual(len(lines), 9, proc.stdout)
-        skipped = {l.split(":")[1].strip() for l in lines if ": skipped: no " in l}
+        skipped = {ln.split(":")[1].strip() for ln in lines if ": skipped: no " in ln}
         self.assertEqual(skipped, {"03-c10k", "05-cache", "06-affinity", "07-pooling",
                                    "08-memory-per-connection"})
-        drawn = {l.split(":")[1].strip() for l in lines if ": would draw from quick" in l}
-        self.assertEqual(drawn, {"01-io-models", "02-latency", "04-syscalls-and-switches", "09-micro"})
-        self.assertIn(f"in {self.quick}", [l for l in lines if "03-c10k" in l][0])
+        drawn = {ln.split(":")[1].strip() for ln in lines if ": would draw from quick" in ln}
+        self.assertEqual(drawn, {"01-io-models", "02-latency",
+                         "04-syscalls-and-switches", "09-micro"})
+        self.assertIn(f"in {self.quick}", [ln for ln in lines if "03-c10k" in ln][0])
 
-    def test_no_results(self):
+    def test_no_results(self) -> None:
         proc = charts_main("draw", "--results", str(self.tmp / "nothing"))
         self.assertEqual(proc.returncode, 2)
         self.assertIn("no results at", proc.stderr)
@@ -83,7 +84,7 @@ class Draw(Scratch):
         self.assertEqual(proc.returncode, 2)
         self.assertIn("no notebook 10-nothing", proc.stderr)
 
-    def test_failing_notebooks_make_it_fail(self):
+    def test_failing_notebooks_make_it_fail(self) -> None:
         nbdir = self.tmp / "notebooks"
         nbdir.mkdir()
         for name in ("01-io-models", "02-latency", "03-c10k"):
@@ -104,9 +105,10 @@ class Draw(Scratch):
         self.assertIn("RuntimeError: broken on purpose", out)
         self.assertIn("charts: 02-latency: FAILED (wrote no chart, ", out)
         self.assertIn("charts: 03-c10k: skipped: ", out)
-        self.assertIn("0 notebooks drawn, 1 skipped for lack of data, 2 failed (01-io-models, 02-latency)", out)
+        self.assertIn("0 notebooks drawn, 1 skipped for lack of data, "
+                      "2 failed (01-io-models, 02-latency)", out)
 
-    def test_unknown_notebook_in_the_folder(self):
+    def test_unknown_notebook_in_the_folder(self) -> None:
         nbdir = self.tmp / "notebooks"
         nbdir.mkdir()
         shutil.copy(ROOT / "notebooks" / "01-io-models.ipynb", nbdir / "10-new-topic.ipynb")
@@ -117,9 +119,10 @@ class Draw(Scratch):
 
 class Reference(Scratch):
     def reference(self, *args):
-        return charts_main("reference", *args, "--results-root", str(self.tmp / "results"), "--no-charts")
+        return charts_main("reference", *args, "--results-root", str(self.tmp / "results"),
+                           "--no-charts")
 
-    def test_copies_small_files_into_the_layout(self):
+    def test_copies_small_files_into_the_layout(self) -> None:
         hist = self.quick / "harness" / "hist"
         hist.mkdir()
         (hist / "threads-fixed.csv").write_text("# small histogram\n")
@@ -135,15 +138,16 @@ class Reference(Scratch):
         self.assertIn("quick/harness/hist/threads-fixed.csv", kept)
         self.assertIn("quick/micro/syscalls.json", kept)
         self.assertIn("c10k/harness/results.jsonl", kept)
-        for gone in ("quick/harness/hist/huge.csv", "quick/charts/01-saturation-rps.png", "quick/server.log"):
+        for gone in ("quick/harness/hist/huge.csv", "quick/charts/01-saturation-rps.png",
+                     "quick/server.log"):
             self.assertNotIn(gone, kept)
-        self.assertIn("left out: charts/01-saturation-rps.png, harness/hist/huge.csv (3072 KB, over 2048 KB), "
-                      "server.log", proc.stdout)
+        self.assertIn("left out: charts/01-saturation-rps.png, "
+                      "harness/hist/huge.csv (3072 KB, over 2048 KB), server.log", proc.stdout)
         again = self.reference("box-2cpu", runs[0])
         self.assertEqual(again.returncode, 0)
         self.assertIn("replacing", again.stdout)
 
-    def test_refuses(self):
+    def test_refuses(self) -> None:
         proc = self.reference("Box 2", str(self.quick))
         self.assertEqual(proc.returncode, 2)
         self.assertIn("must be a slug", proc.stderr)

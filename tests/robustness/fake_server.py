@@ -23,12 +23,13 @@ import signal
 import socket
 import sys
 import threading
+from typing import Any
 
 MODE = os.environ.get("FAKE_MODE", "good")
 CRASH_AFTER = int(os.environ.get("FAKE_CRASH_AFTER", "300"))
 lock = threading.Lock()
 served = 0
-kept = []  # leak_fd: sockets; leak_mem: buffers
+kept: list[Any] = []  # leak_fd: sockets; leak_mem: buffers
 
 
 def record_pid():
@@ -49,7 +50,8 @@ def stats_body():
 
 def response(body, close, content_type="text/plain"):
     head = (f"HTTP/1.1 200 OK\r\nServer: fake\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\n" + ("Connection: close\r\n" if close else "") + "\r\n")
+            f"Content-Length: {len(body)}\r\n" + ("Connection: close\r\n" if close else "")
+            + "\r\n")
     return head.encode() + body
 
 

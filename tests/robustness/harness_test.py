@@ -26,12 +26,14 @@ import time
 import unittest
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from typing import Any
+
+import compare  # bench/ on PYTHONPATH (CTest sets it): the command lines
+import run
+from iolab_bench import HarnessError, runfolder, servers
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-import compare  # noqa: E402
-import run  # noqa: E402
 
 BIN_DIR = (Path(sys.argv.pop(1)) if len(sys.argv) > 1 else ROOT / "build/bin").resolve()
 FAKE_MODES = ("crash", "silent", "garbage", "garbage_ping", "good")
@@ -92,10 +94,10 @@ class Sandbox:
 
 
 class SandboxTest(unittest.TestCase):
-    def setUp(self):
+    def setUp(self) -> None:
         self.box = Sandbox()
         self.addCleanup(self.box.close)
-        self.fakes = []
+        self.fakes: list[Any] = []
 
     def stop_fakes(self):
         """Stops the fake servers this test started itself (not those the tools started)."""
@@ -125,7 +127,7 @@ class LoadgenTest(SandboxTest):
         return subprocess.run([str(self.box.bin / "loadgen"), *args], capture_output=True,
                               text=True, timeout=timeout)
 
-    def test_wrong_flag(self):
+    def test_wrong_flag(self) -> None:
         r = self.loadgen("--url", "http://127.0.0.1:1/ping", "--no-such-flag")
         self.assertEqual(r.returncode, 2)
         self.assertIn("--no-such-flag", r.stderr)
@@ -134,14 +136,15 @@ class LoadgenTest(SandboxTest):
         self.assertIn("--connections", r.stderr)
         self.assertNothingLeft()
 
-    def test_server_never_ready(self):
+    def test_server_never_ready(self) -> None:
         # Nothing listens on the port of a server that never got ready.
-        r = self.loadgen("--url", f"http://127.0.0.1:{compare.free_port()}/ping", "--duration", "1s")
+        r = self.loadgen(
+            "--url", f"http://127.0.0.1:{servers.free_port()}/ping", "--duration", "1s")
         self.assertEqual(r.returncode, 1)
         self.assertIn("cannot connect", r.stderr)
         self.assertNothingLeft()
 
-    def test_garbage_answers_are_errors(self):
+    def test_garbage_answers_are_errors(self) -> None:
         _, port = self.start_fake("garbage")
         r = self.loadgen("--url", f"http://127.0.0.1:{port}/ping", "--duration", "0.5s",
                          "--connections", "2", "--json", "-")
@@ -152,7 +155,7 @@ class LoadgenTest(SandboxTest):
         self.stop_fakes()
         self.assertNothingLeft()
 
-    def test_server_crashing_mid_run(self):
+    def test_server_crashing_mid_run(self) -> None:
         proc, port = self.start_fake("crash", {"FAKE_CRASH_AFTER": "200"})
         start = time.monotonic()
         r = self.loadgen("--url", f"http://127.0.0.1:{port}/ping", "--duration", "2s",
@@ -165,7 +168,7 @@ class LoadgenTest(SandboxTest):
         self.assertLess(report["requests"], 200)
         self.assertNothingLeft()
 
-    def test_ctrl_c(self):
+    def test_ctrl_c(self) -> None:
         _, port = self.start_fake("good")
         proc = subprocess.Popen([str(self.box.bin / "loadgen"), "--url",
                                  f"http://127.0.0.1:{port}/ping", "--duration", "30s",
@@ -196,52 +199,52 @@ class CompareTest(SandboxTest):
         out, err = proc.communicate(timeout=120)
         return proc.returncode, out, err
 
-    def test_wrong_flag(self):
+    def test_wrong_flag(self) -> None:
         code, _, err = self.cli("--repeats", "lots")
         self.assertEqual(code, 2)
         self.assertIn("--repeats", err)
 
-    def test_server_never_ready(self):
-        old = compare.READY_TIMEOUT_S
-        compare.READY_TIMEOUT_S = 1.0
+    def test_server_never_ready(self) -> None:
+        old = servers.READY_TIMEOUT_S
+        servers.READY_TIMEOUT_S = 1.0
         try:
             out, err = io.StringIO(), io.StringIO()
             with redirect_stdout(out), redirect_stderr(err):
                 code = compare.main(["--bin-dir", str(self.box.bin), "--servers", "silent", *SHORT])
         finally:
-            compare.READY_TIMEOUT_S = old
+            servers.READY_TIMEOUT_S = old
         self.assertEqual(code, 1)
         self.assertIn("silent: never printed its ready line", err.getvalue())
         self.assertNothingLeft()
 
-    def test_garbage_stats(self):
+    def test_garbage_stats(self) -> None:
         code, _, err = self.cli("--servers", "garbage", *SHORT)
         self.assertEqual(code, 1, err)
         self.assertIn("garbage: /stats did not answer with its counters", err)
         self.assertNotIn("Traceback", err)
         self.assertNothingLeft()
 
-    def test_garbage_answers_fail_calibration(self):
+    def test_garbage_answers_fail_calibration(self) -> None:
         code, _, err = self.cli("--servers", "garbage_ping", *SHORT)
         self.assertEqual(code, 1, err)
         self.assertIn("calibration on garbage_ping failed: no request succeeded", err)
         self.assertNotIn("Traceback", err)
         self.assertNothingLeft()
 
-    def test_garbage_answers_make_invalid_cells(self):
+    def test_garbage_answers_make_invalid_cells(self) -> None:
         code, out, err = self.cli("--servers", "epoll_et,garbage_ping", *SHORT)
         self.assertEqual(code, 0, err)
         self.assertRegex(out, r"garbage_ping \w+ \w+: [0-9]+ errors")
         self.assertNothingLeft()
 
-    def test_server_crashing_mid_run(self):
+    def test_server_crashing_mid_run(self) -> None:
         code, _, err = self.cli("--servers", "epoll_et,crash", "--kinds", "saturation", *SHORT)
         self.assertEqual(code, 1, err)
         self.assertIn("crash: the server died during the run", err)
         self.assertNotIn("Traceback", err)
         self.assertNothingLeft()
 
-    def test_ctrl_c(self):
+    def test_ctrl_c(self) -> None:
         code, _, err = self.cli("--servers", "epoll_et,good", "--duration", "2", "--warmup", "0",
                                 "--repeats", "3", "--connections", "4", sigint_after="[1/")
         self.assertEqual(code, 130, err)
@@ -260,7 +263,7 @@ class RunTest(SandboxTest):
             try:
                 code = run.main(["--scenario", "quick", "--results-dir", str(self.results()),
                                  "--bin-dir", str(self.box.bin), *RUN_SHORT, *args])
-            except compare.HarnessError as e:  # what run.py's __main__ reports, exit 1
+            except HarnessError as e:  # what run.py's __main__ reports, exit 1
                 print(f"run.py: {e}", file=sys.stderr)
                 code = 1
         return code, out.getvalue(), err.getvalue()
@@ -269,14 +272,15 @@ class RunTest(SandboxTest):
         """The one run folder, checked for consistency: manifest, rows, row schema."""
         (folder,) = list((self.results() / "runs").iterdir())
         manifest = json.loads((folder / "manifest.json").read_text())
-        self.assertEqual(manifest["schema_version"], run.SCHEMA_VERSION)
-        rows = [json.loads(l) for l in (folder / "harness/results.jsonl").read_text().splitlines()]
+        self.assertEqual(manifest["schema_version"], runfolder.SCHEMA_VERSION)
+        rows = [json.loads(ln)
+                for ln in (folder / "harness/results.jsonl").read_text().splitlines()]
         for row in rows:
-            run.check_row(row)
+            runfolder.check_row(row)
         self.assertFalse((self.results() / "latest").exists())
         return folder, manifest, rows
 
-    def test_wrong_flag(self):
+    def test_wrong_flag(self) -> None:
         with redirect_stderr(io.StringIO()) as err, self.assertRaises(SystemExit) as ctx:
             run.main(["--no-such-flag"])
         self.assertEqual(ctx.exception.code, 2)
@@ -285,53 +289,56 @@ class RunTest(SandboxTest):
             run.main(["--set", "duration_s"])
         self.assertEqual(ctx.exception.code, 2)
 
-    def test_server_never_ready(self):
-        old = compare.READY_TIMEOUT_S
-        compare.READY_TIMEOUT_S = 1.0
+    def test_server_never_ready(self) -> None:
+        old = servers.READY_TIMEOUT_S
+        servers.READY_TIMEOUT_S = 1.0
         try:
             code, out, _ = self.run_main("--set", 'servers=["silent","epoll_et"]')
         finally:
-            compare.READY_TIMEOUT_S = old
+            servers.READY_TIMEOUT_S = old
         self.assertEqual(code, 0)
         _, manifest, rows = self.folder()
         self.assertIn("never printed its ready line", manifest["skipped"]["silent"])
         self.assertEqual({r["server"] for r in rows}, {"epoll_et"})
         self.assertNothingLeft()
 
-    def test_garbage_servers_make_invalid_rows(self):
+    def test_garbage_servers_make_invalid_rows(self) -> None:
         code, out, err = self.run_main("--set", 'servers=["epoll_et","garbage_ping","garbage"]')
         self.assertEqual(code, 0, err)
         _, manifest, rows = self.folder()
         ping = [r for r in rows if r["server"] == "garbage_ping"]
-        self.assertTrue(ping and all(not r["valid"] and "errors" in r["invalid_reason"] for r in ping), ping)
+        self.assertTrue(ping and all(
+            not r["valid"] and "errors" in r["invalid_reason"] for r in ping), ping)
         garbage = [r for r in rows if r["server"] == "garbage"]
-        self.assertTrue(garbage and all("/stats did not answer" in r["invalid_reason"] for r in garbage),
-                        garbage)
+        self.assertTrue(garbage and all("/stats did not answer" in r["invalid_reason"]
+                                        for r in garbage), garbage)
         self.assertTrue(all(r["valid"] or "rps" in r for r in rows if r["server"] == "epoll_et"))
         self.assertIn("summary.json", os.listdir(self.folder()[0] / "harness"))
         self.assertNothingLeft()
 
-    def test_garbage_baseline_fails_calibration_clearly(self):
+    def test_garbage_baseline_fails_calibration_clearly(self) -> None:
         code, _, err = self.run_main("--set", 'servers=["garbage_ping","epoll_et"]')
         self.assertEqual(code, 1)
         self.assertIn("calibration on garbage_ping failed", err)
         _, manifest, _ = self.folder()
         self.assertNothingLeft()
 
-    def test_server_crashing_mid_run(self):
+    def test_server_crashing_mid_run(self) -> None:
         code, _, err = self.run_main("--set", 'servers=["epoll_et","crash"]')
         self.assertEqual(code, 0, err)
         _, _, rows = self.folder()
         crashed = [r for r in rows if r["server"] == "crash"]
-        self.assertTrue(any("died during the run" in (r["invalid_reason"] or "") for r in crashed), rows)
+        self.assertTrue(any("died during the run" in (
+            r["invalid_reason"] or "") for r in crashed), rows)
         self.assertEqual(len([r for r in rows if r["server"] == "epoll_et"]), 3)
         self.assertNothingLeft()
 
-    def test_ctrl_c(self):
+    def test_ctrl_c(self) -> None:
         proc = subprocess.Popen(
             ["/usr/bin/python3", str(ROOT / "bench/run.py"), "--scenario", "quick", "--results-dir",
              str(self.results()), "--bin-dir", str(self.box.bin), "--repeats", "3", "--no-latest",
-             "--set", 'servers=["epoll_et","good"]', "--set", "duration_s=2", "--set", "warmup_s=0"],
+             "--set", 'servers=["epoll_et","good"]', "--set", "duration_s=2",
+             "--set", "warmup_s=0"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
             if line.startswith("[2/"):

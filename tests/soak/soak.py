@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """soak.py: no descriptor or memory growth in any server over a long run (make test-full).
 
-For each server model it starts the server (port 0, bench/compare.py's Server), warms it up,
+For each server model it starts the server (port 0, iolab_bench.servers.Server), warms it up,
 then records its open descriptors (/proc/PID/fd) and resident memory (VmRSS) and runs, with
 build/bin/loadgen:
   keep-alive   100,000 requests over 16 keep-alive connections
@@ -14,8 +14,9 @@ before (exactly: one leaked descriptor per connection would show as thousands) a
 not have grown by more than --rss-slack-kb (a leak of 32 bytes per request is 3 MB over the
 keep-alive phase alone). The allocator keeps much of what 10k connections used and settles over
 a few rounds, so only the last c10k round is judged on memory: it may grow by
---c10k-rss-slack-kb, or by half the growth of the round before (a leak does not halve). Every response is checked by loadgen (status 200, framing); any error
-fails the phase. Nothing is left running: each server is stopped before the next starts.
+--c10k-rss-slack-kb, or by half the growth of the round before (a leak does not halve). Every
+response is checked by loadgen (status 200, framing); any error fails the phase. Nothing is left
+running: each server is stopped before the next starts.
 
   tests/soak/soak.py [--bin-dir build/bin] [--servers threads,select,...] [--keepalive N]
                      [--short N] [--c10k N | --no-c10k] [--rss-slack-kb KB]
@@ -30,10 +31,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+from iolab_bench import HarnessError, servers  # bench/ on PYTHONPATH (make soak, CTest)
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-import compare  # noqa: E402
 
 SERVERS = ["threads", "select", "epoll_et", "epoll_et:--threads 2", "io_uring", "coro",
            "coro:--threads 2", "pooled"]
@@ -131,7 +133,7 @@ def soak_server(spec, opts, results):
     short = ["--connections", "8", "--requests", str(opts.short), "--duration", "600s",
              "--new-connection-per-request"]
     try:
-        with compare.Server(spec, None, opts.bin_dir) as server:
+        with servers.Server(spec, None, opts.bin_dir) as server:
             # Warm-up: allocator arenas, thread caches and buffers reach their working size.
             loadgen(opts.bin_dir, server.port, ["--connections", "16", "--requests",
                                                 str(opts.warmup), "--duration", "60s"])
@@ -142,7 +144,7 @@ def soak_server(spec, opts, results):
                         opts.rss_slack_kb, results)
             ok &= server.alive() and phase(server, opts.bin_dir, "short", short, opts.short,
                                            opts.rss_slack_kb, results)
-    except compare.HarnessError as e:
+    except HarnessError as e:
         print(f"soak: {spec}: FAILED to start: {e}", flush=True)
         results.append({"server": spec, "phase": "start", "ok": False, "problems": [str(e)]})
         return False
@@ -156,7 +158,7 @@ def soak_server(spec, opts, results):
         c10k = ["--connections", "1", "--rate", "50", "--duration", "2s", "--idle-connections",
                 str(opts.c10k), "--connect-rate", "5000", "--setup-timeout", "60s"]
         try:
-            with compare.Server(c10k_spec, None, opts.bin_dir) as server:
+            with servers.Server(c10k_spec, None, opts.bin_dir) as server:
                 # The allocator keeps much of what 10k connections used after they close, and
                 # fragmentation settles over a few rounds (measured on epoll_et: +38, +24, +5.6,
                 # +0.2 MB; threads: +56, +24, +8.3, +4.0 MB); a leak grows by the same amount
@@ -172,7 +174,7 @@ def soak_server(spec, opts, results):
                     row = results[-1]
                     if row.get("rss_kb_after") is not None:
                         growth = row["rss_kb_after"] - row["rss_kb_before"]
-        except compare.HarnessError as e:
+        except HarnessError as e:
             print(f"soak: {spec}: c10k server FAILED to start: {e}", flush=True)
             results.append({"server": spec, "phase": "c10k", "ok": False, "problems": [str(e)]})
             ok = False
@@ -202,7 +204,7 @@ def main(argv=None):
     if not (Path(opts.bin_dir) / "loadgen").exists():
         print(f"soak: {opts.bin_dir}/loadgen not built (make build)", file=sys.stderr)
         return 1
-    results = []
+    results: list[Any] = []
     ok = True
     for spec in [s for s in opts.servers.split(",") if s]:
         ok &= soak_server(spec, opts, results)

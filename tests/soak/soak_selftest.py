@@ -15,9 +15,9 @@ import unittest
 from contextlib import redirect_stdout
 from pathlib import Path
 
+import soak  # beside this file
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import soak  # noqa: E402
 
 BIN_DIR = (Path(sys.argv.pop(1)) if len(sys.argv) > 1 else HERE.parents[1] / "build/bin").resolve()
 FAKE = HERE.parent / "robustness" / "fake_server.py"
@@ -37,17 +37,17 @@ class SoakSelfTest(unittest.TestCase):
                                   "--settle-s", "3", *extra])
         return code, out.getvalue()
 
-    def test_good_server_passes(self):
+    def test_good_server_passes(self) -> None:
         code, out = self.soak("good")
         self.assertEqual(code, 0, out)
         self.assertIn("all passed", out)
 
-    def test_descriptor_leak_fails(self):
+    def test_descriptor_leak_fails(self) -> None:
         code, out = self.soak("leak_fd")
         self.assertEqual(code, 1, out)
         self.assertRegex(out, r"leak_fd +keep-alive .*FAILED: descriptors \d+ -> \d+")
 
-    def test_memory_leak_fails_the_last_c10k_round(self):
+    def test_memory_leak_fails_the_last_c10k_round(self) -> None:
         # 400 idle connections a round, one request each: 1.6 MB more every round, which never
         # halves like an allocator settling does.
         code, out = self.soak("leak_mem", "--c10k", "400", "--c10k-rounds", "3",
@@ -56,7 +56,7 @@ class SoakSelfTest(unittest.TestCase):
         self.assertRegex(out, r"leak_mem +c10k-1 .*: ok")
         self.assertRegex(out, r"leak_mem +c10k-3 .*FAILED: RSS grew \d+ KB")
 
-    def test_memory_leak_fails(self):
+    def test_memory_leak_fails(self) -> None:
         code, out = self.soak("leak_mem")
         self.assertEqual(code, 1, out)
         self.assertRegex(out, r"leak_mem +keep-alive .*FAILED: RSS grew \d+ KB")

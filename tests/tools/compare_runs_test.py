@@ -9,13 +9,12 @@ stand-in script that records its arguments, so the test needs no SciPy.
 import contextlib
 import io
 import json
-import sys
 import tempfile
 import unittest
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import compare_runs  # noqa: E402
+import compare_runs  # bench/ on PYTHONPATH (CTest sets it)
 
 
 def summary_row(server, point, metric, median, valid=True, why=()):
@@ -44,42 +43,42 @@ def run_main(*args):
 
 
 class CompareRunsTest(unittest.TestCase):
-    def setUp(self):
+    def setUp(self) -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="compare-runs-test-")
         self.root = Path(self.tmp.name)
 
-    def tearDown(self):
+    def tearDown(self) -> None:
         self.tmp.cleanup()
 
-    def test_ratio_of_medians_per_cell(self):
+    def test_ratio_of_medians_per_cell(self) -> None:
         a = make_run(self.root, "a", [summary_row("epoll_et", "saturation", "rps", 50000),
                                       summary_row("epoll_et", "fixed_rate", "server_cpu_us", 10.0)])
         b = make_run(self.root, "b", [summary_row("epoll_et", "saturation", "rps", 100000),
                                       summary_row("epoll_et", "fixed_rate", "server_cpu_us", 5.0)])
         status, out, _ = run_main(str(a), str(b), "--no-micro")
         self.assertEqual(status, 0, out)
-        rps = next(l for l in out.splitlines() if " rps " in l)
-        cpu = next(l for l in out.splitlines() if "server_cpu_us" in l)
+        rps = next(ln for ln in out.splitlines() if " rps " in ln)
+        cpu = next(ln for ln in out.splitlines() if "server_cpu_us" in ln)
         self.assertIn("2.00x", rps)
         self.assertIn("0.50x", cpu)
 
-    def test_invalid_metric_keeps_its_mark_and_reason(self):
+    def test_invalid_metric_keeps_its_mark_and_reason(self) -> None:
         a = make_run(self.root, "a", [summary_row("nginx", "saturation", "rps", 40000)])
         b = make_run(self.root, "b", [summary_row("nginx", "saturation", "rps", 42000, valid=False,
                                                   why=["spread 40%"])])
         status, out, _ = run_main(str(a), str(b), "--no-micro")
         self.assertEqual(status, 0)
-        line = next(l for l in out.splitlines() if l.startswith("nginx"))
+        line = next(ln for ln in out.splitlines() if ln.startswith("nginx"))
         self.assertTrue(line.rstrip().endswith("!"), line)
         self.assertIn("! B nginx saturation rps: spread 40%", out)
 
-    def test_different_machines_are_called_out(self):
+    def test_different_machines_are_called_out(self) -> None:
         a = make_run(self.root, "a", [summary_row("x", "saturation", "rps", 1)], cpu="CPU one")
         b = make_run(self.root, "b", [summary_row("x", "saturation", "rps", 1)], cpu="CPU two")
         _, out, _ = run_main(str(a), str(b), "--no-micro")
         self.assertIn("the runs differ in CPU", out)
 
-    def test_no_shared_cell_is_an_error(self):
+    def test_no_shared_cell_is_an_error(self) -> None:
         a = make_run(self.root, "a", [summary_row("x", "saturation", "rps", 1)])
         b = make_run(self.root, "b", [summary_row("y", "saturation", "rps", 1)])
         status, out, _ = run_main(str(a), str(b), "--no-micro")
@@ -87,15 +86,15 @@ class CompareRunsTest(unittest.TestCase):
         self.assertIn("share no", out)
         self.assertIn("in one run only: x saturation, y saturation", out)
 
-    def test_missing_run_names_it(self):
+    def test_missing_run_names_it(self) -> None:
         a = make_run(self.root, "a", [])
         status, _, err = run_main(str(a), str(self.root / "nowhere"))
         self.assertEqual(status, 2)
         self.assertIn("no run folder", err)
         self.assertIn("nowhere", err)
 
-    def test_micro_files_go_to_google_benchmark_compare(self):
-        micro = {"context": {}, "benchmarks": []}
+    def test_micro_files_go_to_google_benchmark_compare(self) -> None:
+        micro: dict[str, Any] = {"context": {}, "benchmarks": []}
         a = make_run(self.root, "a", [summary_row("x", "saturation", "rps", 1)], micro=micro)
         b = make_run(self.root, "b", [summary_row("x", "saturation", "rps", 1)], micro=micro)
         log = self.root / "stand-in.log"
@@ -110,10 +109,11 @@ class CompareRunsTest(unittest.TestCase):
             compare_runs.GBENCH_COMPARE = saved
         self.assertEqual(status, 0, out)
         self.assertIn("stand-in table", out)
-        self.assertEqual(log.read_text(), f"--no-color benchmarks {a}/micro/syscalls.json {b}/micro/syscalls.json")
+        self.assertEqual(log.read_text(), f"--no-color benchmarks {a}/micro/syscalls.json "
+                                          f"{b}/micro/syscalls.json")
 
-    def test_missing_google_benchmark_tool_is_said(self):
-        micro = {"context": {}, "benchmarks": []}
+    def test_missing_google_benchmark_tool_is_said(self) -> None:
+        micro: dict[str, Any] = {"context": {}, "benchmarks": []}
         a = make_run(self.root, "a", [summary_row("x", "saturation", "rps", 1)], micro=micro)
         b = make_run(self.root, "b", [summary_row("x", "saturation", "rps", 1)], micro=micro)
         saved = compare_runs.GBENCH_COMPARE

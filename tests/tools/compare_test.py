@@ -19,9 +19,10 @@ import unittest
 from contextlib import redirect_stdout, redirect_stderr
 from pathlib import Path
 
+import compare  # bench/ on PYTHONPATH (CTest sets it): the command line
+from iolab_bench import HarnessError, machine, measure, servers, validity
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-import compare  # noqa: E402
 
 BIN_DIR = (Path(sys.argv.pop(1)) if len(sys.argv) > 1 else ROOT / "build/bin").resolve()
 
@@ -47,31 +48,34 @@ def own_descendants():
 
 
 class SyscallBillingTest(unittest.TestCase):
-    def test_user_beyond_syscalls_subtracts_the_billing_per_call(self):
-        cell = {"server_user_us": 2.0, "perf_syscalls_per_request": 3.0, "syscalls_per_request": 1.0}
-        compare.add_user_beyond_syscalls(cell, {"user_us": 0.5, "sys_us": 0.5})
+    def test_user_beyond_syscalls_subtracts_the_billing_per_call(self) -> None:
+        cell = {"server_user_us": 2.0, "perf_syscalls_per_request": 3.0,
+                "syscalls_per_request": 1.0}
+        measure.add_user_beyond_syscalls(cell, {"user_us": 0.5, "sys_us": 0.5})
         self.assertAlmostEqual(cell["server_user_net_us"], 0.5)  # perf's count, not /stats'
 
-    def test_no_correction_without_a_perf_count_or_a_billing(self):
+    def test_no_correction_without_a_perf_count_or_a_billing(self) -> None:
         cell = {"server_user_us": 2.0, "syscalls_per_request": 3.0}
-        compare.add_user_beyond_syscalls(cell, {"user_us": 0.5, "sys_us": 0.5})
+        measure.add_user_beyond_syscalls(cell, {"user_us": 0.5, "sys_us": 0.5})
         self.assertNotIn("server_user_net_us", cell)
         cell = {"server_user_us": 2.0, "perf_syscalls_per_request": 3.0}
-        compare.add_user_beyond_syscalls(cell, "micro_syscalls not built")
+        measure.add_user_beyond_syscalls(cell, "micro_syscalls not built")
         self.assertNotIn("server_user_net_us", cell)
 
-    def test_a_missing_micro_binary_is_named(self):
+    def test_a_missing_micro_binary_is_named(self) -> None:
         with tempfile.TemporaryDirectory() as tmp:
-            why = compare.syscall_billing(tmp, None)
+            why = machine.syscall_billing(tmp, None)
         self.assertIsInstance(why, str)
         self.assertIn("micro_syscalls not built", why)
 
 
 class FloorTest(unittest.TestCase):
-    """server_floor answers every request head it is sent, however the bytes are cut, and no more."""
+    """server_floor answers every request head it is sent, however the bytes are cut, and no
+    more."""
 
-    def test_split_and_pipelined_heads_each_get_one_response(self):
-        with compare.Server("floor", None, BIN_DIR) as server:
+    def test_split_and_pipelined_heads_each_get_one_response(self) -> None:
+        with servers.Server("floor", None, BIN_DIR) as server:
+            assert server.port is not None
             with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
                 # Three pipelined heads, each "\r\n\r\n" cut between two reads at a different
                 # place (the pauses let the server read each piece alone), then a "\r\r\n" that
@@ -96,14 +100,16 @@ class FloorTest(unittest.TestCase):
             # A closed peer's connection is closed and the server goes on, also when the close
             # comes with the last request (one edge: a short read must not end the reading).
             # (The server is stopped while both are sent, so that one read finds them together.)
+            pid = server.pid()
+            assert pid is not None
             for close_with_request in (False, True):
                 with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
                     if close_with_request:
-                        os.kill(server.pid(), signal.SIGSTOP)
+                        os.kill(pid, signal.SIGSTOP)
                         s.sendall(b"GET /ping HTTP/1.1\r\n\r\n")
                         s.shutdown(socket.SHUT_WR)
                         time.sleep(0.05)
-                        os.kill(server.pid(), signal.SIGCONT)
+                        os.kill(pid, signal.SIGCONT)
                     else:
                         s.sendall(b"GET /ping HTTP/1.1\r\n\r\n")
                     got = s.recv(65536)
@@ -115,39 +121,41 @@ class FloorTest(unittest.TestCase):
             self.assertTrue(server.alive())
         self.assertEqual(own_descendants(), [])
 
-    def test_bad_flag_is_named(self):
+    def test_bad_flag_is_named(self) -> None:
         for args, word in ((["--bogus"], "'--bogus'"), (["--port", "70000"], "'70000'")):
-            run = subprocess.run([str(BIN_DIR / "server_floor"), *args], capture_output=True, text=True,
-                                 timeout=5)
+            run = subprocess.run([str(BIN_DIR / "server_floor"), *args], capture_output=True,
+                                 text=True, timeout=5)
             self.assertEqual(run.returncode, 2)
             self.assertIn(word, run.stderr)
 
-    def test_user_above_floor_pairs_each_repeat_with_the_floor_run_beside_it(self):
+    def test_user_above_floor_pairs_each_repeat_with_the_floor_run_beside_it(self) -> None:
         def cell(server, repeat, user, invalid=()):
             return {"server": server, "kind": "fixed", "repeat": repeat, "server_user_us": user,
                     "invalid": list(invalid)}
         cells = [cell("epoll_et", 0, 2.0), cell("floor", 0, 1.5), cell("epoll_et", 1, 3.0),
                  cell("floor", 1, 2.4, ["steal 5%"]), cell("epoll_et", 2, 2.0)]
-        compare.add_user_above_floor(cells)
+        measure.add_user_above_floor(cells)
         self.assertAlmostEqual(cells[0]["server_user_above_floor_us"], 0.5)
         self.assertAlmostEqual(cells[2]["server_user_above_floor_us"], 0.6)
         self.assertNotIn("server_user_above_floor_us", cells[4])  # no floor run in repeat 2
         self.assertNotIn("server_user_above_floor_us", cells[1])  # the floor itself
-        rows = {(r["server"], r["metric"]): r for r in compare.summarize(cells)}
+        rows = {(r["server"], r["metric"]): r for r in validity.summarize_cells(cells)}
         above = rows[("epoll_et", "server_user_above_floor_us")]
         self.assertEqual(len(above["values"]), 2)
         for value, expected in zip(above["values"], (0.5, 0.6)):
             self.assertAlmostEqual(value, expected)
         # The floor run's problem makes the difference invalid, not epoll_et's own figures.
         self.assertIn("floor: steal 5% in 1 of 3 runs", above["why_invalid"])
-        self.assertFalse([r for r in rows[("epoll_et", "server_user_us")]["why_invalid"] if "floor" in r])
+        self.assertFalse([r for r in rows[("epoll_et", "server_user_us")]
+                         ["why_invalid"] if "floor" in r])
 
-    def test_floor_in_a_run_gives_the_column_and_the_note(self):
+    def test_floor_in_a_run_gives_the_column_and_the_note(self) -> None:
         out, err = io.StringIO(), io.StringIO()
         with tempfile.TemporaryDirectory() as tmp, redirect_stdout(out), redirect_stderr(err):
             report = Path(tmp) / "cmp.json"
-            code = compare.main(["--bin-dir", str(BIN_DIR), "--servers", "epoll_et,floor", "--kinds",
-                                 "fixed", "--repeats", "1", "--duration", "0.5", "--warmup", "0.1",
+            code = compare.main(["--bin-dir", str(BIN_DIR), "--servers", "epoll_et,floor",
+                                 "--kinds", "fixed", "--repeats", "1", "--duration", "0.5",
+                                 "--warmup", "0.1",
                                  "--connections", "4", "--rate", "2000", "--json", str(report)])
             doc = json.loads(report.read_text())
         self.assertEqual(code, 0, err.getvalue())
@@ -157,7 +165,8 @@ class FloorTest(unittest.TestCase):
         self.assertAlmostEqual(epoll_et["server_user_above_floor_us"],
                                epoll_et["server_user_us"] - floor["server_user_us"])
         self.assertIn("user above floor", out.getvalue())
-        self.assertIn("floor: a responder that makes the system calls and nothing else", out.getvalue())
+        self.assertIn("floor: a responder that makes the system calls and nothing else",
+                      out.getvalue())
         self.assertEqual(own_descendants(), [])
 
 
@@ -168,7 +177,7 @@ class CompareTest(unittest.TestCase):
             code = compare.main(["--bin-dir", str(BIN_DIR), *args])
         return code, out.getvalue(), err.getvalue()
 
-    def test_two_servers_side_by_side(self):
+    def test_two_servers_side_by_side(self) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             report = Path(tmp) / "cmp.json"
             code, out, err = self.run_compare(
@@ -208,60 +217,64 @@ class CompareTest(unittest.TestCase):
         self.assertNotIn("user beyond syscalls", out)
         self.assertEqual(own_descendants(), [])
 
-    def test_server_without_ready_line_is_reported(self):
+    def test_server_without_ready_line_is_reported(self) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             fake = Path(tmp) / "server_silent"
             fake.write_text("#!/bin/sh\nexec sleep 30\n")
             fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
             (Path(tmp) / "loadgen").symlink_to(BIN_DIR / "loadgen")
-            old = compare.READY_TIMEOUT_S
-            compare.READY_TIMEOUT_S = 1.0
+            old = servers.READY_TIMEOUT_S
+            servers.READY_TIMEOUT_S = 1.0
             try:
                 out, err = io.StringIO(), io.StringIO()
                 with redirect_stdout(out), redirect_stderr(err):
                     code = compare.main(["--bin-dir", tmp, "--servers", "silent", "--repeats", "1"])
             finally:
-                compare.READY_TIMEOUT_S = old
+                servers.READY_TIMEOUT_S = old
         self.assertEqual(code, 1)
         self.assertIn("silent: never printed its ready line", err.getvalue())
         self.assertEqual(own_descendants(), [])
 
-    def test_server_dying_mid_run_is_reported(self):
-        with compare.Server("epoll_et", 0, BIN_DIR) as server:
-            server.overhead = compare.stats_overhead(server)
+    def test_server_dying_mid_run_is_reported(self) -> None:
+        with servers.Server("epoll_et", 0, BIN_DIR) as server:
+            server.overhead = servers.stats_overhead(server)
             opts = compare.parse_args(["--duration", "2", "--warmup", "0", "--connections", "4"])
             killer = subprocess.Popen(["sh", "-c", f"sleep 0.5; kill -KILL {server.pid()}"])
-            with self.assertRaises(compare.HarnessError) as ctx:
-                compare.measure(server, BIN_DIR / "loadgen", 0, "closed", opts)
+            with self.assertRaises(HarnessError) as ctx:
+                measure.measure(server, BIN_DIR / "loadgen", 0, "closed",
+                                measure.Load(opts.duration, opts.warmup, opts.connections))
             killer.wait()
         self.assertIn("died during the run", str(ctx.exception))
         self.assertEqual(own_descendants(), [])
 
-    def test_bad_arguments(self):
+    def test_bad_arguments(self) -> None:
         with self.assertRaises(SystemExit) as ctx, redirect_stderr(io.StringIO()):
             compare.parse_args(["--kinds", "bogus"])
         self.assertEqual(ctx.exception.code, 2)
 
-    def test_spread_invalidates(self):
-        cells = [{"server": "a", "kind": "closed", "rps": v, "invalid": []} for v in (100, 100, 130)]
-        row = compare.summarize(cells)[0]
+    def test_spread_invalidates(self) -> None:
+        cells = [{"server": "a", "kind": "closed", "rps": v, "invalid": []}
+                 for v in (100, 100, 130)]
+        row = validity.summarize_cells(cells)[0]
         self.assertFalse(row["valid"])
         self.assertIn("spread 30%", row["why_invalid"])
-        cells = [{"server": "a", "kind": "closed", "rps": v, "invalid": []} for v in (100, 105, 110)]
-        self.assertTrue(compare.summarize(cells)[0]["valid"])
+        cells = [{"server": "a", "kind": "closed", "rps": v, "invalid": []}
+                 for v in (100, 105, 110)]
+        self.assertTrue(validity.summarize_cells(cells)[0]["valid"])
 
-    def test_background_load_invalidates(self):
+    def test_background_load_invalidates(self) -> None:
         # 2 s window: the server used 0.5 s and the client 0.5 s of the 1.6 s the machine was busy.
         marks = {"start_busy": 100.0, "end_busy": 101.6}
-        self.assertAlmostEqual(compare.background_cpus(marks, 0.5, 0.5, 2.0), 0.3)
+        self.assertAlmostEqual(machine.background_cpus(marks, 0.5, 0.5, 2.0), 0.3)
         cell = {"kind": "fixed", "errors": 0, "steal": 0.0, "listen_overflows": 0,
                 "achieved_rate": 1000, "offered_rate": 1000, "background_cpus": 0.3}
-        self.assertEqual(compare.cell_problems(cell, None), ["background load 0.30 CPUs"])
+        self.assertEqual(validity.cell_problems(cell, None), ["background load 0.30 CPUs"])
         cell["background_cpus"] = 0.05
-        self.assertEqual(compare.cell_problems(cell, None), [])
+        self.assertEqual(validity.cell_problems(cell, None), [])
         # Tick rounding can make the pair look busier than the machine: never negative.
-        self.assertEqual(compare.background_cpus({"start_busy": 0.0, "end_busy": 0.9}, 0.5, 0.5, 1.0), 0.0)
-        self.assertGreater(compare.read_busy_s(), 0.0)
+        self.assertEqual(machine.background_cpus(
+            {"start_busy": 0.0, "end_busy": 0.9}, 0.5, 0.5, 1.0), 0.0)
+        self.assertGreater(machine.read_busy_s(), 0.0)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ import sys
 import tempfile
 import unittest
 from pathlib import Path
+from typing import Any
 
-import yaml
+import yaml  # type: ignore[import]  # Debian 12 has no types-PyYAML
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = (Path(sys.argv.pop(1)) if len(sys.argv) > 1 else ROOT / "build/bin").resolve()
@@ -43,7 +44,7 @@ MIN_NOFILE = 65536
 def deps_sets():
     """The targets install-deps.sh accepts (its `case` labels) and the packages of each."""
     text = DEPS.read_text()
-    arrays = {}
+    arrays: dict[str, list[str]] = {}
     for name, body in re.findall(r"^(\w+)_pkgs=\(([^)]*)\)", text, re.M):
         words = []
         for word in body.split():
@@ -112,7 +113,8 @@ def compose_problems(cfg, model="epoll_et", flags=None, packages=()):
     allowed = any(re.fullmatch(r"seccomp[=:]unconfined", o) for o in opts)
     for o in opts:
         profile = re.fullmatch(r"seccomp[=:](.+\.json)", o)
-        if profile and Path(profile.group(1)).exists() and "io_uring_setup" in Path(profile.group(1)).read_text():
+        path = Path(profile.group(1)) if profile else None
+        if path and path.exists() and "io_uring_setup" in path.read_text():
             allowed = True
     if not allowed:
         problems.append("server: seccomp neither unconfined nor a profile allowing io_uring")
@@ -125,7 +127,8 @@ def compose_problems(cfg, model="epoll_et", flags=None, packages=()):
     if "cpuset" not in server or "cpuset" not in bench:
         problems.append("server and bench need a cpuset each")
     elif cpus(server["cpuset"]) & cpus(bench["cpuset"]):
-        problems.append(f"server cpuset {server['cpuset']} and bench cpuset {bench['cpuset']} overlap")
+        problems.append(
+            f"server cpuset {server['cpuset']} and bench cpuset {bench['cpuset']} overlap")
 
     argv = shlex.split(server.get("command") if isinstance(server.get("command"), str)
                        else " ".join(server.get("command") or []))
@@ -168,7 +171,7 @@ def compose_problems(cfg, model="epoll_et", flags=None, packages=()):
 def dockerfile_problems(text, sets, target_exists):
     problems = []
     lines = re.sub(r"\\\n", " ", text).splitlines()
-    instructions = [l.strip() for l in lines if l.strip() and not l.strip().startswith("#")]
+    instructions = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
     if not instructions or instructions[0] != "FROM debian:bookworm":
         problems.append("the base is not debian:bookworm (Debian 12)")
     copied_script = copied_all = installed = built = False
@@ -227,8 +230,9 @@ def broken_compose_variants(cfg, unset_cfg):
                        "not aimed"),
         # The command ignores MODEL: what runs is not the io_uring asked for.
         "model fixed": (unset_cfg, "MODEL"),
-        "unknown run.py flag": (broken(replace("bench", "command", "--results-dir", "--result-dir")),
-                                "run.py has no"),
+        "unknown run.py flag": (
+            broken(replace("bench", "command", "--results-dir", "--result-dir")),
+            "run.py has no"),
         "charts elsewhere": (broken(replace("charts", "command", "RESULTS=/iolab/results/latest",
                                             "RESULTS=/tmp/x")), "charts"),
         "bench not waiting": (broken(lambda s: s["bench"].pop("depends_on")), "depend"),
@@ -236,10 +240,17 @@ def broken_compose_variants(cfg, unset_cfg):
 
 
 class Compose(unittest.TestCase):
+    flags: set[str]
+    packages: set[str]
+    tmp: "tempfile.TemporaryDirectory[str]"
+    broken_yaml: str
+    configs: dict[tuple[str, str | None], Any]
+
     @classmethod
-    def setUpClass(cls):
+    def setUpClass(cls) -> None:
         if shutil.which("docker-compose") is None:
-            raise unittest.SkipTest("docker-compose is not installed (scripts/install-deps.sh test)")
+            raise unittest.SkipTest(
+                "docker-compose is not installed (scripts/install-deps.sh test)")
         cls.flags = run_py_flags()
         cls.packages = set(deps_sets()["all"])
         cls.tmp = tempfile.TemporaryDirectory(prefix="iolab-containers-")
@@ -262,29 +273,29 @@ class Compose(unittest.TestCase):
         return compose_config(path, env)
 
     @classmethod
-    def tearDownClass(cls):
+    def tearDownClass(cls) -> None:
         cls.tmp.cleanup()
 
     def problems(self, cfg, model="epoll_et"):
         return compose_problems(cfg, model, self.flags, self.packages)
 
-    def test_compose_file_is_valid_and_complete(self):
+    def test_compose_file_is_valid_and_complete(self) -> None:
         cfg, err = self.configs[(COMPOSE.read_text(), None)]
         self.assertIsNotNone(cfg, err)
         self.assertEqual(self.problems(cfg), [])
         self.assertTrue(make_target_exists("charts"), "the charts service runs 'make charts'")
 
-    def test_model_comes_from_the_environment(self):
+    def test_model_comes_from_the_environment(self) -> None:
         cfg, err = self.configs[(COMPOSE.read_text(), "io_uring")]
         self.assertIsNotNone(cfg, err)
         self.assertEqual(self.problems(cfg, "io_uring"), [])
 
-    def test_invalid_file_is_refused_by_docker_compose(self):
+    def test_invalid_file_is_refused_by_docker_compose(self) -> None:
         cfg, err = self.configs[(self.broken_yaml, None)]
         self.assertIsNone(cfg)
         self.assertTrue(err)
 
-    def test_broken_variants_are_caught(self):
+    def test_broken_variants_are_caught(self) -> None:
         cfg = self.configs[(COMPOSE.read_text(), "io_uring")][0]
         unset_cfg = self.configs[(COMPOSE.read_text(), None)][0]
         for name, (variant, expected) in broken_compose_variants(cfg, unset_cfg).items():
@@ -295,40 +306,42 @@ class Compose(unittest.TestCase):
 
 
 class Dockerfile(unittest.TestCase):
+    sets: dict[str, list[str]]
+
     @classmethod
-    def setUpClass(cls):
+    def setUpClass(cls) -> None:
         cls.sets = deps_sets()
 
     def problems(self, text):
         return dockerfile_problems(text, self.sets, make_target_exists)
 
-    def test_deps_sets_are_read(self):
+    def test_deps_sets_are_read(self) -> None:
         # The parser of install-deps.sh is itself checked: 'test' must hold its build packages.
         self.assertIn("build", self.sets)
         self.assertIn("cmake", self.sets["test"])
         self.assertIn("curl", self.sets["all"])
 
-    def test_builds_with_the_steps_make_runs(self):
+    def test_builds_with_the_steps_make_runs(self) -> None:
         self.assertEqual(self.problems(DOCKERFILE.read_text()), [])
 
-    def test_one_image_has_every_service_s_packages(self):
+    def test_one_image_has_every_service_s_packages(self) -> None:
         # bench and charts run in the same image: its deps set must hold both, or `make charts`
         # would try to install packages in a container at run time.
-        runs = [l for l in re.sub(r"\\\n", " ", DOCKERFILE.read_text()).splitlines()
-                if l.startswith("RUN ")]
-        used = [s for l in runs for s in re.findall(r"scripts/install-deps\.sh\s+(\w+)", l)]
+        runs = [ln for ln in re.sub(r"\\\n", " ", DOCKERFILE.read_text()).splitlines()
+                if ln.startswith("RUN ")]
+        used = [s for ln in runs for s in re.findall(r"scripts/install-deps\.sh\s+(\w+)", ln)]
         self.assertEqual(len(used), 1, used)
         image = set(self.sets[used[0]])
         for needed in ("build", "bench", "charts"):
             self.assertEqual(set(self.sets[needed]) - image, set(), f"{needed} packages")
 
-    def test_ignores_the_host_build_tree(self):
+    def test_ignores_the_host_build_tree(self) -> None:
         # A host build/ copied in would bring a CMakeCache.txt naming the host's paths.
         ignored = (ROOT / ".dockerignore").read_text().split()
         self.assertIn("build/", ignored)
         self.assertIn("build-*/", ignored)
 
-    def test_broken_variants_are_caught(self):
+    def test_broken_variants_are_caught(self) -> None:
         text = DOCKERFILE.read_text()
         variants = {
             "other base": (text.replace("FROM debian:bookworm", "FROM ubuntu:22.04"), "bookworm"),

@@ -31,34 +31,34 @@ def accounting(config_lines, nohz_full=""):
 
 
 class AccountingTest(unittest.TestCase):
-    def test_tick_sampling_names_the_rate(self):
+    def test_tick_sampling_names_the_rate(self) -> None:
         line = accounting(["CONFIG_HZ=250", "CONFIG_TICK_CPU_ACCOUNTING=y",
                            "# CONFIG_VIRT_CPU_ACCOUNTING_GEN is not set"])
         self.assertTrue(line.startswith("sampled by the timer tick (250 Hz)"), line)
         self.assertIn("TICK_CPU_ACCOUNTING", line)
 
-    def test_gen_without_nohz_full_is_still_ticks(self):
+    def test_gen_without_nohz_full_is_still_ticks(self) -> None:
         # Context tracking (and so exact accounting) runs only on nohz_full CPUs.
         for none in ("", "(null)\n"):
             line = accounting(["CONFIG_HZ=1000", "CONFIG_VIRT_CPU_ACCOUNTING_GEN=y"], none)
             self.assertTrue(line.startswith("sampled by the timer tick (1000 Hz)"), line)
             self.assertIn("no CPU is nohz_full", line)
 
-    def test_gen_is_exact_on_nohz_full_cpus_only(self):
+    def test_gen_is_exact_on_nohz_full_cpus_only(self) -> None:
         line = accounting(["CONFIG_HZ=1000", "CONFIG_VIRT_CPU_ACCOUNTING_GEN=y"], "1-3\n")
         self.assertTrue(line.startswith("exact on nohz_full CPUs 1-3"), line)
         self.assertIn("on the others sampled by the timer tick (1000 Hz)", line)
 
-    def test_gen_forced_is_exact_everywhere(self):
+    def test_gen_forced_is_exact_everywhere(self) -> None:
         line = accounting(["CONFIG_HZ=1000", "CONFIG_VIRT_CPU_ACCOUNTING_GEN=y",
                            "CONFIG_CONTEXT_TRACKING_USER_FORCE=y"])
         self.assertTrue(line.startswith("exact on every CPU"), line)
 
-    def test_native_is_exact(self):
+    def test_native_is_exact(self) -> None:
         line = accounting(["CONFIG_HZ=100", "CONFIG_VIRT_CPU_ACCOUNTING_NATIVE=y"])
         self.assertTrue(line.startswith("exact:"), line)
 
-    def test_unknown_and_missing_say_question_mark(self):
+    def test_unknown_and_missing_say_question_mark(self) -> None:
         self.assertTrue(accounting(["CONFIG_HZ=100"]).startswith("? (the configuration names"))
         env = dict(os.environ, IOLAB_KERNEL_CONFIG="/nonexistent/config")
         r = subprocess.run([ACCOUNTING], env=env, capture_output=True, text=True, timeout=10)
@@ -67,7 +67,7 @@ class AccountingTest(unittest.TestCase):
 
 
 class DoctorRunTest(unittest.TestCase):
-    def test_whole_run(self):
+    def test_whole_run(self) -> None:
         env = dict(os.environ, IOLAB_BIN_DIR=BIN_DIR)
         r = subprocess.run([DOCTOR], env=env, capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)

@@ -117,7 +117,7 @@ def connection_outcome(sock):
 
 
 class SelectTest(unittest.TestCase):
-    def setUp(self):
+    def setUp(self) -> None:
         if raise_fd_limit() < 2 * FD_SETSIZE + 200:
             self.skipTest("descriptor limit too low to open more than FD_SETSIZE connections")
 
@@ -127,7 +127,7 @@ class SelectTest(unittest.TestCase):
             socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
         return socks
 
-    def test_more_connections_than_fd_setsize_refused_cleanly(self):
+    def test_more_connections_than_fd_setsize_refused_cleanly(self) -> None:
         with Server("select") as server:
             socks = self.open_many(server.port, FD_SETSIZE + 100)
             try:
@@ -150,11 +150,12 @@ class SelectTest(unittest.TestCase):
                     s.close()
 
     def own_descriptor_count(self):
-        """Descriptors the select server opens before its first accept (listener, pipe, memfd...)."""
+        """Descriptors the select server opens before its first accept (listener, pipe,
+        memfd...)."""
         with Server("select") as server:
             return len(os.listdir(f"/proc/{server.proc.pid}/fd")) - 3
 
-    def test_descriptor_past_fd_setsize_never_enters_an_fd_set(self):
+    def test_descriptor_past_fd_setsize_never_enters_an_fd_set(self) -> None:
         # Inherited descriptors fill every number from just above the server's own descriptors
         # to past FD_SETSIZE, so its first accepted socket is numbered past 1024.
         first_free = 3 + self.own_descriptor_count()
@@ -168,7 +169,7 @@ class SelectTest(unittest.TestCase):
         self.assertEqual(server.final_stats["model_counters"]["fd_setsize_refused"], 1)
         self.assertEqual(server.final_stats["connections_accepted"], 0)
 
-    def test_own_descriptors_past_fd_setsize_stop_the_server_at_start(self):
+    def test_own_descriptors_past_fd_setsize_stop_the_server_at_start(self) -> None:
         # With every number below FD_SETSIZE taken, the listener itself cannot enter an fd_set:
         # the server must say so and exit, not abort inside FD_SET.
         with InheritedFillers(3, FD_SETSIZE + 10) as fillers:
@@ -226,7 +227,7 @@ class PooledTest(unittest.TestCase):
         self.assertEqual(requests, 10_000)
         return (b["allocations"] - a["allocations"]) / requests, b
 
-    def test_pooled_makes_zero_allocations_per_request(self):
+    def test_pooled_makes_zero_allocations_per_request(self) -> None:
         plain, _ = self.allocations_per_request("epoll_et")
         pooled, stats = self.allocations_per_request("pooled")
         print(f"\nallocations per request over 10,000 keep-alive requests: "

@@ -10,15 +10,13 @@ the test follows the rows' schema as run.py writes it. Run by CTest (label tools
 
 import json
 import os
-import sys
 import tempfile
 import unittest
 from pathlib import Path
 
+from iolab_bench import runfolder, sweeps  # bench/ and notebooks/ on PYTHONPATH (CTest)
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT / "notebooks"))
-import run  # noqa: E402
 
 # (server, think_ms): [(connections, req/s)]; threads at 20 ms is still rising at the end.
 SWEEPS = {
@@ -34,8 +32,9 @@ def make_run(folder, with_peaks=True):
     rows = []
     for (server, think), sweep in SWEEPS.items():
         for conns, rps in sweep:
-            row = run.base_row({"name": "netns"}, server, {"think_ms": think, "connections": conns},
-                               "closed_loop", 0, "client-bound (server CPU 30%)")
+            row = runfolder.base_row({"name": "netns"}, server,
+                                     {"think_ms": think, "connections": conns},
+                                     "closed_loop", 0, "client-bound (server CPU 30%)")
             row.update(rps=rps, server_cpu_util=0.3, latency_us={"p50": 120.0},
                        errors={"timeout": 0})
             rows.append(row)
@@ -44,24 +43,24 @@ def make_run(folder, with_peaks=True):
                 "kernel": "6.1.0-test", "git_revision": "abc1234", "started": "2026-01-01T00:00:00"}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     if with_peaks:
-        peaks = run.connections_to_peak(rows)
+        peaks = sweeps.connections_to_peak(rows)
         (folder / "harness/connections_to_peak.jsonl").write_text(
             "".join(json.dumps(p) + "\n" for p in peaks))
 
 
 class NetnsPlots(unittest.TestCase):
-    def setUp(self):
+    def setUp(self) -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="iolab-containers-plots-")
         self.folder = Path(self.tmp.name) / "20260101-000000-netns"
         os.environ["CHARTS"] = str(Path(self.tmp.name) / "charts")
         import netns_plots
         self.np = netns_plots
 
-    def tearDown(self):
+    def tearDown(self) -> None:
         os.environ.pop("CHARTS", None)
         self.tmp.cleanup()
 
-    def test_table_and_chart(self):
+    def test_table_and_chart(self) -> None:
         make_run(self.folder)
         results = self.np.ip.load(self.folder)
         t = self.np.connections_to_peak_table(results)
@@ -77,7 +76,7 @@ class NetnsPlots(unittest.TestCase):
             self.assertGreater((charts / f"{self.np.CHART}.{ext}").stat().st_size, 1000)
         self.assertEqual((charts / f"{self.np.CHART}.csv").read_text(), self.np.ip.table_csv(t))
 
-    def test_run_without_peak_rows_is_refused(self):
+    def test_run_without_peak_rows_is_refused(self) -> None:
         make_run(self.folder, with_peaks=False)
         with self.assertRaisesRegex(self.np.ip.NoData, "connections_to_peak.jsonl is missing"):
             self.np.connections_to_peak_table(self.np.ip.load(self.folder))

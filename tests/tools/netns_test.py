@@ -25,6 +25,7 @@ import tempfile
 import time
 import unittest
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = (Path(sys.argv.pop(1)) if len(sys.argv) > 1 else ROOT / "build/bin").resolve()
@@ -54,8 +55,8 @@ def leftovers(pid):
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     found = [w for w in names.split() if w in (f"iolab-srv-{pid}", f"iolab-cli-{pid}")]
-    found += [l.split(":")[1].strip() for l in links.splitlines()
-              if f"iolabs{pid}" in l or f"iolabc{pid}" in l]
+    found += [ln.split(":")[1].strip() for ln in links.splitlines()
+              if f"iolabs{pid}" in ln or f"iolabc{pid}" in ln]
     return found
 
 
@@ -80,15 +81,17 @@ def start_run(results_dir, *extra):
 
 
 class Netns(unittest.TestCase):
+    tmp: "tempfile.TemporaryDirectory[str]"
+
     @classmethod
-    def setUpClass(cls):
+    def setUpClass(cls) -> None:
         cls.tmp = tempfile.TemporaryDirectory(prefix="iolab-containers-netns-")
 
     @classmethod
-    def tearDownClass(cls):
+    def tearDownClass(cls) -> None:
         cls.tmp.cleanup()
 
-    def test_brief_run_measures_across_the_veth(self):
+    def test_brief_run_measures_across_the_veth(self) -> None:
         proc = start_run(Path(self.tmp.name) / "brief")
         out, err = proc.communicate(timeout=120)
         self.assertEqual(proc.returncode, 0, err)
@@ -102,23 +105,26 @@ class Netns(unittest.TestCase):
         own_probe = self.netem_here()
         self.assertEqual(manifest["netns"]["netem"] == "yes", own_probe, manifest["netns"])
 
-        rows = [json.loads(l) for l in (folder / "harness/results.jsonl").read_text().splitlines()]
+        rows = [json.loads(ln)
+                for ln in (folder / "harness/results.jsonl").read_text().splitlines()]
         self.assertEqual(len(rows), 4)
         rps = {}
         for r in rows:
             self.assertEqual(sum(r["errors"].values()), 0, r)
-            self.assertTrue(r["target"].startswith(manifest["netns"]["server_addr"] + ":"), r["target"])
+            self.assertTrue(r["target"].startswith(
+                manifest["netns"]["server_addr"] + ":"), r["target"])
             self.assertTrue(r["sources"]["cpu"].startswith("/stats"))
             self.assertIn("namespace", r["sources"]["listen_overflows"])
             self.assertEqual(r["listen_overflows"], 0)
-            self.assertGreater(r["cpu_us_per_req"]["server"]["user"] + r["cpu_us_per_req"]["server"]["sys"], 0)
+            self.assertGreater(r["cpu_us_per_req"]["server"]["user"]
+                               + r["cpu_us_per_req"]["server"]["sys"], 0)
             rps[(r["params"]["think_ms"], r["params"]["connections"])] = r["rps"]
         # The emulated round trip: one connection waits THINK_MS after every response.
         self.assertLessEqual(rps[(THINK_MS, 1)], 1000 / THINK_MS)
         self.assertGreater(rps[(THINK_MS, 8)], 4 * rps[(THINK_MS, 1)])
         self.assertGreater(rps[(0, 1)], rps[(THINK_MS, 1)])
 
-        peaks = [json.loads(l) for l in
+        peaks = [json.loads(ln) for ln in
                  (folder / "harness/connections_to_peak.jsonl").read_text().splitlines()]
         self.assertEqual(sorted(p["think_ms"] for p in peaks), [0, THINK_MS])
         for p in peaks:
@@ -133,7 +139,8 @@ class Netns(unittest.TestCase):
         try:
             subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
             return subprocess.run(["ip", "netns", "exec", name, "tc", "qdisc", "add", "dev", "lo",
-                                   "root", "netem", "delay", "1ms"], capture_output=True).returncode == 0
+                                   "root", "netem", "delay", "1ms"],
+                                  capture_output=True).returncode == 0
         finally:
             subprocess.run(["ip", "netns", "del", name])
 
@@ -141,7 +148,7 @@ class Netns(unittest.TestCase):
         proc = start_run(Path(self.tmp.name) / f"sig{sig}", "--set", "duration_s=30")
         server_ns = f"iolab-srv-{proc.pid}"
         deadline = time.monotonic() + 20
-        servers = []
+        servers: list[Any] = []
         while time.monotonic() < deadline and not servers:
             time.sleep(0.2)
             if server_ns in subprocess.run(["ip", "netns", "list"], capture_output=True,
@@ -156,10 +163,10 @@ class Netns(unittest.TestCase):
         self.assertEqual([p for p in servers if alive(p)], [], "servers left running")
         self.assertIn("interrupted", err)
 
-    def test_sigterm_mid_run_leaves_nothing(self):
+    def test_sigterm_mid_run_leaves_nothing(self) -> None:
         self.interrupt(signal.SIGTERM)
 
-    def test_sigint_mid_run_leaves_nothing(self):
+    def test_sigint_mid_run_leaves_nothing(self) -> None:
         self.interrupt(signal.SIGINT)
 
 

@@ -25,26 +25,26 @@ def directives(conf):
 
 
 class NginxConfigTest(unittest.TestCase):
-    def setUp(self):
+    def setUp(self) -> None:
         self.conf = (REFERENCE / "nginx/nginx.conf.in").read_text()
         self.d = directives(self.conf)
 
     def values(self, name):
         return [args for n, args in self.d if n == name]
 
-    def test_single_foreground_process(self):
+    def test_single_foreground_process(self) -> None:
         self.assertEqual(self.values("master_process"), [["off"]])
         self.assertEqual(self.values("daemon"), [["off"]])
         self.assertEqual(self.values("worker_processes"), [["1"]])
 
-    def test_no_access_log(self):
+    def test_no_access_log(self) -> None:
         self.assertEqual(self.values("access_log"), [["off"]])
 
-    def test_keepalive_requests_never_end_a_benchmark(self):
+    def test_keepalive_requests_never_end_a_benchmark(self) -> None:
         (limit,), = self.values("keepalive_requests")
         self.assertGreaterEqual(int(limit), 1_000_000)
 
-    def test_temp_paths_under_prefix(self):
+    def test_temp_paths_under_prefix(self) -> None:
         names = ["client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path",
                  "uwsgi_temp_path", "scgi_temp_path"]
         for name in names:
@@ -52,14 +52,14 @@ class NginxConfigTest(unittest.TestCase):
             self.assertFalse(args[0].startswith("/"), f"{name} {args[0]} is not under -p")
         self.assertFalse(any(a[0].startswith("/") for a in self.values("pid")))
 
-    def test_reuseport_listener_with_port_placeholder(self):
+    def test_reuseport_listener_with_port_placeholder(self) -> None:
         (listen,) = self.values("listen")
         self.assertEqual(listen[0], "127.0.0.1:@PORT@")
         self.assertIn("reuseport", listen)
 
     @unittest.skipUnless(shutil.which("nginx") or Path("/usr/sbin/nginx").exists(),
                          "nginx not installed (apt-get install nginx-light)")
-    def test_rendered_config_is_accepted_by_nginx(self):
+    def test_rendered_config_is_accepted_by_nginx(self) -> None:
         with tempfile.TemporaryDirectory() as prefix:
             (Path(prefix) / "tmp").mkdir()
             conf = Path(prefix) / "nginx.conf"
@@ -71,7 +71,7 @@ class NginxConfigTest(unittest.TestCase):
 
 
 class GoReferenceTest(unittest.TestCase):
-    def test_gin_is_bare_and_in_release_mode(self):
+    def test_gin_is_bare_and_in_release_mode(self) -> None:
         src = (REFERENCE / "gin/main.go").read_text()
         self.assertIn("gin.SetMode(gin.ReleaseMode)", src)
         self.assertIn("gin.New()", src)
@@ -80,13 +80,13 @@ class GoReferenceTest(unittest.TestCase):
         body = src[src.index("func main"):]
         self.assertLess(body.index("gin.SetMode"), body.index("gin.New()"))
 
-    def test_nethttp_uses_only_the_standard_library(self):
+    def test_nethttp_uses_only_the_standard_library(self) -> None:
         src = (REFERENCE / "nethttp/main.go").read_text()
         imports = re.search(r"import \((.*?)\)", src, re.S).group(1)
         for line in imports.split():
             self.assertNotIn(".", line.strip('"'), f"non-standard import {line}")
 
-    def test_both_print_the_ready_line(self):
+    def test_both_print_the_ready_line(self) -> None:
         for name in ("gin", "nethttp"):
             src = (REFERENCE / f"{name}/main.go").read_text()
             self.assertIn(f"server_{name} listening on %s:%d threads=%d pid=%d", src)

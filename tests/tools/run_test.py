@@ -19,10 +19,10 @@ import unittest
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
+import run  # bench/ on PYTHONPATH (CTest sets it): the command line
+from iolab_bench import HarnessError, runfolder, scenarios, servers
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-import compare  # noqa: E402
-import run  # noqa: E402
 
 BIN_DIR = (Path(sys.argv.pop(1)) if len(sys.argv) > 1 else ROOT / "build/bin").resolve()
 FAST = ["--set", "duration_s=0.4", "--set", "warmup_s=0.1", "--set", "connections=8"]
@@ -63,13 +63,14 @@ def run_main(*args):
 
 def read_run(results):
     (folder,) = list((Path(results) / "runs").iterdir())
-    rows = [json.loads(line) for line in (folder / "harness/results.jsonl").read_text().splitlines()]
+    rows = [json.loads(line)
+            for line in (folder / "harness/results.jsonl").read_text().splitlines()]
     manifest = json.loads((folder / "manifest.json").read_text())
     return folder, rows, manifest
 
 
 class RunTest(unittest.TestCase):
-    def test_small_scenario_end_to_end(self):
+    def test_small_scenario_end_to_end(self) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             bin_dir = private_bin(tmp)
             results = Path(tmp) / "results"
@@ -79,7 +80,7 @@ class RunTest(unittest.TestCase):
             self.assertEqual(code, 0)
             folder, rows, manifest = read_run(results)
             self.assertEqual((results / "latest").resolve(), folder.resolve())
-            self.assertEqual(manifest["schema_version"], run.SCHEMA_VERSION)
+            self.assertEqual(manifest["schema_version"], runfolder.SCHEMA_VERSION)
             for key in ("cpu_model", "topology", "kernel", "mitigations", "governor", "compiler",
                         "liburing", "git_revision", "fd_limits", "offered_rate", "server_cpu",
                         "client_cpu", "placement"):
@@ -90,7 +91,7 @@ class RunTest(unittest.TestCase):
             self.assertEqual(len(rows), 12)
             self.assertEqual([r["repeat"] for r in rows], [0] * 6 + [1] * 6)
             for row in rows:
-                run.check_row(row)
+                runfolder.check_row(row)
                 self.assertEqual(sum(row["errors"].values()), 0)
                 self.assertGreater(row["rps"], 0)
             summary = json.loads((folder / "harness/summary.json").read_text())
@@ -98,7 +99,7 @@ class RunTest(unittest.TestCase):
             self.assertIn("sat req/s", out)
             self.assertEqual(processes_under(bin_dir), [])
 
-    def test_crash_mid_run_is_an_invalid_cell_and_the_run_goes_on(self):
+    def test_crash_mid_run_is_an_invalid_cell_and_the_run_goes_on(self) -> None:
         crashy = ("#!/bin/sh\n"
                   f"exec timeout -s KILL 1.2 {BIN_DIR}/server_epoll_et \"$@\"\n")
         with tempfile.TemporaryDirectory() as tmp:
@@ -111,7 +112,8 @@ class RunTest(unittest.TestCase):
             _, rows, _ = read_run(results)
             self.assertFalse((results / "latest").exists())
             crashed = [r for r in rows if r["server"] == "crashy" and not r["valid"]]
-            self.assertTrue(any("died during the run" in r["invalid_reason"] for r in crashed), rows)
+            self.assertTrue(
+                any("died during the run" in r["invalid_reason"] for r in crashed), rows)
             # A point with no figure in any repeat has no line in the table: it is listed below it.
             failed_points = {r["point"] for r in crashed if "rps" not in r}
             self.assertTrue(failed_points, rows)
@@ -125,18 +127,18 @@ class RunTest(unittest.TestCase):
             self.assertTrue(all("rps" in r for r in threads))
             self.assertEqual(processes_under(bin_dir), [])
 
-    def test_server_that_never_gets_ready_is_reported(self):
+    def test_server_that_never_gets_ready_is_reported(self) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             bin_dir = private_bin(tmp, {"server_silent": "#!/bin/sh\nexec sleep 30\n"})
             results = Path(tmp) / "results"
-            old = compare.READY_TIMEOUT_S
-            compare.READY_TIMEOUT_S = 1.0
+            old = servers.READY_TIMEOUT_S
+            servers.READY_TIMEOUT_S = 1.0
             try:
                 code, out, _ = run_main("--scenario", "quick", "--results-dir", str(results),
                                         "--bin-dir", str(bin_dir), "--repeats", "1", "--no-latest",
                                         "--set", 'servers=["silent","epoll_et"]', *FAST)
             finally:
-                compare.READY_TIMEOUT_S = old
+                servers.READY_TIMEOUT_S = old
             self.assertEqual(code, 0)
             _, rows, manifest = read_run(results)
             self.assertIn("never printed its ready line", manifest["skipped"]["silent"])
@@ -144,7 +146,7 @@ class RunTest(unittest.TestCase):
             self.assertEqual({r["server"] for r in rows}, {"epoll_et"})
             self.assertEqual(processes_under(bin_dir), [])
 
-    def test_ctrl_c_leaves_a_consistent_folder_and_no_process(self):
+    def test_ctrl_c_leaves_a_consistent_folder_and_no_process(self) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             bin_dir = private_bin(tmp)
             results = Path(tmp) / "results"
@@ -167,34 +169,34 @@ class RunTest(unittest.TestCase):
             self.assertTrue(manifest["interrupted"])
             self.assertGreaterEqual(len(rows), 2)
             for row in rows:
-                run.check_row(row)
+                runfolder.check_row(row)
             time.sleep(0.2)
             self.assertEqual(processes_under(bin_dir), [])
 
-    def test_row_schema_rejects_incomplete_rows(self):
+    def test_row_schema_rejects_incomplete_rows(self) -> None:
         good = {"server": "x", "scenario": "s", "params": {}, "point": "fixed_rate", "repeat": 0,
                 "valid": False, "invalid_reason": "died"}
-        run.check_row(dict(good))
+        runfolder.check_row(dict(good))
         with self.assertRaises(ValueError):
-            run.check_row({k: v for k, v in good.items() if k != "point"})
+            runfolder.check_row({k: v for k, v in good.items() if k != "point"})
         with self.assertRaises(ValueError):
-            run.check_row(dict(good, rps=100.0))  # a measured row needs every measured key
+            runfolder.check_row(dict(good, rps=100.0))  # a measured row needs every measured key
         with self.assertRaises(ValueError):
-            run.check_row(dict(good, valid=True))  # valid with a reason
+            runfolder.check_row(dict(good, valid=True))  # valid with a reason
         with self.assertRaises(ValueError):
-            run.check_row(dict(good, point="sideways"))
+            runfolder.check_row(dict(good, point="sideways"))
 
-    def test_unknown_scenario_and_bad_set(self):
-        with self.assertRaises(compare.HarnessError):
-            run.load_scenario("nope")
+    def test_unknown_scenario_and_bad_set(self) -> None:
+        with self.assertRaises(HarnessError):
+            scenarios.load_scenario("nope")
         with self.assertRaises(SystemExit), redirect_stderr(io.StringIO()):
             run.main(["--set", "no_such_field=1"])
 
-    def test_every_scenario_file_loads(self):
-        for path in sorted(run.SCENARIOS.glob("*.json")):
-            sc = run.load_scenario(path.stem)
+    def test_every_scenario_file_loads(self) -> None:
+        for path in sorted(scenarios.SCENARIOS.glob("*.json")):
+            sc = scenarios.load_scenario(path.stem)
             self.assertTrue(sc["servers"], path)
-            self.assertTrue(run.cells(sc), path)
+            self.assertTrue(scenarios.matrix_cells(sc), path)
             for point in sc["points"]:
                 self.assertIn(point, ("fixed_rate", "saturation", "closed_loop", "memory", "cache"))
 

@@ -20,9 +20,9 @@ import threading
 import unittest
 from pathlib import Path
 
+from iolab_bench import machine, runfolder, sweeps  # bench/ on PYTHONPATH (CTest sets it)
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-import compare  # noqa: E402
 
 BIN_DIR = (Path(sys.argv.pop(1)) if len(sys.argv) > 1 else ROOT / "build/bin").resolve()
 RUN_PY = ROOT / "bench/run.py"
@@ -43,9 +43,9 @@ def start_server(bind, cpu):
     if not match:
         proc.kill()
         raise RuntimeError(f"server_threads did not start: {line!r}")
-    proc.drain = threading.Thread(target=proc.stdout.read, daemon=True)
-    proc.drain.start()
-    return proc, int(match.group(2))
+    drain = threading.Thread(target=proc.stdout.read, daemon=True)
+    drain.start()
+    return proc, int(match.group(2)), drain
 
 
 def run_py(*args):
@@ -57,7 +57,8 @@ def run_py(*args):
 def run_folder(results_dir):
     folders = sorted((Path(results_dir) / "runs").iterdir())
     assert len(folders) == 1, folders
-    rows = [json.loads(l) for l in (folders[0] / "harness/results.jsonl").read_text().splitlines()]
+    rows = [json.loads(ln)
+            for ln in (folders[0] / "harness/results.jsonl").read_text().splitlines()]
     manifest = json.loads((folders[0] / "manifest.json").read_text())
     return folders[0], rows, manifest
 
@@ -68,12 +69,20 @@ def median(rows, get):
 
 
 class Target(unittest.TestCase):
+    server_cpu: int
+    client_cpu: int
+    tmp: "tempfile.TemporaryDirectory[str]"
+    target: str
+    target_run: "subprocess.CompletedProcess[str]"
+    local_run: "subprocess.CompletedProcess[str]"
+    server_exit: int | None
+
     @classmethod
-    def setUpClass(cls):
-        cls.server_cpu, cls.client_cpu, _ = compare.choose_cpus()
+    def setUpClass(cls) -> None:
+        cls.server_cpu, cls.client_cpu, _ = machine.choose_cpus()
         cls.tmp = tempfile.TemporaryDirectory(prefix="iolab-containers-target-")
         tmp = Path(cls.tmp.name)
-        proc, port = start_server("127.0.0.2", cls.server_cpu)
+        proc, port, drain = start_server("127.0.0.2", cls.server_cpu)
         try:
             cls.target = f"127.0.0.2:{port}"
             cls.target_run = run_py("--target", cls.target, "--label", "by-hand", "--client-cpu",
@@ -82,27 +91,29 @@ class Target(unittest.TestCase):
         finally:
             proc.terminate()
             proc.wait(10)
-            proc.drain.join(5)
+            drain.join(5)
             proc.stdout.close()
         cls.server_exit = proc.returncode
-        cls.local_run = run_py("--set", "servers=[\"threads\"]", "--server-cpu", str(cls.server_cpu),
+        cls.local_run = run_py("--set", "servers=[\"threads\"]",
+                               "--server-cpu", str(cls.server_cpu),
                                "--client-cpu", str(cls.client_cpu), "--results-dir",
                                str(tmp / "local"), *SETTINGS)
 
     @classmethod
-    def tearDownClass(cls):
+    def tearDownClass(cls) -> None:
         cls.tmp.cleanup()
 
     def folders(self):
         self.assertEqual(self.target_run.returncode, 0, self.target_run.stderr)
         self.assertEqual(self.local_run.returncode, 0, self.local_run.stderr)
-        return (run_folder(Path(self.tmp.name) / "target"), run_folder(Path(self.tmp.name) / "local"))
+        return (run_folder(Path(self.tmp.name) / "target"),
+                run_folder(Path(self.tmp.name) / "local"))
 
-    def test_the_server_was_left_alone(self):
+    def test_the_server_was_left_alone(self) -> None:
         # The runner never stopped the target: it ended on the test's SIGTERM, cleanly.
         self.assertEqual(self.server_exit, 0)
 
-    def test_rows_say_where_figures_came_from(self):
+    def test_rows_say_where_figures_came_from(self) -> None:
         (folder, rows, manifest), (_, local_rows, _) = self.folders()
         self.assertTrue(folder.name.endswith("-by-hand"), folder)
         self.assertEqual(manifest["mode"], "target")
@@ -123,7 +134,7 @@ class Target(unittest.TestCase):
             self.assertIsNone(r["target"])
             self.assertEqual(r["sources"]["rss"], "/proc/PID/statm")
 
-    def test_same_per_request_figures_as_a_normal_run(self):
+    def test_same_per_request_figures_as_a_normal_run(self) -> None:
         (_, rows, _), (_, local, _) = self.folders()
         for group in (rows, local):
             for r in group:
@@ -150,55 +161,57 @@ class Target(unittest.TestCase):
         self.assertGreater(target_cpu, 0)
         self.assertLess(max(target_cpu, local_cpu) / min(target_cpu, local_cpu), CPU_RATIO_BOUND)
 
-    def test_unreachable_target_is_reported(self):
+    def test_unreachable_target_is_reported(self) -> None:
         result = run_py("--target", "127.0.0.2:1", "--results-dir",
                         str(Path(self.tmp.name) / "none"), *SETTINGS)
         self.assertEqual(result.returncode, 1)
         self.assertIn("did not answer", result.stderr)
 
-    def test_malformed_target_is_rejected(self):
+    def test_malformed_target_is_rejected(self) -> None:
         result = run_py("--target", "127.0.0.2", "--results-dir", str(Path(self.tmp.name) / "none"))
         self.assertEqual(result.returncode, 1)
         self.assertIn("expected HOST:PORT", result.stderr)
 
 
 class ConnectionsToPeak(unittest.TestCase):
-    """run.connections_to_peak on made-up sweeps (the netns scenario's chart rows)."""
+    """sweeps.connections_to_peak on made-up sweeps (the netns scenario's chart rows)."""
 
     @staticmethod
     def rows(server, think, sweep, errors_at=None, reason="client-bound (server CPU 30%)"):
-        import run
         out = []
         for conns, rps in sweep:
-            row = run.base_row({"name": "netns"}, server, {"think_ms": think, "connections": conns},
-                               "closed_loop", 0, reason)
+            row = runfolder.base_row({"name": "netns"}, server,
+                                     {"think_ms": think, "connections": conns},
+                                     "closed_loop", 0, reason)
             row.update(rps=rps, server_cpu_util=0.95 if rps == max(r for _, r in sweep) else 0.3,
-                       latency_us={"p50": 100.0}, errors={"timeout": 1 if conns == errors_at else 0})
+                       latency_us={"p50": 100.0},
+                       errors={"timeout": 1 if conns == errors_at else 0})
             out.append(row)
         return out
 
-    def test_fewest_connections_reaching_ninety_percent(self):
-        import run
-        peaks = run.connections_to_peak(
+    def test_fewest_connections_reaching_ninety_percent(self) -> None:
+        peaks = sweeps.connections_to_peak(
             self.rows("epoll_et", 5, [(1, 190), (4, 760), (16, 3000), (64, 9600), (256, 10000)]))
         self.assertEqual(len(peaks), 1)
         p = peaks[0]
-        self.assertEqual((p["connections_to_peak"], p["peak_connections"], p["peak_rps"]), (64, 256, 10000))
+        self.assertEqual((p["connections_to_peak"], p["peak_connections"],
+                         p["peak_rps"]), (64, 256, 10000))
         self.assertEqual(p["peak_bound"], "server")
         self.assertAlmostEqual(p["cycle_ms_fewest_connections"], 1000 / 190)
         self.assertTrue(p["valid"], p["invalid_reason"])
 
-    def test_a_peak_beyond_the_sweep_or_errors_are_not_valid(self):
-        import run
-        rising = run.connections_to_peak(self.rows("threads", 20, [(1, 50), (4, 200), (16, 800)]))[0]
+    def test_a_peak_beyond_the_sweep_or_errors_are_not_valid(self) -> None:
+        rising = sweeps.connections_to_peak(
+            self.rows("threads", 20, [(1, 50), (4, 200), (16, 800)]))[0]
         self.assertFalse(rising["valid"])
         self.assertIn("still rising", rising["invalid_reason"])
-        errors = run.connections_to_peak(
+        errors = sweeps.connections_to_peak(
             self.rows("threads", 0, [(1, 5000), (4, 9000), (16, 9100)], errors_at=4))[0]
         self.assertEqual(errors["connections_to_peak"], 4)
         self.assertIn("1 errors at 4 connections", errors["invalid_reason"])
-        noisy = run.connections_to_peak(self.rows("coro", 1, [(1, 900), (4, 3500), (16, 3600)],
-                                                  reason="steal 4%; client-bound (server CPU 9%)"))[0]
+        noisy = sweeps.connections_to_peak(
+            self.rows("coro", 1, [(1, 900), (4, 3500), (16, 3600)],
+                      reason="steal 4%; client-bound (server CPU 9%)"))[0]
         self.assertEqual(noisy["invalid_reason"], "steal 4% in 3 of 3 runs")
 
 

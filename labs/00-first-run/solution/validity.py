@@ -20,7 +20,8 @@ def problems(cell):
         reasons.append(f"background load {cell['background_cpus']:.2f} CPUs")
     if cell["listen_overflows"]:
         reasons.append(f"{cell['listen_overflows']} listen overflows")
-    if cell["kind"] == "fixed" and cell["achieved_rate"] < cell["offered_rate"] * (1 - MAX_RATE_SHORTFALL):
+    if (cell["kind"] == "fixed"
+            and cell["achieved_rate"] < cell["offered_rate"] * (1 - MAX_RATE_SHORTFALL)):
         reasons.append(f"achieved {cell['achieved_rate']:.0f}/s of {cell['offered_rate']:.0f}/s")
     # A throughput figure is the server's only when the server's CPU was the saturated one.
     if cell["kind"] in ("saturation", "closed") and cell["server_cpu_util"] < SATURATED_CPU:

@@ -6,7 +6,7 @@ kinds of source, as JSON objects:
 
   harness row   {"scenario": "c10k", "server": "select", "point": "fixed_rate",
                  "metric": "server_cpu_us", "params": {"idle_connections": 900}}
-                a median from harness/summary.json (bench/run.py's summarize(): metrics rps,
+                a median from harness/summary.json (validity.summarize_rows(): metrics rps,
                 server_cpu_us, syscalls_per_req, p99_us, user_kb_per_conn, ...), with its
                 validity. "params" must match a cell exactly; without it the server and point
                 must have a single cell.
@@ -28,22 +28,24 @@ import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+# Other processes' CPU during a micro suite above which its figures are not valid: the harness's
+# rule for its own cells.
+from .validity import MAX_BACKGROUND_CPUS
 
 TIME_TO_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
-# Other processes' CPU during a micro suite above which its figures are not valid (the harness's
-# rule for its own cells, compare.MAX_BACKGROUND_CPUS).
-MAX_BACKGROUND_CPUS = 0.25
 
 
 @dataclass
 class Figure:
     value: float
     valid: bool = True
-    why_invalid: list = field(default_factory=list)
-    run: Path = None      # the run folder it came from
+    why_invalid: list[str] = field(default_factory=list)
+    run: Path | None = None      # the run folder it came from
     where: str = ""       # human-readable source
 
-    def describe(self):
+    def describe(self) -> str:
         return self.where + ("" if self.valid else f" (not valid: {'; '.join(self.why_invalid)})")
 
 
@@ -52,41 +54,41 @@ class SourceError(ValueError):
 
 
 class RunFolder:
-    def __init__(self, path):
+    def __init__(self, path: str | Path) -> None:
         self.dir = Path(path)
-        self.manifest = _read_json(self.dir / "manifest.json") or {}
-        self._summary = None
-        self._micro = {}
+        self.manifest: dict[str, Any] = _read_json(self.dir / "manifest.json") or {}
+        self._summary: list[dict[str, Any]] | None = None
+        self._micro: dict[str, list[dict[str, Any]] | None] = {}
 
     @property
-    def scenario(self):
+    def scenario(self) -> str | None:
         return self.manifest.get("scenario")
 
     @property
-    def finished(self):
+    def finished(self) -> bool:
         return bool(self.manifest.get("finished")) and not self.manifest.get("interrupted")
 
     @property
-    def started(self):
+    def started(self) -> str:
         return self.manifest.get("started") or ""
 
-    def summary(self):
+    def summary(self) -> list[dict[str, Any]]:
         if self._summary is None:
             self._summary = _read_json(self.dir / "harness" / "summary.json") or []
         return self._summary
 
-    def micro(self, suite):
+    def micro(self, suite: str) -> list[dict[str, Any]] | None:
         if suite not in self._micro:
             doc = _read_json(self.dir / "micro" / f"{suite}.json")
             self._micro[suite] = doc.get("benchmarks") if isinstance(doc, dict) else None
         return self._micro[suite]
 
-    def micro_background_cpus(self, suite):
+    def micro_background_cpus(self, suite: str) -> float | None:
         """Other processes' CPU while the suite ran (run_micro.py), or None where not recorded."""
         doc = self.manifest.get("micro") or _read_json(self.dir / "micro" / "summary.json") or {}
         return ((doc.get("suites") or {}).get(suite) or {}).get("background_cpus")
 
-    def machine(self):
+    def machine(self) -> str:
         """'Intel Xeon Platinum 8375C @ 2.90GHz, 2 CPUs, Linux 6.1.0-27-amd64', as the charts
         (notebooks/iolab_plots.py) name a machine."""
         m = self.manifest
@@ -95,7 +97,7 @@ class RunFolder:
         return f"{cpu}, {count_cpus(m.get('cpus_online'))} CPUs, Linux {m.get('kernel', '?')}"
 
 
-def count_cpus(online):
+def count_cpus(online: object) -> int | str:
     """'0-3,6' (/sys/devices/system/cpu/online) -> 5; '?' when unknown."""
     try:
         total = 0
@@ -107,25 +109,25 @@ def count_cpus(online):
         return "?"
 
 
-def _read_json(path):
+def _read_json(path: str | Path) -> Any:
     try:
         return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError):
         return None
 
 
-def is_run(path):
+def is_run(path: str | Path) -> bool:
     # Not "has a micro/ folder": a folder of runs may hold a run *named* micro.
     path = Path(path)
     return (path / "manifest.json").exists() or (path / "harness" / "summary.json").exists()
 
 
-def find_runs(path, max_depth=4):
+def find_runs(path: str | Path, max_depth: int = 4) -> list[RunFolder]:
     """Run folders at or under `path`, newest first (by start time, then folder name)."""
     path = Path(path)
-    found = []
+    found: list[RunFolder] = []
 
-    def walk(p, depth):
+    def walk(p: Path, depth: int) -> None:
         if is_run(p):
             found.append(RunFolder(p))
             return
@@ -140,7 +142,7 @@ def find_runs(path, max_depth=4):
     return found
 
 
-def kind(source):
+def kind(source: dict[str, Any]) -> str:
     if "micro" in source:
         return "micro"
     if "scenario" in source:
@@ -148,7 +150,7 @@ def kind(source):
     return "none"
 
 
-def check_source(source):
+def check_source(source: dict[str, Any]) -> None:
     """Raises SourceError when a source object is malformed."""
     k = kind(source)
     if k == "harness":
@@ -164,7 +166,7 @@ def check_source(source):
                           f"micro benchmark (micro, benchmark, field): {source}")
 
 
-def harness_figure(runs, source):
+def harness_figure(runs: list[RunFolder], source: dict[str, Any]) -> Figure | None:
     check_source(source)
     candidates = [r for r in runs if r.scenario == source["scenario"] and r.summary()]
     # Finished runs first; an interrupted one is used only when nothing else has the row.
@@ -192,7 +194,7 @@ def harness_figure(runs, source):
     return None
 
 
-def micro_figure(runs, source):
+def micro_figure(runs: list[RunFolder], source: dict[str, Any]) -> Figure | None:
     check_source(source)
     for run in runs:
         benchmarks = run.micro(source["micro"])
@@ -226,7 +228,7 @@ def micro_figure(runs, source):
     return None
 
 
-def figure(runs, source):
+def figure(runs: list[RunFolder], source: dict[str, Any]) -> Figure | None:
     """The figure a source names in these runs, or None when no run has it."""
     fig = micro_figure(runs, source) if kind(source) == "micro" else harness_figure(runs, source)
     if fig is not None and "scale" in source:
@@ -234,7 +236,7 @@ def figure(runs, source):
     return fig
 
 
-def format_value(value, fmt=None):
+def format_value(value: float, fmt: str | None = None) -> str:
     """'{:.0f} ns'-style format strings; by default three significant digits."""
     if fmt:
         return fmt.format(value)
@@ -243,7 +245,8 @@ def format_value(value, fmt=None):
     return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
 
 
-def reference_runs(reference, machine):
+def reference_runs(reference: str | Path,
+                   machine: str | None) -> tuple[Path | None, list[RunFolder]]:
     """(machine folder, runs) of the reference, or (None, []) when there is none."""
     reference = Path(reference)
     if not reference.is_dir():

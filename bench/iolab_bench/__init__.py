@@ -1,0 +1,30 @@
+"""iolab_bench: the harness as a package. bench/compare.py and bench/run.py are thin command
+lines over it; the lab checks, the notebooks' plotting module and the tests import it.
+
+  machine     this machine: CPU topology and placement, steal, background load, listen
+              overflows, memory counters, how the kernel bills CPU time
+  servers     starting and stopping servers: local (iolab models and the references), a
+              --target someone else started, a server in a network namespace
+  measure     one measured run of one kind against any of those servers, and the memory and
+              instruction points
+  validity    what makes a run or a figure invalid; medians, spreads and summaries
+  scenarios   scenario files, the cells of their matrix, CPU placement per cell
+  runfolder   the run folder: manifest, rows and their schema
+  sweeps      connections needed to reach the peak (closed-loop sweeps)
+  tables      the printed tables and notes
+  runner      a scenario, cell by cell, into a run folder (bench/run.py)
+  figures     where a figure of a run folder comes from (claims ledger, lab READMEs)
+  claims      the claims ledger (bench/claims.py)
+
+A script in bench/ finds this package beside it (Python puts a script's own folder on
+sys.path); anything else runs with PYTHONPATH=<repository>/bench, which the Makefile, CTest and
+.ci/run set. Standard library only (claims' chart and the notebooks add matplotlib).
+"""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class HarnessError(Exception):
+    """A run that cannot go on: reported with its reason, never hidden."""

@@ -1,0 +1,299 @@
+"""A scenario, cell by cell, into a run folder (bench/run.py).
+
+run_scenario prepares the run (CPUs, a --target's probe, the manifest), finds which servers
+exist here, calibrates the offered rate, then loops: for each repeat, server and cell of the
+matrix, measure_cell measures its load points (and, in the first repeat, its memory and cache
+points), each into one row. Every process it starts is stopped before it returns, also on
+Ctrl-C, which leaves a consistent folder (rows so far, manifest marked interrupted). A server
+that crashes mid-run or never gets ready becomes invalid rows with the reason, and the run goes
+on.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import HarnessError, machine, runfolder, servers, tables, validity
+from .measure import Load, cache_point, measure, memory_point
+from .runfolder import Run, base_row, row_from_cell
+from .scenarios import POINT_KIND, Cell, matrix_cells, placed
+from .servers import AnyServer, NetnsServer, RemoteServer, Server
+from .sweeps import connections_to_peak
+
+# Set once run_scenario has said it was interrupted; a Ctrl-C or SIGTERM outside its measuring
+# loop (setting up the run folder, say) is reported by bench/run.py instead.
+INTERRUPT_REPORTED: list[bool] = []
+
+
+class Progress:
+    """'[done/total elapsed, ~left] what' lines, one per row."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
+        self.started = time.monotonic()
+
+    def __call__(self, text: str) -> None:
+        self.done += 1
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / self.done * (self.total - self.done)
+        print(f"[{self.done}/{self.total} {elapsed:.0f}s, ~{eta:.0f}s left] {text}", flush=True)
+
+
+@dataclass
+class Context:
+    """What every cell of a run shares."""
+    sc: dict[str, Any]
+    opts: argparse.Namespace
+    loadgen: Path
+    load: Load
+    run: Run
+    doc: dict[str, Any]
+    server_cpu: int | None
+    client_cpu: int | None
+    target: tuple[str, int] | None = None
+    ns: dict[str, str] | None = None
+    progress: Progress = field(default_factory=lambda: Progress(0))
+
+    def open_server(self, spec: str, cpu: int | None) -> AnyServer:
+        if self.target:
+            return RemoteServer(*self.target)
+        if self.ns:
+            return NetnsServer(spec, cpu, self.opts.bin_dir, self.ns["server"],
+                               self.ns["server_addr"])
+        return Server(spec, cpu, self.opts.bin_dir)
+
+
+def prepare(sc: dict[str, Any], opts: argparse.Namespace) -> Context:
+    """Places server and client, opens the run folder and writes its first manifest."""
+    loadgen = Path(opts.bin_dir) / "loadgen"
+    if not loadgen.exists():
+        raise HarnessError(f"{loadgen} not built (make build)")
+    target = servers.parse_target(opts.target) if opts.target else None
+    ns = machine.netns_env() if sc.get("mode") == "netns" else None
+    if sc.get("mode") == "netns" and ns is None:
+        raise HarnessError("the netns mode runs inside bench/netns/with_netns.sh (run.py starts "
+                           "it by itself)")
+    server_cpu: int | None
+    if target:
+        # The server runs on its own CPUs, elsewhere; only the client is placed here.
+        client_cpu = (opts.client_cpu if opts.client_cpu is not None
+                      else machine.choose_cpus()[1])
+        server_cpu, placement = None, f"target {opts.target}: its CPUs are its own; client here"
+        with RemoteServer(*target) as probe:
+            sc["servers"] = [probe.spec]
+            target_stats = probe.stats_at_start or {}
+        label = opts.label or f"target-{sc['name']}"
+    else:
+        server_cpu, client_cpu, placement = machine.choose_cpus(opts.server_cpu, opts.client_cpu)
+        label = opts.label
+    load = Load(duration=float(sc["duration_s"]), warmup=float(sc["warmup_s"]),
+                connections=int(sc["connections"]), pipeline=int(sc["pipeline"]), path=sc["path"])
+    run = Run(sc, opts.results_dir, point_latest=not opts.no_latest, label=label)
+    doc = runfolder.manifest(sc, server_cpu, client_cpu, placement)
+    doc["repeats"] = opts.repeats or sc["repeats"]
+    doc["interrupted"] = False
+    doc["skipped"] = {}
+    doc["mode"] = "target" if target else "netns" if ns else "local"
+    if target:
+        doc["target"] = {"address": opts.target, "label": opts.label, "model": sc["servers"][0],
+                         "loopback": servers.is_loopback(target[0]),
+                         "fd_limits": {"soft": target_stats.get("fd_soft_limit"),
+                                       "hard": target_stats.get("fd_hard_limit")},
+                         "figures_from": "the server's /stats (rusage, statm, syscall counters)"}
+    if ns:
+        doc["netns"] = dict(ns, delay="loadgen --think-ms" + ("" if ns["netem"] == "yes" else
+                                                              " (no netem in this kernel)"))
+    if target or ns:
+        for point in [p for p in sc["points"] if p in ("memory", "cache")]:
+            doc["skipped"][point] = ("needs the server's /proc and loopback sockets on this "
+                                     "machine; not measured for a server reached over a network")
+        sc = dict(sc, points=[p for p in sc["points"] if p not in ("memory", "cache")])
+        if sc["server_args"] or sc["arg_map"]:
+            doc["skipped"]["server_args"] = "server arguments of the scenario are not applied"
+            sc = dict(sc, server_args=[], arg_map={})
+    run.write_manifest(doc)
+    print(f"run: scenario {sc['name']} -> {run.dir}")
+    print(f"run: server CPU {server_cpu}, client CPU {client_cpu} ({placement})", flush=True)
+    return Context(sc, opts, loadgen, load, run, doc, server_cpu, client_cpu, target, ns)
+
+
+def available_servers(ctx: Context) -> list[str]:
+    """Which servers exist here; the rest are skipped with a note, never silently."""
+    found = []
+    for spec in ctx.sc["servers"]:
+        try:
+            with ctx.open_server(spec, ctx.server_cpu):
+                found.append(spec)
+        except HarnessError as e:
+            ctx.doc["skipped"][spec] = str(e)
+            print(f"run: skipping {spec}: {e}", flush=True)
+    if not found:
+        raise HarnessError("no server of the scenario could start")
+    return found
+
+
+def calibrate(ctx: Context, baseline: str) -> None:
+    """The offered rate of the fixed-rate points: the scenario's, or a fraction of the
+    baseline's closed-loop rate, into the manifest."""
+    sc, doc = ctx.sc, ctx.doc
+    if "fixed_rate" in sc["points"] and sc.get("offered_rate"):
+        doc["offered_rate"] = float(sc["offered_rate"])
+        doc["calibration"] = {"given": True}
+        print(f"run: offered rate {doc['offered_rate']:.0f} req/s (set by the scenario)")
+    elif "fixed_rate" in sc["points"]:
+        with ctx.open_server(baseline, ctx.server_cpu) as s:
+            s.overhead = servers.stats_overhead(s)
+            cal = measure(s, ctx.loadgen, ctx.client_cpu, "closed", ctx.load)
+        if not cal["rps"] > 0:  # a zero rate would fail every fixed-rate cell obscurely
+            raise HarnessError(f"calibration on {baseline} failed: no request succeeded "
+                               f"({cal['errors']} errors: {cal['errors_by_kind']})")
+        doc["offered_rate"] = cal["rps"] * sc["rate_fraction"]
+        doc["calibration"] = {"server": baseline, "closed_loop_rps": cal["rps"],
+                              "fraction": sc["rate_fraction"], "valid": not cal["invalid"]}
+        print(f"run: calibrated on {baseline}: {cal['rps']:.0f} req/s closed loop; offered rate "
+              f"{doc['offered_rate']:.0f} req/s", flush=True)
+    ctx.run.write_manifest(doc)
+
+
+def load_points(ctx: Context) -> list[str]:
+    return [p for p in ctx.sc["points"] if p in POINT_KIND]
+
+
+def measure_loads(ctx: Context, s: AnyServer, spec: str, cell: Cell, repeat: int,
+                  client_cpu: int | None, load: Load) -> None:
+    """The cell's load points against a started server, one row each. After a failure that
+    killed the server, the points after it get a row too: a dead server is reported for every
+    cell it did not serve, not left out."""
+    points = load_points(ctx)
+    label = f"{spec} {cell.params or ''}"
+    for index, point in enumerate(points):
+        try:
+            result = measure(s, ctx.loadgen, client_cpu, POINT_KIND[point], load,
+                             ctx.doc.get("offered_rate"), ctx.opts.perf, cell.loadgen_args,
+                             cell.path)
+            row = row_from_cell(ctx.sc, spec, cell.params, point, repeat, result)
+            ctx.run.add(row)
+            ctx.progress(f"{label} {point}: {result['rps']:.0f} req/s"
+                         + ("" if row["valid"] else f" (invalid: {row['invalid_reason']})"))
+        except HarnessError as e:
+            ctx.run.add(base_row(ctx.sc, spec, cell.params, point, repeat, str(e)))
+            ctx.progress(f"{label} {point}: FAILED: {e}")
+            if not s.alive():
+                for later in points[index + 1:]:
+                    why = f"not measured: {spec} died during {point}"
+                    ctx.run.add(base_row(ctx.sc, spec, cell.params, later, repeat, why))
+                    ctx.progress(f"{label} {later}: FAILED: {why}")
+                break
+
+
+def measure_memory(ctx: Context, s: Server, spec: str, cell: Cell) -> None:
+    """Memory per idle connection (first repeat only), one row."""
+    try:
+        mem = memory_point(s, ctx.loadgen, ctx.client_cpu, ctx.sc.get("idle", [1000, 3000]),
+                           cell.path)
+        row = base_row(ctx.sc, spec, cell.params, "memory", 0)
+        row["mem_per_conn"] = mem
+        ctx.run.add(row)
+        ctx.progress(f"{spec} memory: {mem['user_kb']:.2f} KB user, "
+                     f"{mem['kernel_stack_kb']:.2f} KB kernel stack per connection")
+    except HarnessError as e:
+        ctx.run.add(base_row(ctx.sc, spec, cell.params, "memory", 0, str(e)))
+        ctx.progress(f"{spec} {cell.params or ''} memory: FAILED: {e}")
+
+
+def measure_cache(ctx: Context, spec: str, cell: Cell) -> None:
+    """Instructions and cache misses per request under callgrind (first repeat only), one row."""
+    try:
+        res = cache_point(spec, ctx.sc.get("cache_requests", 20000), cell.path)
+        row = base_row(ctx.sc, spec, cell.params, "cache", 0)
+        row.update(instructions_per_req=res["instructions_per_request"],
+                   d1_misses_per_req=res["d1_misses_per_request"],
+                   ll_misses_per_req=res["ll_misses_per_request"])
+        ctx.run.add(row)
+        ctx.progress(f"{spec} cache: {res['instructions_per_request']:.0f} instructions/request")
+    except (HarnessError, subprocess.TimeoutExpired) as e:
+        ctx.run.add(base_row(ctx.sc, spec, cell.params, "cache", 0, str(e)))
+        ctx.progress(f"{spec} {cell.params or ''} cache: FAILED: {e}")
+
+
+def measure_cell(ctx: Context, spec: str, cell: Cell, repeat: int) -> None:
+    """One server in one cell of the matrix, in one repeat: a server started for the cell (with
+    the cell's arguments, on the cell's CPUs), its load points, and in the first repeat its
+    memory and cache points."""
+    points = ctx.sc["points"]
+    full_spec = spec + (":" + " ".join(cell.server_args) if cell.server_args and
+                        spec not in servers.REFERENCES else "")
+    server_cpu, client_cpu = placed(cell.params.get("placement"), ctx.server_cpu, ctx.client_cpu)
+    load = ctx.load
+    if "connections" in cell.params:  # a matrix over connection counts (netns)
+        load = dataclasses.replace(load, connections=int(cell.params["connections"]))
+    try:
+        with ctx.open_server(full_spec, server_cpu) as s:
+            s.overhead = servers.stats_overhead(s)
+            measure_loads(ctx, s, spec, cell, repeat, client_cpu, load)
+            if repeat == 0 and "memory" in points and isinstance(s, Server):
+                measure_memory(ctx, s, spec, cell)
+    except HarnessError as e:
+        for point in load_points(ctx):
+            ctx.run.add(base_row(ctx.sc, spec, cell.params, point, repeat, str(e)))
+            ctx.progress(f"{spec} {cell.params or ''} {point}: FAILED: {e}")
+    if repeat == 0 and "cache" in points and spec not in servers.REFERENCES:
+        measure_cache(ctx, spec, cell)
+
+
+def finish(ctx: Context, baseline: str) -> None:
+    """summary.json, connections_to_peak.jsonl and the printed tables."""
+    run, doc = ctx.run, ctx.doc
+    summary = validity.summarize_rows(run.rows)
+    (run.dir / "harness" / "summary.json").write_text(json.dumps(summary, indent=1))
+    doc["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    peaks = connections_to_peak(run.rows) if "connections" in ctx.sc["matrix"] else []
+    if peaks:
+        with (run.dir / "harness" / "connections_to_peak.jsonl").open("w") as f:
+            for p in peaks:
+                f.write(json.dumps(p, sort_keys=True) + "\n")
+    print()
+    tables.print_summary(summary, baseline)
+    tables.print_failures(run.rows, summary)
+    if peaks:
+        tables.print_peaks(peaks)
+    for spec, why in doc["skipped"].items():
+        print(f"  skipped {spec}: {why}")
+
+
+def run_scenario(sc: dict[str, Any], opts: argparse.Namespace) -> Run:
+    """Measures every repeat, server and cell of a scenario into a new run folder."""
+    ctx = prepare(sc, opts)
+    try:
+        found = available_servers(ctx)
+        baseline = "nginx" if "nginx" in found else found[0]
+        ctx.doc["baseline"] = baseline
+        calibrate(ctx, baseline)
+        cells = matrix_cells(ctx.sc)
+        repeats = ctx.doc["repeats"]
+        points = ctx.sc["points"]
+        ctx.progress = Progress(
+            repeats * len(found) * len(cells) * len(load_points(ctx))
+            + len(found) * len(cells) * sum(1 for p in points if p in ("memory", "cache")))
+        for repeat in range(repeats):
+            for spec in found:
+                for cell in cells:
+                    measure_cell(ctx, spec, cell, repeat)
+        finish(ctx, baseline)
+        return ctx.run
+    except KeyboardInterrupt:
+        ctx.doc["interrupted"] = True
+        print("\nrun: interrupted; servers stopped, rows so far kept", file=sys.stderr, flush=True)
+        INTERRUPT_REPORTED.append(True)
+        raise
+    finally:
+        ctx.run.write_manifest(ctx.doc)
+        ctx.run.close()
+        print(f"run: results in {ctx.run.dir}", flush=True)

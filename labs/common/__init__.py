@@ -1,0 +1,2 @@
+"""Shared code of the labs' checks (checklib); imported as common.checklib with labs/ on
+PYTHONPATH."""
