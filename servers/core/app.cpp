@@ -151,10 +151,10 @@ void App::handle(const Request& req, Response& out) const {
   switch (route) {
     case Route::kPing:
       out.content_type = "application/json";
-      out.body.assign(R"({"message":"pong"})");
+      out.text = R"({"message":"pong"})";
       return;
     case Route::kPlaintext:
-      out.body.assign("Hello, World!");
+      out.text = "Hello, World!";
       return;
     case Route::kBytes:
     case Route::kFile: {
