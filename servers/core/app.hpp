@@ -100,6 +100,7 @@ class App {
  private:
   std::string model_;
   std::string server_header_;  // "Server: iolab-<model>\r\n"
+  std::string ok_prefix_;      // "HTTP/1.1 200 OK\r\n" + server_header_ + "Date: "
   const ContentSource& content_;
 };
 
