@@ -21,9 +21,10 @@ Request::Request(const http::RequestHead& head, std::pmr::memory_resource* mr)
     : method(head.method, mr), path(head.path, mr), query(head.query, mr), headers(mr),
       version_minor(head.version_minor) {
   headers.reserve(head.header_count);
+  // Built in place: the vector's allocator passes `mr` on to both strings (uses-allocator
+  // construction), with no temporary strings to move from.
   for (std::size_t i = 0; i < head.header_count; ++i) {
-    headers.emplace_back(std::pmr::string(head.headers[i].name, mr),
-                         std::pmr::string(head.headers[i].value, mr));
+    headers.emplace_back(head.headers[i].name, head.headers[i].value);
   }
 }
 
