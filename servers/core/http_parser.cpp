@@ -2,7 +2,9 @@
 
 #include <cstring>
 
-#if defined(__SSE2__)
+// IOLAB_PARSER_NO_SSE2 builds the portable path on x86-64 too (how its tests cover arm64's).
+#if defined(__SSE2__) && !defined(IOLAB_PARSER_NO_SSE2)
+#define IOLAB_PARSER_SSE2 1
 #include <emmintrin.h>
 #endif
 
@@ -42,10 +44,11 @@ bool is_target_char(char c) {
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 // The long runs of a head (field values, request targets) are checked 16 bytes at a time with
-// SSE2, which every x86-64 has, or 8 at a time in a 64-bit word elsewhere (SWAR), then byte by
-// byte for the tail: the same classes as is_field_char and is_target_char, never reading at or
-// past `end`. Each returns the first byte outside its class, or `end`.
-#if !defined(__SSE2__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+// SSE2, which every x86-64 has, then 8 at a time in a 64-bit word (SWAR, on any little-endian
+// machine: all of arm64 too), then byte by byte for the tail: the same classes as is_field_char
+// and is_target_char, never reading at or past `end`. Each returns the first byte outside its
+// class, or `end`.
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define IOLAB_PARSER_SWAR 1
 constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
 constexpr std::uint64_t kHighs = 0x8080808080808080ULL;
@@ -64,7 +67,7 @@ const char* first_flagged(const char* p, std::uint64_t flags) {
 #endif
 
 const char* skip_field_chars(const char* p, const char* end) {
-#if defined(__SSE2__)
+#if defined(IOLAB_PARSER_SSE2)
   const __m128i c1f = _mm_set1_epi8(0x1f);
   const __m128i tab = _mm_set1_epi8('\t');
   const __m128i del = _mm_set1_epi8(0x7f);
@@ -76,7 +79,8 @@ const char* skip_field_chars(const char* p, const char* end) {
     if (const int mask = _mm_movemask_epi8(stop); mask != 0) return p + __builtin_ctz(static_cast<unsigned>(mask));
     p += 16;
   }
-#elif defined(IOLAB_PARSER_SWAR)
+#endif
+#if defined(IOLAB_PARSER_SWAR)
   while (end - p >= 8) {
     const std::uint64_t v = load8(p);
     if (const std::uint64_t stop = bytes_below(v, 0x20) | bytes_equal(v, 0x7f); stop != 0) {
@@ -93,7 +97,7 @@ const char* skip_field_chars(const char* p, const char* end) {
 }
 
 const char* skip_target_chars(const char* p, const char* end) {
-#if defined(__SSE2__)
+#if defined(IOLAB_PARSER_SSE2)
   const __m128i space = _mm_set1_epi8(0x20);
   const __m128i del = _mm_set1_epi8(0x7f);
   while (end - p >= 16) {
@@ -103,7 +107,8 @@ const char* skip_target_chars(const char* p, const char* end) {
     if (const int mask = _mm_movemask_epi8(stop); mask != 0) return p + __builtin_ctz(static_cast<unsigned>(mask));
     p += 16;
   }
-#elif defined(IOLAB_PARSER_SWAR)
+#endif
+#if defined(IOLAB_PARSER_SWAR)
   while (end - p >= 8) {
     const std::uint64_t v = load8(p);
     if (const std::uint64_t stop = bytes_below(v, 0x21) | bytes_equal(v, 0x7f) | (v & kHighs); stop != 0) {
@@ -136,7 +141,7 @@ std::size_t find_lf(std::string_view in, std::size_t from) {
 std::size_t find_lf_inline(std::string_view in, std::size_t from) {
   const char* p = in.data() + from;
   const char* const end = in.data() + in.size();
-#if defined(__SSE2__)
+#if defined(IOLAB_PARSER_SSE2)
   const __m128i lf = _mm_set1_epi8('\n');
   while (end - p >= 16) {
     const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
@@ -145,7 +150,8 @@ std::size_t find_lf_inline(std::string_view in, std::size_t from) {
     }
     p += 16;
   }
-#elif defined(IOLAB_PARSER_SWAR)
+#endif
+#if defined(IOLAB_PARSER_SWAR)
   while (end - p >= 8) {
     if (const std::uint64_t flags = bytes_equal(load8(p), '\n'); flags != 0) {
       return static_cast<std::size_t>(first_flagged(p, flags) - in.data());
