@@ -165,6 +165,52 @@ std::size_t find_lf_inline(std::string_view in, std::size_t from) {
   return std::string_view::npos;
 }
 
+// The end of the blank line that starts at `s` (after its LF), or 0 when there is none (yet).
+std::size_t blank_line_end(std::string_view in, std::size_t s) {
+  if (s < in.size() && in[s] == '\n') return s + 1;
+  if (s + 1 < in.size() && in[s] == '\r' && in[s + 1] == '\n') return s + 2;
+  return 0;
+}
+
+// Searches for the blank line that ends the head, from `line_start`, the start of a line.
+// Returns the end of the blank line and sets `line_start` to its start; or returns npos and
+// sets `line_start` to the start of the last, unfinished line. With SSE2, a 16-byte block is
+// tested at once for an LF followed by LF or CRLF, so the search does not stop at every line.
+std::size_t find_blank_line(std::string_view in, std::size_t& line_start) {
+  const std::size_t first = line_start;
+  if (const std::size_t end = blank_line_end(in, first); end != 0) return end;
+  std::size_t i = first;
+#if defined(IOLAB_PARSER_SSE2)
+  const __m128i lf_bytes = _mm_set1_epi8('\n');
+  const __m128i cr_bytes = _mm_set1_epi8('\r');
+  while (in.size() - i >= 18) {  // bytes i .. i + 17: each LF of the block and the two after it
+    const char* p = in.data() + i;
+    const __m128i x0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i x1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 1));
+    const __m128i x2 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2));
+    const __m128i next_blank = _mm_or_si128(
+        _mm_cmpeq_epi8(x1, lf_bytes),
+        _mm_and_si128(_mm_cmpeq_epi8(x1, cr_bytes), _mm_cmpeq_epi8(x2, lf_bytes)));
+    const __m128i lf_then_blank = _mm_and_si128(_mm_cmpeq_epi8(x0, lf_bytes), next_blank);
+    if (const int mask = _mm_movemask_epi8(lf_then_blank); mask != 0) {
+      line_start = i + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(mask))) + 1;
+      return blank_line_end(in, line_start);
+    }
+    i += 16;
+  }
+#endif
+  // Line by line for the rest: every LF before i has been looked at.
+  for (std::size_t lf = find_lf_inline(in, i); lf != std::string_view::npos; lf = find_lf_inline(in, lf + 1)) {
+    if (const std::size_t end = blank_line_end(in, lf + 1); end != 0) {
+      line_start = lf + 1;
+      return end;
+    }
+  }
+  const void* last_lf = first < in.size() ? memrchr(in.data() + first, '\n', in.size() - first) : nullptr;
+  if (last_lf != nullptr) line_start = static_cast<std::size_t>(static_cast<const char*>(last_lf) - in.data()) + 1;
+  return std::string_view::npos;
+}
+
 // The line [start, lf) without its optional CR. A CR anywhere else is left in the line, where
 // the character checks of the request line and of header fields reject it (400).
 std::string_view line_without_cr(std::string_view in, std::size_t start, std::size_t lf) {
@@ -349,16 +395,7 @@ ParseResult parse_request_head(std::string_view in, RequestHead& head, std::size
   // last call stopped (`scanned` is always the start of a line in the header section).
   const std::size_t headers_start = line_lf + 1;
   std::size_t line_start = scanned > headers_start ? scanned : headers_start;
-  std::size_t head_end = std::string_view::npos;
-  while (true) {
-    const std::size_t lf = find_lf_inline(in, line_start);
-    if (lf == std::string_view::npos) break;
-    if (lf == line_start || (lf == line_start + 1 && in[line_start] == '\r')) {
-      head_end = lf + 1;
-      break;
-    }
-    line_start = lf + 1;
-  }
+  const std::size_t head_end = find_blank_line(in, line_start);
   // The header section is measured up to its blank line. While incomplete, one byte over the
   // limit is still legal when it is the CR that starts the blank line.
   if (head_end == std::string_view::npos) {
