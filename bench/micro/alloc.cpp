@@ -108,6 +108,7 @@ void BM_RequestMemory(benchmark::State& state) {
     std::pmr::string out(mr);
     app.append_head(resp, true, false, out);
     out.append(resp.body);
+    out.append(resp.text);
     benchmark::DoNotOptimize(out.data());
   };
   serve_one();  // the arena's first blocks come from the pool once

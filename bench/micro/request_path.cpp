@@ -30,6 +30,7 @@ std::size_t RequestPath::serve(std::string_view request) {
   impl_->app.append_head(resp, impl_->head.keep_alive, impl_->head.connection_keep_alive,
                          impl_->out);
   impl_->out.append(resp.body);
+  impl_->out.append(resp.text);
   return impl_->out.size();
 }
 

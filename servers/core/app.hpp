@@ -49,12 +49,15 @@ struct Response {
   int status = 200;
   std::string_view content_type = "text/plain";
   std::pmr::string body;             // small bodies, owned
+  std::string_view text;             // a small constant body, copied out after `body`: no allocation
   std::string_view static_body;      // large bodies from static memory, sent without a copy
   FileRegion file;                   // sent after body/static_body
   std::string_view allow;            // the Allow header of a 405
   bool close = false;                // end the connection after this response (errors)
   std::optional<DeferredWork> work;  // run first, then send
-  std::uint64_t body_length() const { return body.size() + static_body.size() + file.length; }
+  std::uint64_t body_length() const {
+    return body.size() + text.size() + static_body.size() + file.length;
+  }
 };
 
 // The 16 MiB body source of /bytes and /file: byte i is 'a' + i % 26, in a memfd that is also
@@ -97,6 +100,7 @@ class App {
  private:
   std::string model_;
   std::string server_header_;  // "Server: iolab-<model>\r\n"
+  std::string ok_prefix_;      // "HTTP/1.1 200 OK\r\n" + server_header_ + "Date: "
   const ContentSource& content_;
 };
 

@@ -232,10 +232,12 @@ void Connection::dispatch() {
 void Connection::emit(const Response& resp) {
   const bool keep_alive = keep_alive_ && !resp.close;
   // One allocation for the response instead of a string doubling its way up.
-  out_.reserve(out_.size() + kResponseHeadReserve + (head_only_ ? 0 : resp.body.size()));
+  out_.reserve(out_.size() + kResponseHeadReserve +
+               (head_only_ ? 0 : resp.body.size() + resp.text.size()));
   app_.append_head(resp, keep_alive, echo_keep_alive_, out_);
   if (!head_only_) {
     out_.append(resp.body);
+    out_.append(resp.text);
     static_body_ = resp.static_body;
     static_sent_ = 0;
     file_ = resp.file;

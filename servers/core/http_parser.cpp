@@ -2,6 +2,12 @@
 
 #include <cstring>
 
+// IOLAB_PARSER_NO_SSE2 builds the portable path on x86-64 too (how its tests cover arm64's).
+#if defined(__SSE2__) && !defined(IOLAB_PARSER_NO_SSE2)
+#define IOLAB_PARSER_SSE2 1
+#include <emmintrin.h>
+#endif
+
 namespace iolab::http {
 
 namespace {
@@ -17,6 +23,13 @@ constexpr std::array<bool, 256> make_tchar_table() {
 }
 constexpr auto kTchar = make_tchar_table();
 
+constexpr std::array<unsigned char, 256> make_lower_table() {
+  std::array<unsigned char, 256> t{};
+  for (int c = 0; c < 256; ++c) t[c] = static_cast<unsigned char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+  return t;
+}
+constexpr auto kLower = make_lower_table();
+
 bool is_tchar(char c) { return kTchar[static_cast<unsigned char>(c)]; }
 // Field values: HTAB, SP, visible ASCII and obs-text; no other control characters.
 bool is_field_char(char c) {
@@ -30,7 +43,86 @@ bool is_target_char(char c) {
 }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
-std::string_view trim_ows(std::string_view s) {
+// The long runs of a head (field values, request targets) are checked 16 bytes at a time with
+// SSE2, which every x86-64 has, then 8 at a time in a 64-bit word (SWAR, on any little-endian
+// machine: all of arm64 too), then byte by byte for the tail: the same classes as is_field_char
+// and is_target_char, never reading at or past `end`. Each returns the first byte outside its
+// class, or `end`.
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define IOLAB_PARSER_SWAR 1
+constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+constexpr std::uint64_t kHighs = 0x8080808080808080ULL;
+std::uint64_t load8(const char* p) {
+  std::uint64_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+// High bit set in each byte below n (n <= 128). Bytes above the lowest flagged one may be
+// flagged wrongly (a borrow), so only the lowest flag is used: on little-endian, the first byte.
+std::uint64_t bytes_below(std::uint64_t v, unsigned n) { return (v - kOnes * n) & ~v & kHighs; }
+std::uint64_t bytes_equal(std::uint64_t v, unsigned char c) { return bytes_below(v ^ (kOnes * c), 1); }
+const char* first_flagged(const char* p, std::uint64_t flags) {
+  return p + (__builtin_ctzll(flags) >> 3);
+}
+#endif
+
+const char* skip_field_chars(const char* p, const char* end) {
+#if defined(IOLAB_PARSER_SSE2)
+  const __m128i c1f = _mm_set1_epi8(0x1f);
+  const __m128i tab = _mm_set1_epi8('\t');
+  const __m128i del = _mm_set1_epi8(0x7f);
+  while (end - p >= 16) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i control = _mm_cmpeq_epi8(_mm_min_epu8(x, c1f), x);  // x <= 0x1f, unsigned
+    const __m128i stop =
+        _mm_or_si128(_mm_andnot_si128(_mm_cmpeq_epi8(x, tab), control), _mm_cmpeq_epi8(x, del));
+    if (const int mask = _mm_movemask_epi8(stop); mask != 0) return p + __builtin_ctz(static_cast<unsigned>(mask));
+    p += 16;
+  }
+#endif
+#if defined(IOLAB_PARSER_SWAR)
+  while (end - p >= 8) {
+    const std::uint64_t v = load8(p);
+    if (const std::uint64_t stop = bytes_below(v, 0x20) | bytes_equal(v, 0x7f); stop != 0) {
+      const char* s = first_flagged(p, stop);
+      if (*s != '\t') return s;
+      p = s + 1;  // HTAB is a control byte that values allow
+      continue;
+    }
+    p += 8;
+  }
+#endif
+  while (p < end && is_field_char(*p)) ++p;
+  return p;
+}
+
+const char* skip_target_chars(const char* p, const char* end) {
+#if defined(IOLAB_PARSER_SSE2)
+  const __m128i space = _mm_set1_epi8(0x20);
+  const __m128i del = _mm_set1_epi8(0x7f);
+  while (end - p >= 16) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i stop = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(x, space), x),   // x <= 0x20
+                                      _mm_cmpeq_epi8(_mm_max_epu8(x, del), x));    // x >= 0x7f
+    if (const int mask = _mm_movemask_epi8(stop); mask != 0) return p + __builtin_ctz(static_cast<unsigned>(mask));
+    p += 16;
+  }
+#endif
+#if defined(IOLAB_PARSER_SWAR)
+  while (end - p >= 8) {
+    const std::uint64_t v = load8(p);
+    if (const std::uint64_t stop = bytes_below(v, 0x21) | bytes_equal(v, 0x7f) | (v & kHighs); stop != 0) {
+      return first_flagged(p, stop);
+    }
+    p += 8;
+  }
+#endif
+  while (p < end && is_target_char(*p)) ++p;
+  return p;
+}
+
+// Inlined: on the header path it runs once per field, on a value already stripped at the front.
+[[gnu::always_inline]] inline std::string_view trim_ows(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
@@ -44,6 +136,81 @@ std::size_t find_lf(std::string_view in, std::size_t from) {
            : std::string_view::npos;
 }
 
+// find_lf without a call, for the search for the blank line: header lines are short, and the
+// first 16 (or 8) bytes usually hold the LF. Same answer as find_lf.
+std::size_t find_lf_inline(std::string_view in, std::size_t from) {
+  const char* p = in.data() + from;
+  const char* const end = in.data() + in.size();
+#if defined(IOLAB_PARSER_SSE2)
+  const __m128i lf = _mm_set1_epi8('\n');
+  while (end - p >= 16) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    if (const int mask = _mm_movemask_epi8(_mm_cmpeq_epi8(x, lf)); mask != 0) {
+      return static_cast<std::size_t>(p - in.data()) + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
+    }
+    p += 16;
+  }
+#endif
+#if defined(IOLAB_PARSER_SWAR)
+  while (end - p >= 8) {
+    if (const std::uint64_t flags = bytes_equal(load8(p), '\n'); flags != 0) {
+      return static_cast<std::size_t>(first_flagged(p, flags) - in.data());
+    }
+    p += 8;
+  }
+#endif
+  for (; p < end; ++p) {
+    if (*p == '\n') return static_cast<std::size_t>(p - in.data());
+  }
+  return std::string_view::npos;
+}
+
+// The end of the blank line that starts at `s` (after its LF), or 0 when there is none (yet).
+std::size_t blank_line_end(std::string_view in, std::size_t s) {
+  if (s < in.size() && in[s] == '\n') return s + 1;
+  if (s + 1 < in.size() && in[s] == '\r' && in[s + 1] == '\n') return s + 2;
+  return 0;
+}
+
+// Searches for the blank line that ends the head, from `line_start`, the start of a line.
+// Returns the end of the blank line and sets `line_start` to its start; or returns npos and
+// sets `line_start` to the start of the last, unfinished line. With SSE2, a 16-byte block is
+// tested at once for an LF followed by LF or CRLF, so the search does not stop at every line.
+std::size_t find_blank_line(std::string_view in, std::size_t& line_start) {
+  const std::size_t first = line_start;
+  if (const std::size_t end = blank_line_end(in, first); end != 0) return end;
+  std::size_t i = first;
+#if defined(IOLAB_PARSER_SSE2)
+  const __m128i lf_bytes = _mm_set1_epi8('\n');
+  const __m128i cr_bytes = _mm_set1_epi8('\r');
+  while (in.size() - i >= 18) {  // bytes i .. i + 17: each LF of the block and the two after it
+    const char* p = in.data() + i;
+    const __m128i x0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i x1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 1));
+    const __m128i x2 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2));
+    const __m128i next_blank = _mm_or_si128(
+        _mm_cmpeq_epi8(x1, lf_bytes),
+        _mm_and_si128(_mm_cmpeq_epi8(x1, cr_bytes), _mm_cmpeq_epi8(x2, lf_bytes)));
+    const __m128i lf_then_blank = _mm_and_si128(_mm_cmpeq_epi8(x0, lf_bytes), next_blank);
+    if (const int mask = _mm_movemask_epi8(lf_then_blank); mask != 0) {
+      line_start = i + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(mask))) + 1;
+      return blank_line_end(in, line_start);
+    }
+    i += 16;
+  }
+#endif
+  // Line by line for the rest: every LF before i has been looked at.
+  for (std::size_t lf = find_lf_inline(in, i); lf != std::string_view::npos; lf = find_lf_inline(in, lf + 1)) {
+    if (const std::size_t end = blank_line_end(in, lf + 1); end != 0) {
+      line_start = lf + 1;
+      return end;
+    }
+  }
+  const void* last_lf = first < in.size() ? memrchr(in.data() + first, '\n', in.size() - first) : nullptr;
+  if (last_lf != nullptr) line_start = static_cast<std::size_t>(static_cast<const char*>(last_lf) - in.data()) + 1;
+  return std::string_view::npos;
+}
+
 // The line [start, lf) without its optional CR. A CR anywhere else is left in the line, where
 // the character checks of the request line and of header fields reject it (400).
 std::string_view line_without_cr(std::string_view in, std::size_t start, std::size_t lf) {
@@ -53,21 +220,23 @@ std::string_view line_without_cr(std::string_view in, std::size_t start, std::si
 }
 
 // Returns 0 or the error status.
+// Each part is scanned once, up to the first byte outside its class, which must then be the
+// space that ends it: a bad byte before the space and a missing space are both a 400.
 int parse_request_line(std::string_view line, RequestHead& head) {
-  const std::size_t sp1 = line.find(' ');
-  if (sp1 == 0 || sp1 == std::string_view::npos) return 400;
+  const char* const begin = line.data();
+  const char* const end = begin + line.size();
+  const char* m = begin;
+  while (m != end && is_tchar(*m)) ++m;
+  const std::size_t sp1 = static_cast<std::size_t>(m - begin);
+  if (sp1 == 0 || m == end || *m != ' ') return 400;
   head.method = line.substr(0, sp1);
-  for (char c : head.method) {
-    if (!is_tchar(c)) return 400;
-  }
-  const std::size_t sp2 = line.find(' ', sp1 + 1);
-  if (sp2 == std::string_view::npos || sp2 == sp1 + 1) return 400;
+  const char* t = skip_target_chars(m + 1, end);
+  const std::size_t sp2 = static_cast<std::size_t>(t - begin);
+  if (t == end || *t != ' ' || sp2 == sp1 + 1) return 400;
   head.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-  for (char c : head.target) {
-    if (!is_target_char(c)) return 400;
-  }
   const std::string_view version = line.substr(sp2 + 1);
-  if (version.size() != 8 || version.substr(0, 5) != "HTTP/" || !is_digit(version[5]) ||
+  if (version.size() != 8 || version[0] != 'H' || version[1] != 'T' || version[2] != 'T' ||
+      version[3] != 'P' || version[4] != '/' || !is_digit(version[5]) ||
       version[6] != '.' || !is_digit(version[7])) {
     return 400;
   }
@@ -82,6 +251,7 @@ int parse_request_line(std::string_view line, RequestHead& head) {
   }
   // absolute-form (RFC 9112 3.2.2): keep only the path and query.
   for (std::string_view scheme : {std::string_view("http://"), std::string_view("https://")}) {
+    if (target.front() == '/') break;  // origin-form, the usual case: no scheme to look for
     if (target.size() >= scheme.size() && equals_ignore_case(target.substr(0, scheme.size()), scheme)) {
       const std::size_t slash = target.find('/', scheme.size());
       target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
@@ -178,16 +348,16 @@ ParseResult error(int status) { return {ParseStatus::kError, 0, 0, status}; }
 
 }  // namespace
 
-bool equals_ignore_case(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
-    if (x != y) return false;
+namespace detail {
+bool equal_bytes_ignore_case(const char* a, const char* b, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) {
+    if (kLower[static_cast<unsigned char>(a[i])] != kLower[static_cast<unsigned char>(b[i])]) {
+      return false;
+    }
   }
   return true;
 }
+}  // namespace detail
 
 std::string_view RequestHead::header(std::string_view name) const {
   for (std::size_t i = 0; i < header_count; ++i) {
@@ -225,16 +395,7 @@ ParseResult parse_request_head(std::string_view in, RequestHead& head, std::size
   // last call stopped (`scanned` is always the start of a line in the header section).
   const std::size_t headers_start = line_lf + 1;
   std::size_t line_start = scanned > headers_start ? scanned : headers_start;
-  std::size_t head_end = std::string_view::npos;
-  while (true) {
-    const std::size_t lf = find_lf(in, line_start);
-    if (lf == std::string_view::npos) break;
-    if (lf == line_start || (lf == line_start + 1 && in[line_start] == '\r')) {
-      head_end = lf + 1;
-      break;
-    }
-    line_start = lf + 1;
-  }
+  const std::size_t head_end = find_blank_line(in, line_start);
   // The header section is measured up to its blank line. While incomplete, one byte over the
   // limit is still legal when it is the CR that starts the blank line.
   if (head_end == std::string_view::npos) {
@@ -255,13 +416,17 @@ ParseResult parse_request_head(std::string_view in, RequestHead& head, std::size
   while (in[p] != '\n' && !(in[p] == '\r' && in[p + 1] == '\n')) {
     if (in[p] == ' ' || in[p] == '\t') return error(400);  // obs-fold
     std::size_t q = p;
-    while (is_tchar(in[q])) ++q;  // the name; whitespace before the colon is not a tchar
+    // The name; whitespace before the colon is not a tchar. Four at a time: the LF that ends
+    // the line is not a tchar either, so no read goes past it.
+    while (is_tchar(in[q]) && is_tchar(in[q + 1]) && is_tchar(in[q + 2]) && is_tchar(in[q + 3])) q += 4;
+    while (is_tchar(in[q])) ++q;
     if (q == p || in[q] != ':') return error(400);
     const std::string_view name = in.substr(p, q - p);
     ++q;
     while (in[q] == ' ' || in[q] == '\t') ++q;
     const std::size_t value_start = q;
-    while (is_field_char(in[q])) ++q;  // stops at CR, LF or another control byte
+    // Stops at CR, LF or another control byte; the LF that ends the head comes first.
+    q = static_cast<std::size_t>(skip_field_chars(in.data() + q, in.data() + in.size()) - in.data());
     const std::string_view value = trim_ows(in.substr(value_start, q - value_start));
     if (in[q] == '\r') ++q;
     if (in[q] != '\n') return error(400);  // a bare CR or a control byte inside the line

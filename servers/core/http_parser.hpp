@@ -67,7 +67,14 @@ struct ParseResult {
 
 ParseResult parse_request_head(std::string_view input, RequestHead& head, std::size_t scanned = 0);
 
-bool equals_ignore_case(std::string_view a, std::string_view b);
+namespace detail {
+bool equal_bytes_ignore_case(const char* a, const char* b, std::size_t n);
+}
+// ASCII case-insensitive equality. Inline so that the usual answer, different lengths, costs a
+// comparison rather than a call.
+inline bool equals_ignore_case(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && detail::equal_bytes_ignore_case(a.data(), b.data(), a.size());
+}
 
 // Decodes a chunked body and discards its data (the application reads no bodies). Chunk
 // extensions are skipped; trailer fields are read and dropped. Feed it whatever bytes arrive;
