@@ -55,6 +55,17 @@ class PredictTest(unittest.TestCase):
                                 f"Predict (move them to Observe): {', '.join(keys)}")
         self.assertEqual(problems, [], "\n" + "\n".join(problems))
 
+    def test_a_figure_carries_at_most_a_mark(self) -> None:
+        # Validity reasons go in the README's footnotes (labs/fill_figures.py), not inside the
+        # sentence: a marker holds a value, a unit and at most "! [^N]".
+        values = re.compile(r"<!-- fig:([A-Za-z0-9_.-]+) -->(.*?)<!-- /fig -->")
+        problems = []
+        for lab in lab_dirs():
+            for key, value in values.findall((lab / "README.md").read_text()):
+                if key != "machine" and "(" in value and not value.startswith("(run make"):
+                    problems.append(f"{lab.name}: fig:{key} carries its reasons: {value}")
+        self.assertEqual(problems, [], "\n" + "\n".join(problems))
+
     def test_the_rule_can_fail(self) -> None:
         text = "## Claim under test\nx <!-- fig:a -->1<!-- /fig -->\n## Predict\n1.\n"
         self.assertEqual(figures_before_predict(text), ["a"])
