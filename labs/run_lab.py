@@ -144,9 +144,9 @@ def print_side_by_side(lab: Path, preds: dict[str, str], run_dir: Path,
     except figures.SourceError as e:
         ref_dir, ref = None, []
         print(f"run_lab: reference: {e}")
-    ref_name = f"{ref_dir} ({ref[0].machine()})" if ref else "none committed"
+    ref_name = f"{ref_dir.name}: {ref[0].machine()}" if ref else "none committed"
     this = here[0].machine() if here else "no run"
-    print(f"\nrun_lab: lab-{lab.name[:2]}: prediction, this machine ({this}), reference "
+    print(f"\nrun_lab: lab-{lab.name[:2]}: prediction, this machine ({this}), the reference "
           f"machine ({ref_name})")
     notes: list[str] = []
     rows = [("figure", "prediction", "this machine", "reference")]
