@@ -16,7 +16,8 @@ string:
 This script looks every source up in the committed reference run, results/reference/<machine>/
 (one run folder per scenario, produced by the lead with `make bench-full`), and rewrites the
 values between the markers. The key `machine` needs no source: it becomes the reference
-machine's CPU model. A value the run marks not valid is written with "!" and the reason. While
+machine's CPU model. A value the run marks not valid is written with a mark, "! [^N]", and
+its reasons go in footnote N, in a block at the end of the README (<!-- fig-notes -->). While
 there is no reference run, every value is the placeholder "(run make lab-NN)" and the script
 says so. A marker without a source, or a malformed source, is an error (exit 1).
 
@@ -105,10 +106,33 @@ def fill(lab: Path, runs: list[figures.RunFolder],
             else:
                 shown = figures.format_value(fig.value, source.get("format"))
                 if not fig.valid:
-                    shown += f" ! ({'; '.join(fig.why_invalid)})"
+                    shown += invalid_mark(key, fig.why_invalid, footnotes)
         return f"<!-- fig:{key} -->{shown}<!-- /fig -->"
 
-    return MARKER.sub(value, text), notes
+    footnotes: list[str] = []
+    return with_footnotes(MARKER.sub(value, text), footnotes), notes
+
+
+NOTES = re.compile(r"\n*<!-- fig-notes -->.*?<!-- /fig-notes -->\n?", re.S)
+
+
+def invalid_mark(key: str, why: list, footnotes: list[str]) -> str:
+    """The mark a figure the run cannot stand behind carries in its sentence: ' ! [^N]'; the
+    reasons go in footnote N (one footnote per distinct key and reasons)."""
+    note = f"`{key}`: {'; '.join(why)}"
+    if note not in footnotes:
+        footnotes.append(note)
+    return f" ! [^{footnotes.index(note) + 1}]"
+
+
+def with_footnotes(text: str, footnotes: list[str]) -> str:
+    """The README with its block of validity footnotes (at the end) rewritten."""
+    text = NOTES.sub("\n", text).rstrip("\n") + "\n"
+    if not footnotes:
+        return text
+    lines = [f"[^{i}]: not valid on the reference run: {note}."
+             for i, note in enumerate(footnotes, 1)]
+    return text + "\n<!-- fig-notes -->\n" + "\n".join(lines) + "\n<!-- /fig-notes -->\n"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -100,6 +100,14 @@ def run_one(lab: Path, variant: str, build_dir: Path,
     return status, seconds, out
 
 
+def variant_name(text: str) -> str:
+    """exercise, solution or wrong-NAME (labs/NN-topic/wrong/NAME/: a known wrong solution, a
+    hole the check once had, which it must now fail); argparse's type for --variant."""
+    if text in ("exercise", "solution") or (text.startswith("wrong-") and len(text) > 6):
+        return text
+    raise argparse.ArgumentTypeError(f"'{text}': exercise, solution or wrong-NAME")
+
+
 def describe(status: int | None) -> str:
     return {None: "timed out", 0: "PASS", 1: "FAIL", 2: "usage/setup error",
             SKIP: "cannot run here"}.get(status, f"exit {status}")
@@ -109,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--lab", help="NN, NN-topic or a lab folder")
     p.add_argument("--all", action="store_true", help="every lab that has a check")
-    p.add_argument("--variant", choices=("exercise", "solution"), default="exercise")
+    p.add_argument("--variant", type=variant_name, default="exercise",
+                   help="exercise, solution, or wrong-NAME (the known wrong solution wrong/NAME/)")
     p.add_argument("--build-dir", default=str(ROOT / "build"))
     p.add_argument("--expect", choices=("pass", "fail"))
     p.add_argument("--timeout", type=float, default=150.0)
@@ -157,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         print("run_check: the check failed without saying why: a failing check must print what "
               "failed")
         return 1
-    print("run_check: as expected, the check catches the starter")
+    caught = "the starter" if opts.variant == "exercise" else f"wrong/{opts.variant[6:]}/"
+    print(f"run_check: as expected, the check catches {caught}")
     return 0
 
 

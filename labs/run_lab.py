@@ -27,10 +27,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import fill_figures  # beside this file (and through it iolab_bench.figures)
 from run_check import find_lab  # beside this file
 
 LABS = Path(__file__).resolve().parent
 ROOT = LABS.parent
+
+PREDICTIONS = "predictions.md"
 
 
 def newest_run(results_dir: Path, suffix: str) -> Path | None:
@@ -66,6 +69,104 @@ def commands(lab: Path, spec: dict[str, Any], build_dir: Path,
     return out
 
 
+def read_predictions(path: Path) -> dict[str, str]:
+    """`key: value` lines of a predictions.md, in order ('' when unfilled); {} when absent.
+    Lines starting with '#', blank lines and lines without a colon are prose."""
+    out: dict[str, str] = {}
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        if line.startswith("#") or ":" not in line:
+            continue
+        key, _, value = line.partition(":")
+        if key.strip() and " " not in key.strip():
+            out[key.strip()] = value.strip()
+    return out
+
+
+def prediction_template(lab: Path) -> str:
+    """The predictions.md a lab ships: one empty `key:` line per figure of its figures.json."""
+    nn = lab.name[:2]
+    lines = [f"# Lab {nn}: your predictions, written before `make lab-{nn}`. One figure per",
+             "# line after the colon, with its unit (`2 MB`, `1.5 us`, `x3`); leave a line empty",
+             f"# if you have no guess. `make lab-{nn}` prints each beside this machine's figure",
+             "# and the reference machine's. The questions are in the README's Predict section."]
+    for key, source in fill_figures.load_sources(lab).items():
+        lines += [f"# {describe_source(source)}", f"{key}:"]
+    return "\n".join(lines) + "\n"
+
+
+def describe_source(source: dict) -> str:
+    """What a figures.json source measures, in one line, for the predictions template."""
+    unit = (source.get("format") or "").replace("{", "").split("}")[-1].strip()
+    unit = f" ({unit})" if unit else ""
+    if "micro" in source:
+        return f"micro {source['micro']}: {source['benchmark']} {source['field']}{unit}"
+    params = ", ".join(f"{k}={v}" for k, v in (source.get("params") or {}).items())
+    return (f"{source['scenario']}: server_{source['server']}, {source['metric']} at "
+            f"{source['point']}{' ' + params if params else ''}{unit}")
+
+
+def announce_predictions(lab: Path, path: Path) -> dict[str, str]:
+    """Before the run: the filled predictions, or (missing or unfilled) the template to fill.
+    Never waits for input (CI has none): the run goes on either way."""
+    preds = read_predictions(path)
+    if not any(preds.values()):
+        print(f"run_lab: no predictions in {path} yet. Before you look at the results, write "
+              f"your guess after each key (the README's Predict section asks the questions):")
+        sys.stdout.write(prediction_template(lab))
+        print("run_lab: running anyway; without predictions there is nothing to compare with.")
+        return {}
+    filled = sum(1 for v in preds.values() if v)
+    print(f"run_lab: {filled} of {len(preds)} predictions read from {path}")
+    return preds
+
+
+def _shown(fig, source: dict, notes: list[str], where: str) -> str:  # type: ignore[no-untyped-def]
+    """A figure as a cell: the value with '!' when not valid (the reason goes in `notes`)."""
+    if fig is None:
+        return "-"
+    text = fill_figures.figures.format_value(fig.value, source.get("format"))
+    if not fig.valid:
+        notes.append(f"{where}: {'; '.join(fig.why_invalid)}")
+        text += f" !{len(notes)}"
+    return text
+
+
+def print_side_by_side(lab: Path, preds: dict[str, str], run_dir: Path,
+                       reference: Path) -> None:
+    """Per figure key: the prediction, this run's figure and the reference machine's."""
+    figures = fill_figures.figures
+    sources = fill_figures.load_sources(lab)
+    if not sources:
+        return
+    here = figures.find_runs(run_dir)
+    try:
+        ref_dir, ref = figures.reference_runs(reference, None)
+    except figures.SourceError as e:
+        ref_dir, ref = None, []
+        print(f"run_lab: reference: {e}")
+    ref_name = f"{ref_dir.name}: {ref[0].machine()}" if ref else "none committed"
+    this = here[0].machine() if here else "no run"
+    print(f"\nrun_lab: lab-{lab.name[:2]}: prediction, this machine ({this}), the reference "
+          f"machine ({ref_name})")
+    notes: list[str] = []
+    rows = [("figure", "prediction", "this machine", "reference")]
+    for key, source in sources.items():
+        rows.append((key, preds.get(key) or "-",
+                     _shown(figures.figure(here, source) if here else None, source, notes,
+                            f"{key}, this machine"),
+                     _shown(figures.figure(ref, source) if ref else None, source, notes,
+                            f"{key}, reference")))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+    for i, note in enumerate(notes, 1):
+        print(f"  !{i} not valid: {note}")
+    if not any(preds.values()):
+        print(f"run_lab: next time, fill {lab.relative_to(ROOT)}/{PREDICTIONS} first")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("lab", help="NN or NN-topic")
@@ -73,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results-dir", default=str(ROOT / "results"))
     p.add_argument("--charts", action="store_true", help="then `make charts RESULTS=<run>`")
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
+    p.add_argument("--reference", default=str(ROOT / "results" / "reference"),
+                   help="the reference runs the figures are compared with")
     opts = p.parse_args(argv)
     lab = find_lab(opts.lab)
     label = f"lab-{lab.name[:2]}"
@@ -93,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
               f"its README says what to do by hand")
         return 0
 
+    preds = {} if opts.dry_run else announce_predictions(lab, lab / PREDICTIONS)
     run_dir = None
     for argv_, what in todo:
         if what == "micro" and run_dir is not None:
@@ -116,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if opts.charts:
         subprocess.run(["make", "--no-print-directory", "charts", f"RESULTS={run_dir}"], cwd=ROOT)
+    print_side_by_side(lab, preds, Path(run_dir), Path(opts.reference))
     claims = spec.get("claims")
     if claims and (ROOT / "bench" / "claims.py").exists():
         subprocess.run(["/usr/bin/python3", str(ROOT / "bench" / "claims.py"), "--results",

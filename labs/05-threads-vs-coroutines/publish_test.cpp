@@ -11,7 +11,8 @@
 // there and publishes itself, and the other thief, already spinning, takes it at once: while
 // the thread that published may still be inside await_suspend. An awaiter that touches its
 // frame after publishing races with that thief: ThreadSanitizer reports it, or the co_await
-// returns a wrong result, which this program counts itself.
+// returns a wrong result, which this program counts itself. Every other wait has a deadline, so
+// the deadline's timer is armed in await_suspend: before publishing, or (wrong) after.
 //
 // Output: one JSON line; exit 0 when every co_await returned the byte, 1 otherwise.
 #include <sys/socket.h>
@@ -35,6 +36,7 @@ using namespace iolab;
 namespace pd = coro::detail;
 
 constexpr int kRounds = 3000;
+constexpr std::chrono::hours kFarDeadline{1};
 
 struct Shared {
   int peer = -1;                          // the thieves write into this end
@@ -54,7 +56,10 @@ coro::Task<void> reader(Shared& shared, int fd) {
     char byte = 0;
     auto receive = [&]() -> ssize_t { return ::recv(sock.fd(), &byte, 1, 0); };
     for (int i = 0; i < kRounds;) {
-      const lab05::IoResult r = co_await lab05::read(sock, receive, TimePoint::max());
+      // Every other wait has a deadline (far off: it never fires), so an awaiter that arms it
+      // after publishing is seen too; with TimePoint::max() there is nothing to arm.
+      const TimePoint deadline = i % 2 == 0 ? TimePoint::max() : Clock::now() + kFarDeadline;
+      const lab05::IoResult r = co_await lab05::read(sock, receive, deadline);
       if (r.again()) continue;  // a stale wake-up: allowed, wait again
       if (r.n != 1 || byte != 'x') shared.wrong.fetch_add(1);
       shared.completed.fetch_add(1);

@@ -18,11 +18,16 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 
 namespace lab06 {
 
 inline std::atomic<std::uint64_t> g_futex_calls{0};
+// For the check's late-producer test only (ring_check.cpp --mode late): how long futex_wait
+// holds the caller between its last look at the ring and the sleep, so that another thread's
+// wake can fall there, as it can when the caller is preempted. 0 (no delay) everywhere else.
+inline std::atomic<std::int64_t> g_wait_delay_ns{0};
 
 inline std::uint64_t futex_calls() { return g_futex_calls.load(std::memory_order_relaxed); }
 
@@ -30,6 +35,11 @@ inline std::uint64_t futex_calls() { return g_futex_calls.load(std::memory_order
 // (EINTR, a wake meant for someone else): the caller re-checks its condition.
 inline void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected) {
   g_futex_calls.fetch_add(1, std::memory_order_relaxed);
+  if (const std::int64_t delay = g_wait_delay_ns.load(std::memory_order_relaxed); delay > 0) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(delay);
+    while (std::chrono::steady_clock::now() < until) {
+    }
+  }
   ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT, expected, nullptr,
             nullptr, 0);
 }

@@ -11,10 +11,26 @@
 //     The consumer spends --work-ns of CPU on each message (default 2000), so it is the slower
 //     side and the ring stays non-empty; the producer spins while the ring is full. Reports
 //     the futex calls (futex.hpp's counter) per message.
+//   lab06_ring --mode late
+//     A late producer, made to happen: a hardware watchpoint (perf_event_open, a breakpoint on
+//     writes to the ring's head counter, found by watching which word a push increments) stops
+//     the producer right after it publishes, for 15 ms, before it looks at the consumer's flag;
+//     and futex_wait holds the consumer 10 ms between its last look and its sleep (futex.hpp's
+//     g_wait_delay_ns). The producer publishes 1 ms into such a hold, so the consumer takes the
+//     message, sets its flag again, finds the ring empty and is held again before the producer
+//     looks: the producer clears the flag and wakes while the consumer is about to sleep. A ring
+//     whose sleep does not re-check that flag in the kernel loses the wake and hangs (the
+//     watchdog reports it). 20 rounds of two messages, about 0.7 s. Where the watchpoint cannot
+//     be set, prints {"mode":"late","skipped":"why"}.
 // Producer and consumer run pinned to two different CPUs when the process may use two.
 // Both print one JSON line on stdout; exit 0 when the run was correct, 1 when it was not.
+#include <linux/hw_breakpoint.h>
+#include <linux/perf_event.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -25,6 +41,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "futex.hpp"
 #include "spsc_ring.hpp"
@@ -123,6 +140,115 @@ Outcome stream(std::uint64_t count, std::chrono::nanoseconds pause, std::chrono:
   return out;
 }
 
+// ---- --mode late -----------------------------------------------------------------------------
+
+// The consumer is held kConsumerHeld before each sleep; the producer publishes kSettle into
+// that hold and is then held kProducerHeld, so it looks at the flag in the consumer's *next*
+// hold: after the consumer took that message, set its flag again and found the ring empty.
+constexpr auto kConsumerHeld = std::chrono::milliseconds(10);  // before each futex_wait
+constexpr auto kSettle = std::chrono::milliseconds(1);
+constexpr auto kProducerHeld = std::chrono::milliseconds(15);  // between 1 and 2 holds
+constexpr int kLateRounds = 20;
+
+std::atomic<bool> g_hold_next_publish{false};
+std::atomic<int> g_held{0};
+
+void on_watchpoint(int, siginfo_t*, void*) {
+  if (g_hold_next_publish.exchange(false)) {
+    g_held.fetch_add(1);
+    busy_for(kProducerHeld);  // clock_gettime through the vDSO: safe in a signal handler
+  }
+}
+
+// The 32-bit word a push increments outside the slot it fills: the ring's head counter,
+// whatever the student named it. Pushes one message into a fresh ring and pops it back.
+std::uint32_t* find_head_word(lab06::SpscRing* ring) {
+  std::vector<unsigned char> before(sizeof *ring);
+  std::memcpy(before.data(), static_cast<void*>(ring), sizeof *ring);
+  ring->try_push(make(0));
+  std::vector<std::size_t> found;
+  const auto* now = reinterpret_cast<const unsigned char*>(ring);
+  for (std::size_t off = 0; off + 4 <= sizeof *ring; off += 4) {
+    std::uint32_t a, b;
+    std::memcpy(&a, before.data() + off, 4);
+    std::memcpy(&b, now + off, 4);
+    if (b == a + 1) found.push_back(off);
+  }
+  lab06::Message m;
+  ring->pop(m);
+  if (found.size() != 1) return nullptr;
+  return reinterpret_cast<std::uint32_t*>(reinterpret_cast<unsigned char*>(ring) + found[0]);
+}
+
+// A watchpoint on writes to `word` by the calling thread, delivering SIGTRAP; "" or why not.
+std::string watch_writes(std::uint32_t* word) {
+  struct sigaction sa {};
+  sa.sa_sigaction = on_watchpoint;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  ::sigaction(SIGTRAP, &sa, nullptr);
+  perf_event_attr a{};
+  a.type = PERF_TYPE_BREAKPOINT;
+  a.size = sizeof a;
+  a.bp_type = HW_BREAKPOINT_W;
+  a.bp_addr = reinterpret_cast<std::uintptr_t>(word);
+  a.bp_len = HW_BREAKPOINT_LEN_4;
+  a.sample_period = 1;
+  a.sigtrap = 1;
+  a.remove_on_exec = 1;
+  a.exclude_kernel = 1;
+  a.exclude_hv = 1;
+  const long fd = ::syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+  if (fd < 0) return std::string("perf_event_open(breakpoint): ") + std::strerror(errno);
+  return "";
+}
+
+// Returns {outcome, why skipped}.
+std::pair<Outcome, std::string> late_producer() {
+  void* mem = ::mmap(nullptr, sizeof(lab06::SpscRing), PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) return {{0, "mmap failed"}, ""};
+  auto* ring = new (mem) lab06::SpscRing;
+  std::uint32_t* head = find_head_word(ring);
+  if (head == nullptr) return {{}, "no single word of the ring counts the pushes"};
+  const auto [producer_cpu, consumer_cpu] = two_cpus();
+  pin_self(producer_cpu);
+  if (std::string why = watch_writes(head); !why.empty()) return {{}, why};
+  lab06::g_wait_delay_ns.store(std::chrono::nanoseconds(kConsumerHeld).count());
+  const std::uint64_t count = 2 * kLateRounds;
+  Outcome out;
+  std::thread consumer([&, cpu = consumer_cpu] {
+    pin_self(cpu);
+    for (std::uint64_t expect = 0;; ++expect) {
+      lab06::Message m;
+      ring->pop(m);
+      if (m.seq == kStop) return;
+      if (m.seq != expect || !intact(m)) {
+        out.error = "message " + std::to_string(expect) + " arrived as seq " +
+                    std::to_string(m.seq);
+        return;
+      }
+      out.received = expect + 1;
+      g_progress.fetch_add(1, std::memory_order_relaxed);
+    }
+  });
+  for (std::uint64_t seq = 0; seq <= count; ++seq) {
+    if (seq % 2 == 1) {
+      // The consumer took seq - 1 and is on its way to sleep (held before it): publish into
+      // that hold, and be held in turn right after publishing.
+      while (g_progress.load() < seq) lab06::cpu_relax();  // the watchdog bounds this
+      busy_for(kSettle);
+      g_hold_next_publish = true;
+    }
+    const lab06::Message m = make(seq == count ? kStop : seq);
+    while (!ring->try_push(m)) lab06::cpu_relax();
+    // Then nothing until the consumer has slept: a push now would change head under it.
+    if (seq % 2 == 1) busy_for(kConsumerHeld);
+  }
+  consumer.join();
+  lab06::g_wait_delay_ns.store(0);
+  return {out, ""};
+}
+
 // Fails the process if the consumer stops making progress (a lost wake-up hangs it).
 void start_watchdog(std::chrono::seconds limit) {
   std::thread([limit] {
@@ -178,6 +304,18 @@ int main(int argc, char** argv) {
                 std::chrono::duration<double>(Clock::now() - t0).count());
     return ok ? 0 : 1;
   }
+  if (mode == "late") {
+    const auto [late, skipped] = late_producer();
+    if (!skipped.empty()) {
+      std::printf("{\"mode\":\"late\",\"ok\":true,\"skipped\":\"%s\"}\n", skipped.c_str());
+      return 0;
+    }
+    std::printf("{\"mode\":\"late\",\"ok\":%s,\"received\":%llu,\"held\":%d,\"error\":\"%s\"}\n",
+                late.error.empty() ? "true" : "false",
+                static_cast<unsigned long long>(late.received), g_held.load(),
+                late.error.c_str());
+    return late.error.empty() ? 0 : 1;
+  }
   if (mode == "busy") {
     const auto messages = static_cast<std::uint64_t>(arg(argc, argv, "--messages", 200'000));
     const auto work = std::chrono::nanoseconds(arg(argc, argv, "--work-ns", 2000));
@@ -192,6 +330,6 @@ int main(int argc, char** argv) {
                 messages ? static_cast<double>(calls) / static_cast<double>(messages) : 0.0);
     return busy.error.empty() ? 0 : 1;
   }
-  std::fprintf(stderr, "lab06_ring: --mode correctness|busy [--messages N] [--work-ns N]\n");
+  std::fprintf(stderr, "lab06_ring: --mode correctness|busy|late [--messages N] [--work-ns N]\n");
   return 2;
 }

@@ -38,12 +38,28 @@ class CannotRun(Exception):
 
 def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--variant", choices=("exercise", "solution"), default="exercise")
+    p.add_argument("--variant", type=variant_arg, default="exercise",
+                   help="exercise, solution or wrong-NAME (the known wrong solution wrong/NAME/)")
     p.add_argument("--build-dir", default=str(ROOT / "build"))
     p.add_argument("--full", action="store_true", help="the whole conformance suite (slower)")
     opts = p.parse_args(argv)
     opts.build_dir = Path(opts.build_dir).resolve()
     return opts
+
+
+def variant_arg(text: str) -> str:
+    """--variant: exercise, solution, or wrong-NAME, a known wrong solution kept in the lab's
+    wrong/NAME/ (a hole the check once had; make test proves the check fails it)."""
+    if text in ("exercise", "solution") or (text.startswith("wrong-") and len(text) > 6):
+        return text
+    raise argparse.ArgumentTypeError(f"'{text}': exercise, solution or wrong-NAME")
+
+
+def variant_dir(lab: Path, variant: str) -> Path:
+    """The folder of a variant's sources: exercise/, solution/ or wrong/NAME/."""
+    if variant.startswith("wrong-"):
+        return lab / "wrong" / variant[len("wrong-"):]
+    return lab / variant
 
 
 def lab_binary(opts: argparse.Namespace, name: str) -> Path:

@@ -115,7 +115,8 @@ class FillFiguresTest(unittest.TestCase):
         self.assertIn("<!-- fig:select_cpu -->41.3 us<!-- /fig -->", text)
         # 0.25 us converted to ns.
         self.assertIn("<!-- fig:getppid_ns -->250 ns<!-- /fig -->", text)
-        self.assertIn("<!-- fig:pooled_rps -->1.23e+05 ! (spread 22%)<!-- /fig -->", text)
+        self.assertIn("<!-- fig:pooled_rps -->1.23e+05 ! [^1]<!-- /fig -->", text)
+        self.assertIn("[^1]: not valid on the reference run: `pooled_rps`: spread 22%.", text)
         self.assertIn("<!-- fig:uring -->(not in the reference run fixture-vm)<!-- /fig -->", text)
         self.assertIn("<!-- fig:machine -->Fixture 3000, 2 CPUs, Linux ?<!-- /fig -->", text)
         # A second pass changes nothing, and --check agrees.

@@ -75,7 +75,8 @@ def problems(labs=LABS, servers=ROOT / "servers", pending=None):
                     out.append(f"{e.relative_to(labs)}: identical in exercise/ and solution/ "
                                f"(not the student's part: keep one copy at the lab's root, or "
                                f"build it from servers/)")
-        lab_files += sources(lab)
+        # wrong/<fixture>/ is the reference with one known mistake: a near copy by design.
+        lab_files += [p for p in sources(lab) if p.relative_to(lab).parts[0] != "wrong"]
 
     lab_runs = {p: runs(code_lines(p)) for p in lab_files}
     for p in lab_files:
