@@ -2,7 +2,7 @@
 
 A measurement cell is one server measured once at one point: a fixed offered rate ("fixed"),
 pipelined saturation ("saturation") or one request at a time per connection ("closed"). The
-harness (bench/compare.py) keeps a cell's figures only when nothing disturbed them, and
+harness (bench/iolab_bench/validity.py) keeps a cell's figures only when nothing disturbed them, and
 otherwise prints them with "!" and the reason. problems(cell) returns those reasons; an empty
 list means the cell is valid. The cell is a dict with these keys (fractions are 0..1):
 

@@ -1,6 +1,6 @@
 """Lab 00 reference solution: which figures of a run can you stand behind?
 
-The same rules as bench/compare.py's cell_problems(), written out (see exercise/validity.py
+The same rules as the harness's cell_problems() (bench/iolab_bench/validity.py), written out (see exercise/validity.py
 for the cell's keys).
 """
 
