@@ -258,16 +258,17 @@ void add_cancel(Loop& loop, std::uint64_t target, int fd = -1) {
   ++loop.predicted;
 }
 
+bool has_parked(const Client& c) { return c.parked_off < c.parked.size(); }
+
+// The multishot receive path (lab 04's exercise): prep_multishot_recv(), release_idle_input(),
+// on_multishot_input(). Found on the include path: recv/ here, the exercise's copy in lab 04.
+#include "recv_multishot.hpp"
+
 // One-shot into the connection's buffer, or multishot from the buffer ring. False when the
 // core has no room to offer.
 bool add_recv(Loop& loop, Client& c) {
-  io_uring_sqe* sqe;
-  if (loop.shared.multishot) {
-    sqe = get_sqe(loop);
-    io_uring_prep_recv_multishot(sqe, c.fd, nullptr, 0, 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = kBufGroup;
-  } else {
+  io_uring_sqe* sqe = loop.shared.multishot ? prep_multishot_recv(loop, c) : nullptr;
+  if (sqe == nullptr) {
     const std::span<char> space = c.conn.read_space();
     if (space.empty()) return false;
     sqe = get_sqe(loop);
@@ -378,8 +379,6 @@ void begin_close(Loop& loop, Client* c) {
   add_cancel(loop, 0, c->fd);  // finish_close() follows the last completion
 }
 
-bool has_parked(const Client& c) { return c.parked_off < c.parked.size(); }
-
 // Hands the core the next kTurnBytes of parked input. Only called with no output pending: the
 // core has then answered all it holds but an incomplete request, so what it keeps stays small.
 void feed_parked(Client& c) {
@@ -430,7 +429,7 @@ void drive(Loop& loop, Client* c) {
       !add_recv(loop, *c)) {
     return begin_close(loop, c);  // the core refuses input it could not hold: give up
   }
-  if (loop.shared.multishot && !c->output_busy) conn.release_idle_buffers();
+  release_idle_input(loop, *c);
   if (c->output_busy && has_parked(*c)) loop.feeding = true;
   arm_timer(loop, *c);
 }
@@ -479,22 +478,8 @@ void on_accept(Loop& loop, const io_uring_cqe& cqe, TimePoint now) {
 void on_recv(Loop& loop, Client* c, const io_uring_cqe& cqe) {
   if (!(cqe.flags & IORING_CQE_F_MORE)) c->recv_armed = c->recv_stopping = false;
   const int res = cqe.res;
-  if (res > 0 && loop.shared.multishot) {
-    const unsigned bid = cqe.flags >> IORING_CQE_BUFFER_SHIFT;
-    const std::string_view data(loop.bufs.buffer(bid), static_cast<std::size_t>(res));
-    count(Counter::kPoolHits);
-    if (!c->output_busy && !has_parked(*c) && c->conn.wants_read()) {
-      c->conn.on_input(data, coarse_now());  // parsed in place; leftovers are copied
-    } else {
-      c->parked.append(data);
-    }
-    iolab_recycle_buf(loop.bufs, bid);
-    // Backpressure: take no more input while the answers are not going out.
-    if (c->recv_armed && !c->recv_stopping &&
-        (c->parked.size() - c->parked_off >= kParkLimit || !c->conn.wants_read())) {
-      c->recv_stopping = true;
-      add_cancel(loop, pack(Op::kRecv, c->slot, c->generation));
-    }
+  if (res > 0 && (cqe.flags & IORING_CQE_F_BUFFER)) {
+    on_multishot_input(loop, *c, cqe);
   } else if (res > 0 && c->output_busy) {
     c->parked_read = static_cast<std::size_t>(res);
   } else if (res > 0) {
