@@ -1694,7 +1694,7 @@ struct HogCounter {
 // per-connection budgets of the event-driven models (16 KiB in and out per turn: about 90 of
 // these requests, plus the read that crossed the line) keep it to a few hundred. The bound
 // sits between the two, judged by counts, so it holds on a loaded machine and under TSan.
-TEST_P(Conformance, PipeliningHogsDoNotStarveAnotherClient) {
+TEST_P(Conformance, HogsDoNotStarveASequentialClient) {
   START_SERVER();
   constexpr int kRequests = 20;
   constexpr std::uint64_t kHogAnswersBound = 2500;
