@@ -26,6 +26,13 @@
 //   - Timeouts: the core's header or idle deadline is the read's deadline. Each socket has one
 //     timer in the scheduler's heap, pushed only when the deadline moves earlier, so steady
 //     keep-alive traffic costs no timer work per request.
+//   - A budget per connection per turn: an operation that does not have to wait never
+//     suspends, so a client that pipelines as fast as the server reads would keep its worker
+//     forever (the other coroutines on that worker's queue, and the poller, wait behind it).
+//     After kTurnBytes in and out the connection does `co_await coro::yield()`: to the back of
+//     the run queue, and the worker asks the poller before going on. 16 KiB is about 90 small
+//     requests with their answers: keep-alive traffic and ordinary pipelines never reach it,
+//     and a busy connection delays the others by at most one such turn.
 //   - accept4() fails with EMFILE while the descriptor table is full: the accept coroutine
 //     sleeps kAcceptPause (co_await sleep_for) and tries again; no busy loop.
 //
@@ -73,6 +80,7 @@ constexpr std::size_t kDefaultMaxConns = 100'000;
 constexpr int kAcceptBatch = 64;        // accepts before the accept coroutine yields (fairness)
 constexpr Millis kAcceptPause{100};     // sleep after EMFILE/ENFILE from accept
 constexpr Millis kShutdownGrace{1000};  // for blocking work still running at SIGTERM
+constexpr std::size_t kTurnBytes = 16 * 1024;  // bytes in and out per connection per turn
 const ExtraFlag kExtraFlags[] = {{"--blocking-threads", 256, 1, 10'000,
                                   "threads for blocking work (/sleep), started on demand"}};
 
@@ -131,12 +139,18 @@ Task<void> serve_connection(Shared& shared, UniqueFd fd) {
   Socket sock(std::move(fd));
   if (!sock.ok()) co_return;  // the poller could not take it (ENOMEM, max_user_watches)
   Connection conn(shared.app, shared.options.limits, shared.memory, coarse_now());
+  std::size_t moved = 0;  // bytes in and out since the last yield
   for (;;) {
+    if (moved >= kTurnBytes) {
+      moved = 0;
+      co_await coro::yield();
+    }
     const TimePoint deadline = conn.next_deadline();
     switch (conn.next()) {
       case Step::kRead: {
         const IoResult r = co_await sock.read(conn, deadline);
         if (!on_readable(conn, r, deadline)) co_return;
+        if (r.ok()) moved += static_cast<std::size_t>(r.n);
         break;
       }
       case Step::kWrite: {
@@ -151,6 +165,7 @@ Task<void> serve_connection(Shared& shared, UniqueFd fd) {
           r = co_await sock.write_with(send_file, deadline);
         }
         if (!on_writable(conn, r, deadline)) co_return;
+        if (r.ok()) moved += static_cast<std::size_t>(r.n);
         break;
       }
       case Step::kRunWork:

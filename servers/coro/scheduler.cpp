@@ -72,6 +72,7 @@ struct Worker {
   RunQueue queue;
   std::uint32_t tick = 0;
   bool spinning = false;  // looking for work to steal (counted in SchedulerState::spinning)
+  bool yielded = false;   // a coroutine gave up its turn: look at the poller before the next
   std::uint64_t rng;      // victim choice
   WorkerCounters c;
   std::thread thread;
@@ -439,6 +440,14 @@ std::coroutine_handle<> find_work(Worker& w) {
   SchedulerState& s = w.s;
   for (;;) {
     if (s.stopping.load(std::memory_order_relaxed)) return {};
+    if (w.yielded) {
+      // A coroutine yielded so that others get a turn; some of those others may be waiting
+      // in the poller, which a busy worker otherwise asks only every 61st turn.
+      w.yielded = false;
+      if (to_ns(Clock::now()) - s.last_poll_ns.load(std::memory_order_relaxed) > kPollIntervalNs) {
+        poll_now(w);
+      }
+    }
     if (++w.tick % kFairnessInterval == 0) {
       // A worker whose local queue never empties still serves the global queue, the timers
       // and, if nobody has for a millisecond, the poller.
@@ -558,6 +567,7 @@ SchedulerState& current_state() {
 
 void ready_here(std::coroutine_handle<> h) {
   current_state();
+  tls_worker->yielded = true;
   push_local(*tls_worker, h);
 }
 

@@ -6,7 +6,9 @@
 //     queue (a deque under a mutex) takes what overflows and what other threads hand in.
 //   - A worker looks for work in this order: its local queue (every 61st time the global queue
 //     first, so nothing starves), due timers, the global queue, then, if another worker is
-//     busy, the poller without blocking and stealing half of a random victim's queue.
+//     busy, the poller without blocking and stealing half of a random victim's queue. After a
+//     yield, and every 61st time, it also asks the poller (without blocking) if nobody has for
+//     a millisecond, so coroutines waiting on sockets get their turn behind a busy one.
 //   - Spinning: a worker looking for work to steal is "spinning". Whoever makes work runnable
 //     wakes an idle worker only when nobody spins (the spinner will find the work) and there
 //     is an idle worker; a spinner that finds work wakes the next one if it was the last. Waking
@@ -197,7 +199,8 @@ void spawn(Task<void> task);
 // Index of the worker running the caller, -1 on other threads.
 int current_worker_index() noexcept;
 
-// co_await yield(): to the back of this worker's run queue, so the others get a turn.
+// co_await yield(): to the back of this worker's run queue, so the others get a turn (those
+// the poller has ready too, if it was not asked for a millisecond).
 struct YieldAwaiter {
   bool await_ready() const noexcept { return false; }
   void await_suspend(std::coroutine_handle<> h) const { detail::ready_here(h); }

@@ -21,6 +21,14 @@
 //   - Listening sockets stay level-triggered and accept4() runs at most kAcceptBatch times per
 //     wake-up, so a flood of connections cannot starve the connections already open.
 //   - Responses to a batch of pipelined requests leave in one writev().
+//   - A budget per connection per turn: after kTurnBytes in and out, a connection that could
+//     go on goes to the back of the loop's ready list instead (nginx's posted events, libuv's
+//     read limit), and the loop asks epoll again, without waiting, before that list's next
+//     turn. Without it, a client that pipelines as fast as the loop reads never lets a read
+//     come up short, and drive() keeps the loop while every other connection waits. 16 KiB is
+//     about 90 small requests with their answers: keep-alive traffic and ordinary pipelines
+//     never reach it (no extra system call), and a busy connection delays the others by at
+//     most one such turn, plus the one read or write that crossed the line.
 //   - A blocking handler (/sleep) runs inline and stalls every connection of its loop: the
 //     lesson of lab 11. Compare server_threads and server_coro.
 //   - accept4() fails with EMFILE while the descriptor table is full and the connection stays in
@@ -74,6 +82,7 @@ constexpr Millis kAcceptPause{100};   // stop watching the listener after EMFILE
 constexpr Millis kMaxWait{1000};      // epoll_wait timeout when no timer is due sooner
 const ExtraFlag kExtraFlags[] = {
     {"--drain-to-eagain", 0, 0, 1, "1: read until EAGAIN; 0: stop at a short read (nginx)"}};
+constexpr std::size_t kTurnBytes = 16 * 1024;  // bytes in and out per connection per turn
 
 // Process-wide, read-only once the loops run (except the atomic counter).
 struct Shared {
@@ -97,6 +106,7 @@ struct Client {
   bool may_read = true;   // no EAGAIN (or short read) since the last EPOLLIN edge
   bool may_write = true;  // no EAGAIN since the last EPOLLOUT edge
   bool peer_closing = false;  // EPOLLRDHUP seen: read to EOF
+  bool posted = false;        // on the loop's ready list: its budget ran out with work left
   TimePoint armed = TimePoint::max();  // earliest deadline in the timer heap for this client
 };
 
@@ -105,6 +115,12 @@ struct Timer {
   std::uint32_t slot;
   std::uint32_t generation;
   bool operator>(const Timer& other) const { return deadline > other.deadline; }
+};
+
+// A connection on the ready list, named like a timer: it may close before its turn.
+struct Posted {
+  std::uint32_t slot;
+  std::uint32_t generation;
 };
 
 // One shared-nothing event loop.
@@ -123,6 +139,8 @@ struct Loop {
   std::vector<std::uint32_t> free_slots;
   std::vector<std::uint32_t> generations;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers;
+  std::vector<Posted> ready;    // connections that ran out of budget, in order
+  std::vector<Posted> running;  // the ready list being served this turn
   TimePoint accept_paused_until = TimePoint::min();
   bool stopping = false;
 };
@@ -163,9 +181,16 @@ void close_client(Loop& loop, Client* c) {
   loop.shared.open_connections.fetch_sub(1, std::memory_order_relaxed);
 }
 
-// Writes until the output is gone or the socket buffer is full (EAGAIN: wait for EPOLLOUT).
+// The budget ran out with work left: to the back of the ready list (see the header comment).
+void post(Loop& loop, Client& c) {
+  if (!c.posted) loop.ready.push_back({c.slot, c.generation});
+  c.posted = true;
+  arm_timer(loop, c);
+}
+
+// One write; `moved` counts its bytes. A full socket buffer (EAGAIN) waits for EPOLLOUT.
 // Returns false on a fatal error.
-bool on_writable(Loop& loop, Client& c) {
+bool on_writable(Loop& loop, Client& c, std::size_t& moved) {
   const Output out = c.conn.output();
   const int fd = c.fd.get();
   const ssize_t n = out.iovcnt > 0 ? sys::writev(fd, out.iov.data(), out.iovcnt)
@@ -177,18 +202,22 @@ bool on_writable(Loop& loop, Client& c) {
     }
     return false;  // EPIPE, ECONNRESET: the peer is gone
   }
+  moved += static_cast<std::size_t>(n);
   c.conn.on_written(static_cast<std::size_t>(n), coarse_now());
   return true;
 }
 
-// Runs the connection as far as the kernel lets it without blocking.
+// Runs the connection as far as the kernel lets it without blocking, or until its budget for
+// this turn is spent.
 void drive(Loop& loop, Client* c) {
+  std::size_t moved = 0;
   for (;;) {
     bool ok = true;
     switch (c->conn.next()) {
       case Step::kWrite:
         if (!c->may_write) return arm_timer(loop, *c);
-        ok = on_writable(loop, *c);
+        if (moved >= kTurnBytes) return post(loop, *c);
+        ok = on_writable(loop, *c, moved);
         break;
       case Step::kRunWork:
         c->conn.take_work().run();  // blocks the whole loop: every connection on it waits
@@ -196,8 +225,14 @@ void drive(Loop& loop, Client* c) {
         break;
       case Step::kRead:
         if (!c->may_read || !c->conn.wants_read()) return arm_timer(loop, *c);
-        ok = epoll_et::on_readable(c->fd.get(), c->conn, c->may_read, c->peer_closing,
-                                   loop.shared.drain_to_eagain);
+        if (moved >= kTurnBytes) return post(loop, *c);
+        if (const long n = epoll_et::on_readable(c->fd.get(), c->conn, c->may_read,
+                                                 c->peer_closing, loop.shared.drain_to_eagain);
+            n >= 0) {
+          moved += static_cast<std::size_t>(n);
+        } else {
+          ok = false;
+        }
         break;
       case Step::kWaitWork:  // work runs inline above, so never seen here
       case Step::kClose:
@@ -269,6 +304,19 @@ void on_timers(Loop& loop, TimePoint now) {
   }
 }
 
+// One turn for each connection posted before this pass; those that post again wait for the
+// next pass, after the next epoll_wait.
+void run_ready(Loop& loop) {
+  loop.running.swap(loop.ready);
+  for (const Posted p : loop.running) {
+    Client* c = loop.slots[p.slot];
+    if (c == nullptr || c->generation != p.generation) continue;  // closed meanwhile
+    c->posted = false;
+    drive(loop, c);
+  }
+  loop.running.clear();
+}
+
 int wait_timeout_ms(const Loop& loop, TimePoint now) {
   TimePoint next = now + kMaxWait;
   if (!loop.timers.empty()) next = std::min(next, loop.timers.top().deadline);
@@ -284,8 +332,9 @@ void event_loop(Loop& loop) {
   }
   epoll_event events[kMaxEvents];
   while (!loop.stopping) {
-    const int n = sys::epoll_wait(loop.epoll.get(), events, kMaxEvents,
-                                  wait_timeout_ms(loop, coarse_now()));
+    // Posted connections have work: only look for new events, do not wait for them.
+    const int timeout = loop.ready.empty() ? wait_timeout_ms(loop, coarse_now()) : 0;
+    const int n = sys::epoll_wait(loop.epoll.get(), events, kMaxEvents, timeout);
     const TimePoint now = coarse_now();
     for (int i = 0; i < n; ++i) {
       const std::uint64_t tag = events[i].data.u64;
@@ -301,6 +350,7 @@ void event_loop(Loop& loop) {
         drive(loop, c);
       }
     }
+    run_ready(loop);
     on_timers(loop, now);
   }
   for (Client* c : loop.slots) {

@@ -23,13 +23,26 @@
 //     last completion, since the kernel may write into its buffers until then.
 //   - Memory handed to the kernel is pinned until the completion: while a send is in flight the
 //     connection's output must not change, so input arriving meanwhile is parked.
+//   - Deep pipelining is backpressure, never a reset. Input that completes while the output is
+//     above its high-water mark, or that brings parked input to kParkLimit, cancels the
+//     multishot recv, and no recv is armed again until the core has taken every parked byte:
+//     TCP's window then holds the client back. What the kernel had already received when the
+//     cancel lands is kept (it cannot be handed back), so parked input is bounded by the limit
+//     plus one batch of completions. Parked bytes reach the core kTurnBytes at a time, and only
+//     once its output has drained, so it never holds more than an incomplete request and one
+//     such piece (on_input() resets a connection that would make it hold more than 256 KiB).
+//   - A budget per connection per turn: a completion carries one buffer of input, and drive()
+//     hands the core kTurnBytes of parked input (one default buffer, about 90 small requests)
+//     before the answers go out; the completions of one wait are served in the order
+//     the kernel posted them, so a client that pipelines without pause delays the others by
+//     about one buffer's worth of its requests per wait, as in epoll_et.
 //   - --recv-multishot 0: a one-shot recv into the connection's own buffer, submitted again
 //     after each completion (an idle connection holds its 8 KiB buffer while the recv waits).
 //     --recv-multishot 1: one multishot recv per connection, taking --buffers buffers of
 //     --buffer-bytes from a provided-buffer ring: an idle connection holds no buffer. A dry ring
 //     ends the recv with -ENOBUFS (pool_misses; pool_hits counts buffers used,
 //     pool_reserved_bytes the ring); buffers go back as soon as each completion is parsed, then
-//     the recv is re-armed. Parked input past kParkLimit cancels it, so TCP pushes back.
+//     the recv is re-armed. Parked input past kParkLimit cancels it (see backpressure below).
 //   - Multishot accept: one SQE for every connection. Out of descriptors it ends with -EMFILE
 //     and no IORING_CQE_F_MORE; re-arming at once would spin, so accepting pauses kAcceptPause.
 //   - close(2) of a socket with a recv in flight does not end the connection (the request holds
@@ -62,6 +75,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -97,6 +111,7 @@ constexpr Millis kMaxWait{1000};               // wait timeout when no timer is 
 constexpr Millis kFoldWait{50};                // bound on a wait that counts on inline sends
 constexpr std::size_t kFoldBytes = 16 * 1024;  // sends this small are expected to complete inline
 constexpr std::size_t kParkLimit = 64 * 1024;  // multishot: parked input that cancels the recv
+constexpr std::size_t kTurnBytes = 4 * 1024;  // parked input handed to the core per turn
 constexpr int kPipeBytes = 1 << 20;            // /file: pipe size asked for (default 64 KiB)
 constexpr std::size_t kReadStageBytes = 64 * 1024;  // /file with --sendfile off
 constexpr Millis kStopGrace{1000};                  // at shutdown, time for cancellations to finish
@@ -136,6 +151,7 @@ struct Client {
   Connection conn;
   int ops = 0;  // submitted operations whose last completion is still to come
   bool recv_armed = false;
+  bool recv_stopping = false;  // a cancel of the multishot recv is on its way (backpressure)
   bool rx_done = false;      // EOF or an error ended the receive side
   bool eof_pending = false;  // the peer's EOF, for conn after any parked bytes
   bool output_busy = false;  // a send or splice is in flight: conn's output is pinned
@@ -144,6 +160,7 @@ struct Client {
   bool closing = false;
   std::optional<std::size_t> parked_read;  // one-shot: bytes received into read_space()
   std::string parked;                      // multishot: bytes received while output was busy
+  std::size_t parked_off = 0;              // parked[parked_off..] is still for the core
   msghdr msg{};
   std::array<iovec, 2> iov{};
   UniqueFd pipe_r, pipe_w;            // /file stage: a pipe (splice) ...
@@ -183,6 +200,7 @@ struct Loop {
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers;
   int ops = 0;             // operations whose last completion is still to come
   unsigned predicted = 0;  // completions this batch's submission should post inline
+  bool feeding = false;    // a pipeline's next answers wait behind a send (see the fold)
   std::uint64_t enters = 0;
   bool accept_armed = false;
   TimePoint accept_paused_until = TimePoint::min();
@@ -240,16 +258,17 @@ void add_cancel(Loop& loop, std::uint64_t target, int fd = -1) {
   ++loop.predicted;
 }
 
+bool has_parked(const Client& c) { return c.parked_off < c.parked.size(); }
+
+// The multishot receive path (lab 04's exercise): prep_multishot_recv(), release_idle_input(),
+// on_multishot_input(). Found on the include path: recv/ here, the exercise's copy in lab 04.
+#include "recv_multishot.hpp"
+
 // One-shot into the connection's buffer, or multishot from the buffer ring. False when the
 // core has no room to offer.
 bool add_recv(Loop& loop, Client& c) {
-  io_uring_sqe* sqe;
-  if (loop.shared.multishot) {
-    sqe = get_sqe(loop);
-    io_uring_prep_recv_multishot(sqe, c.fd, nullptr, 0, 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = kBufGroup;
-  } else {
+  io_uring_sqe* sqe = loop.shared.multishot ? prep_multishot_recv(loop, c) : nullptr;
+  if (sqe == nullptr) {
     const std::span<char> space = c.conn.read_space();
     if (space.empty()) return false;
     sqe = get_sqe(loop);
@@ -360,7 +379,20 @@ void begin_close(Loop& loop, Client* c) {
   add_cancel(loop, 0, c->fd);  // finish_close() follows the last completion
 }
 
+// Hands the core the next kTurnBytes of parked input. Only called with no output pending: the
+// core has then answered all it holds but an incomplete request, so what it keeps stays small.
+void feed_parked(Client& c) {
+  const std::size_t n = std::min(kTurnBytes, c.parked.size() - c.parked_off);
+  c.conn.on_input({c.parked.data() + c.parked_off, n}, coarse_now());
+  c.parked_off += n;
+  if (c.parked_off == c.parked.size()) {
+    c.parked.clear();
+    c.parked_off = 0;
+  }
+}
+
 // Runs the connection as far as it goes without waiting, then submits what it waits on.
+// Parked input goes to the core kTurnBytes at a time, each followed by its answers' send.
 // Never touch `c` after this either.
 void drive(Loop& loop, Client* c) {
   Connection& conn = c->conn;
@@ -369,10 +401,9 @@ void drive(Loop& loop, Client* c) {
       const std::size_t n = *c->parked_read;
       c->parked_read.reset();
       conn.on_read(n, coarse_now());
-    } else if (!c->parked.empty() && conn.wants_read()) {
-      conn.on_input(c->parked, coarse_now());  // keeps what it cannot parse yet
-      c->parked.clear();
-    } else if (c->eof_pending && c->parked.empty()) {
+    } else if (has_parked(*c) && conn.next() == Step::kRead) {
+      feed_parked(*c);
+    } else if (c->eof_pending && !has_parked(*c)) {
       c->eof_pending = false;
       conn.on_read(0, coarse_now());
     } else if (const Step step = conn.next(); step == Step::kWrite) {
@@ -394,11 +425,12 @@ void drive(Loop& loop, Client* c) {
   }
   // Receive while a small response is in flight too: what arrives meanwhile is parked, and the
   // input buffer does not move while wants_read() holds.
-  if (!c->recv_armed && !c->rx_done && !c->parked_read && c->parked.empty() && conn.wants_read() &&
+  if (!c->recv_armed && !c->rx_done && !c->parked_read && !has_parked(*c) && conn.wants_read() &&
       !add_recv(loop, *c)) {
     return begin_close(loop, c);  // the core refuses input it could not hold: give up
   }
-  if (loop.shared.multishot && !c->output_busy) conn.release_idle_buffers();
+  release_idle_input(loop, *c);
+  if (c->output_busy && has_parked(*c)) loop.feeding = true;
   arm_timer(loop, *c);
 }
 
@@ -444,18 +476,10 @@ void on_accept(Loop& loop, const io_uring_cqe& cqe, TimePoint now) {
 }
 
 void on_recv(Loop& loop, Client* c, const io_uring_cqe& cqe) {
-  if (!(cqe.flags & IORING_CQE_F_MORE)) c->recv_armed = false;
+  if (!(cqe.flags & IORING_CQE_F_MORE)) c->recv_armed = c->recv_stopping = false;
   const int res = cqe.res;
-  if (res > 0 && loop.shared.multishot) {
-    const unsigned bid = cqe.flags >> IORING_CQE_BUFFER_SHIFT;
-    const std::string_view data(loop.bufs.buffer(bid), static_cast<std::size_t>(res));
-    count(Counter::kPoolHits);
-    if (!c->output_busy && c->parked.empty() && c->conn.wants_read()) {
-      c->conn.on_input(data, coarse_now());  // parsed in place; leftovers are copied
-    } else if (c->parked.append(data).size() >= kParkLimit && c->recv_armed) {
-      add_cancel(loop, pack(Op::kRecv, c->slot, c->generation));
-    }
-    iolab_recycle_buf(loop.bufs, bid);
+  if (res > 0 && (cqe.flags & IORING_CQE_F_BUFFER)) {
+    on_multishot_input(loop, *c, cqe);
   } else if (res > 0 && c->output_busy) {
     c->parked_read = static_cast<std::size_t>(res);
   } else if (res > 0) {
@@ -475,6 +499,7 @@ void on_send(Loop& loop, Client* c, int res) {
   c->sends_inline = loop.enters == c->send_enter;
   if (res <= 0) return begin_close(loop, c);  // EPIPE, ECONNRESET: the peer is gone
   c->conn.on_written(static_cast<std::size_t>(res), coarse_now());  // short: drive() sends the rest
+  if (c->conn.next() == Step::kWrite) loop.feeding = true;  // answers back to back: a pipeline
   drive(loop, c);
 }
 
@@ -560,8 +585,12 @@ void wait_for_completions(Loop& loop, TimePoint now) {
   auto ns = std::max<std::int64_t>(0, std::chrono::nanoseconds(until - now).count());
   if (ns > 0) ns = std::max<std::int64_t>(ns, coarse_resolution().count());
   __kernel_timespec ts{ns / 1'000'000'000, ns % 1'000'000'000};
-  const unsigned wait_nr = loop.predicted + 1;
+  // When a pipeline's next answers wait behind a send (parked input, or requests the core
+  // holds), the next turn's work is here once that send completes: waiting for one completion
+  // more would wait for the client, or run into kFoldWait.
+  const unsigned wait_nr = loop.predicted + (loop.feeding && loop.predicted > 0 ? 0 : 1);
   loop.predicted = 0;
+  loop.feeding = false;
   ++loop.enters;
   // liburing skips the enter only when enough completions are already there and nothing needs
   // submitting; the loop has reaped everything, so only SQPOLL or io-wq could race this check.

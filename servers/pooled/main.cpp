@@ -2,7 +2,8 @@
 //
 // What this model shows
 //   The same edge-triggered epoll loops as server_epoll_et, line for line, except where memory
-//   comes from (`diff servers/epoll_et/main.cpp servers/pooled/main.cpp` shows only that):
+//   comes from (`diff servers/epoll_et/main.cpp servers/pooled/main.cpp` shows only that), so
+//   it shares epoll_et's budget per connection per turn too (kTurnBytes, 16 KiB; see there):
 //   connection objects come from a fixed-capacity ObjectPool per loop, input buffers from a
 //   BlockPool and are held only while a connection has unprocessed bytes, and each request's
 //   objects (the parsed request, the response) live in a per-connection arena over the same
@@ -62,6 +63,7 @@ constexpr int kMaxEvents = 256;       // events taken per epoll_wait
 constexpr int kAcceptBatch = 64;      // accept4 calls per listener wake-up (fairness cap)
 constexpr Millis kAcceptPause{100};   // stop watching the listener after EMFILE
 constexpr Millis kMaxWait{1000};      // epoll_wait timeout when no timer is due sooner
+constexpr std::size_t kTurnBytes = 16 * 1024;  // bytes in and out per connection per turn
 
 // Process-wide, read-only once the loops run (except the atomic counter).
 struct Shared {
@@ -85,6 +87,7 @@ struct Client {
   bool may_read = true;   // no EAGAIN (or short read) since the last EPOLLIN edge
   bool may_write = true;  // no EAGAIN since the last EPOLLOUT edge
   bool peer_closing = false;  // EPOLLRDHUP seen: read to EOF
+  bool posted = false;        // on the loop's ready list: its budget ran out with work left
   TimePoint armed = TimePoint::max();  // earliest deadline in the timer heap for this client
 };
 
@@ -93,6 +96,12 @@ struct Timer {
   std::uint32_t slot;
   std::uint32_t generation;
   bool operator>(const Timer& other) const { return deadline > other.deadline; }
+};
+
+// A connection on the ready list, named like a timer: it may close before its turn.
+struct Posted {
+  std::uint32_t slot;
+  std::uint32_t generation;
 };
 
 // One shared-nothing event loop.
@@ -114,6 +123,8 @@ struct Loop {
   std::vector<std::uint32_t> free_slots;
   std::vector<std::uint32_t> generations;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers;
+  std::vector<Posted> ready;    // connections that ran out of budget, in order
+  std::vector<Posted> running;  // the ready list being served this turn
   TimePoint accept_paused_until = TimePoint::min();
   bool stopping = false;
 };
@@ -154,9 +165,16 @@ void close_client(Loop& loop, Client* c) {
   loop.shared.open_connections.fetch_sub(1, std::memory_order_relaxed);
 }
 
-// Writes until the output is gone or the socket buffer is full (EAGAIN: wait for EPOLLOUT).
+// The budget ran out with work left: to the back of the ready list (see the header comment).
+void post(Loop& loop, Client& c) {
+  if (!c.posted) loop.ready.push_back({c.slot, c.generation});
+  c.posted = true;
+  arm_timer(loop, c);
+}
+
+// One write; `moved` counts its bytes. A full socket buffer (EAGAIN) waits for EPOLLOUT.
 // Returns false on a fatal error.
-bool on_writable(Loop& loop, Client& c) {
+bool on_writable(Loop& loop, Client& c, std::size_t& moved) {
   const Output out = c.conn.output();
   const int fd = c.fd.get();
   const ssize_t n = out.iovcnt > 0 ? sys::writev(fd, out.iov.data(), out.iovcnt)
@@ -168,12 +186,14 @@ bool on_writable(Loop& loop, Client& c) {
     }
     return false;  // EPIPE, ECONNRESET: the peer is gone
   }
+  moved += static_cast<std::size_t>(n);
   c.conn.on_written(static_cast<std::size_t>(n), coarse_now());
   return true;
 }
 
-// One read into the connection's buffer; see the drain rule in the header comment.
-bool on_readable(Client& c) {
+// One read into the connection's buffer, counted in `moved`; see the drain rule in the header
+// comment.
+bool on_readable(Client& c, std::size_t& moved) {
   const std::span<char> space = c.conn.read_space();
   if (space.empty()) return false;  // the core refuses input it could not hold: give up
   const ssize_t n = sys::recv(c.fd.get(), space.data(), space.size());
@@ -185,18 +205,22 @@ bool on_readable(Client& c) {
     return false;
   }
   if (static_cast<std::size_t>(n) < space.size() && n > 0 && !c.peer_closing) c.may_read = false;
+  moved += static_cast<std::size_t>(n);
   c.conn.on_read(static_cast<std::size_t>(n), coarse_now());
   return true;
 }
 
-// Runs the connection as far as the kernel lets it without blocking.
+// Runs the connection as far as the kernel lets it without blocking, or until its budget for
+// this turn is spent.
 void drive(Loop& loop, Client* c) {
+  std::size_t moved = 0;
   for (;;) {
     bool ok = true;
     switch (c->conn.next()) {
       case Step::kWrite:
         if (!c->may_write) return arm_timer(loop, *c);
-        ok = on_writable(loop, *c);
+        if (moved >= kTurnBytes) return post(loop, *c);
+        ok = on_writable(loop, *c, moved);
         break;
       case Step::kRunWork:
         c->conn.take_work().run();  // blocks the whole loop: every connection on it waits
@@ -207,7 +231,8 @@ void drive(Loop& loop, Client* c) {
           c->conn.release_idle_buffers();  // nothing buffered: the buffer goes back to the pool
           return arm_timer(loop, *c);
         }
-        ok = on_readable(*c);
+        if (moved >= kTurnBytes) return post(loop, *c);
+        ok = on_readable(*c, moved);
         break;
       case Step::kWaitWork:  // work runs inline above, so never seen here
       case Step::kClose:
@@ -284,6 +309,19 @@ void on_timers(Loop& loop, TimePoint now) {
   }
 }
 
+// One turn for each connection posted before this pass; those that post again wait for the
+// next pass, after the next epoll_wait.
+void run_ready(Loop& loop) {
+  loop.running.swap(loop.ready);
+  for (const Posted p : loop.running) {
+    Client* c = loop.slots[p.slot];
+    if (c == nullptr || c->generation != p.generation) continue;  // closed meanwhile
+    c->posted = false;
+    drive(loop, c);
+  }
+  loop.running.clear();
+}
+
 int wait_timeout_ms(const Loop& loop, TimePoint now) {
   TimePoint next = now + kMaxWait;
   if (!loop.timers.empty()) next = std::min(next, loop.timers.top().deadline);
@@ -299,8 +337,9 @@ void event_loop(Loop& loop) {
   }
   epoll_event events[kMaxEvents];
   while (!loop.stopping) {
-    const int n = sys::epoll_wait(loop.epoll.get(), events, kMaxEvents,
-                                  wait_timeout_ms(loop, coarse_now()));
+    // Posted connections have work: only look for new events, do not wait for them.
+    const int timeout = loop.ready.empty() ? wait_timeout_ms(loop, coarse_now()) : 0;
+    const int n = sys::epoll_wait(loop.epoll.get(), events, kMaxEvents, timeout);
     const TimePoint now = coarse_now();
     for (int i = 0; i < n; ++i) {
       const std::uint64_t tag = events[i].data.u64;
@@ -316,6 +355,7 @@ void event_loop(Loop& loop) {
         drive(loop, c);
       }
     }
+    run_ready(loop);
     on_timers(loop, now);
   }
   for (Client* c : loop.slots) {

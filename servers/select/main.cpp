@@ -16,6 +16,10 @@
 //     never put into a set. The limit is per process, so --max-conns above it is rejected.
 //   - Level-triggered: a descriptor stays ready until drained, so one read or write per wake-up
 //     is enough and nothing is lost; the price is more wake-ups than edge-triggered epoll.
+//   - That is also the budget per connection per turn: one read (at most the 8 KiB input
+//     buffer, about 180 small requests) and at most two writes per select() pass, then the
+//     scan moves on, so a client that pipelines without pause cannot hold the loop: every other
+//     ready descriptor gets its turn in the same pass.
 //   - Timers need no heap here: the loop already visits every connection on each pass, so it
 //     finds the nearest deadline and the expired ones in the same O(n) scan.
 //   - A blocking handler (/sleep) runs inline and stalls the loop, as in server_epoll_et.

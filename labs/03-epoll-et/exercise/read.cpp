@@ -22,22 +22,22 @@
 
 namespace iolab::epoll_et {
 
-bool on_readable(int fd, Connection& conn, bool& may_read, bool peer_closing, bool drain_to_eagain) {
+long on_readable(int fd, Connection& conn, bool& may_read, bool peer_closing, bool drain_to_eagain) {
   (void)peer_closing;     // the exercise needs it
   (void)drain_to_eagain;  // and this
   const std::span<char> space = conn.read_space();
-  if (space.empty()) return false;  // the core refuses input it could not hold: give up
+  if (space.empty()) return -1;  // the core refuses input it could not hold: give up
   const ssize_t n = sys::recv(fd, space.data(), space.size());
   if (n < 0) {
     if (errno == EAGAIN || errno == EINTR) {
       may_read = errno == EINTR;  // EAGAIN: drained, the next byte raises a new edge
-      return true;
+      return 0;
     }
-    return false;  // ECONNRESET and friends
+    return -1;  // ECONNRESET and friends
   }
   may_read = false;  // one read per edge: wrong under EPOLLET (see above)
   conn.on_read(static_cast<std::size_t>(n), coarse_now());
-  return true;
+  return n;
 }
 
 }  // namespace iolab::epoll_et

@@ -1,0 +1,1 @@
+../../../servers/io_uring/recv/recv_multishot.hpp
