@@ -1,1 +1,0 @@
-../../../servers/io_uring/recv/recv_multishot.hpp
