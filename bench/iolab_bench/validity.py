@@ -16,7 +16,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .intervals import Interval
+from .intervals import Interval, mean_interval, ratio_interval
 
 MAX_SPREAD = 0.15
 MAX_RATE_SHORTFALL = 0.02
@@ -277,3 +277,38 @@ def precision_problem(metric: str, interval: Interval) -> str | None:
     share = interval.relative_width()
     return (f"interval {share:.0%} of the value over {interval.n} rounds "
             f"(at most {p.share:.0%})")
+
+
+def _by_repeat(group: list[dict[str, Any]], metric: str) -> dict[int, float]:
+    """A metric of run.py's rows of one (server, params, point), by repeat (the round)."""
+    get = ROW_METRICS[metric]
+    out: dict[int, float] = {}
+    for r in group:
+        if r.get("rps") is None and r["point"] not in ("memory", "cache"):
+            continue  # a failed measurement: no figures
+        value = get(r)
+        if value is not None:
+            if r["repeat"] in out:
+                raise ValueError(f"two rows of repeat {r['repeat']} for {r['server']} "
+                                 f"{r['point']}")
+            out[r["repeat"]] = float(value)
+    return out
+
+
+def row_interval(group: list[dict[str, Any]], metric: str) -> Interval | None:
+    """The mean of a metric over run.py's rows of one (server, params, point) and its 95%
+    interval; None when no row has the metric."""
+    values = _by_repeat(group, metric)
+    return mean_interval([values[k] for k in sorted(values)]) if values else None
+
+
+def row_ratio_interval(group: list[dict[str, Any]], baseline: list[dict[str, Any]],
+                       metric: str) -> Interval | None:
+    """A metric's ratio to the baseline's over the rounds both measured (paired by repeat: the
+    runner interleaves the servers within each repeat) and its 95% interval; None when they
+    share no round."""
+    ours, theirs = _by_repeat(group, metric), _by_repeat(baseline, metric)
+    rounds = sorted(set(ours) & set(theirs))
+    if not rounds:
+        return None
+    return ratio_interval([ours[k] for k in rounds], [theirs[k] for k in rounds])

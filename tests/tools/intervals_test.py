@@ -217,5 +217,30 @@ class PrecisionTest(unittest.TestCase):
                          "no interval (unbounded)")
 
 
+def row(server: str, repeat: int, rps: float | None, point: str = "saturation") -> dict:
+    return {"server": server, "params": {}, "point": point, "repeat": repeat, "rps": rps}
+
+
+class RowIntervalTest(unittest.TestCase):
+    def test_ratio_pairs_rounds_by_repeat(self) -> None:
+        # Repeat 1 was a slow round for both; the baseline's repeat 3 failed (no figures).
+        ours = [row("a", 0, 200.0), row("a", 1, 100.0), row("a", 2, 210.0), row("a", 3, 190.0)]
+        base = [row("b", 2, 105.0), row("b", 0, 100.0), row("b", 1, 50.0), row("b", 3, None)]
+        ratio = validity.row_ratio_interval(ours, base, "rps")
+        assert ratio is not None
+        self.assertEqual(ratio.n, 3)
+        self.assertAlmostEqual(ratio.estimate, 510.0 / 255.0)
+        self.assertAlmostEqual(ratio.low or 0.0, 2.0)  # every round is exactly 2x
+        self.assertAlmostEqual(ratio.high or 0.0, 2.0)
+        mean = validity.row_interval(ours, "rps")
+        assert mean is not None and mean.width is not None
+        self.assertEqual(mean.n, 4)
+        self.assertGreater(mean.width, 100.0)  # the slow round, unpaired, is wide
+        self.assertIsNone(validity.row_ratio_interval(ours, [row("b", 9, 1.0)], "rps"))
+        self.assertIsNone(validity.row_interval([row("a", 0, None)], "rps"))
+        with self.assertRaises(ValueError):
+            validity.row_interval([row("a", 0, 1.0), row("a", 0, 2.0)], "rps")
+
+
 if __name__ == "__main__":
     unittest.main()
