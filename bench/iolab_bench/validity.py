@@ -194,9 +194,9 @@ class Precision:
 
 PRECISION: dict[str, Precision] = {
     "throughput": Precision(0.10, None,
-                            "requests per second: the labs compare models that differ by 20% "
-                            "or more, and two runs must agree within 10%, so the interval may "
-                            "span at most 10% of the value"),
+                            "requests per second: two runs must agree within 10% (issue 26's "
+                            "test-retest target), which an interval spanning more than 10% of "
+                            "the value cannot promise"),
     "cpu_total": Precision(0.10, None,
                            "total CPU per request (user + system): the scheduler's exact run "
                            "time, so its width is only round-to-round variation; held to the "
@@ -219,9 +219,9 @@ PRECISION: dict[str, Precision] = {
                                 "shared machine, so its interval may span 20%"),
     "latency_tail": Precision(0.50, None,
                               "tail latency (p99): a few slow requests per window decide it, "
-                              "and labs claim tails only at a factor of 2 or more, so its "
-                              "interval may span 50%, but a tail that does not repeat is "
-                              "flagged like any other figure"),
+                              "so it varies more than the median; its interval may span 50% "
+                              "(a tail is compared only at 1.5x or more), and a tail that does "
+                              "not repeat is flagged like any other figure"),
     "count": Precision(0.05, None,
                        "allocations or instructions per request: counted, not timed, so they "
                        "repeat to within 5% when the same requests were served"),
