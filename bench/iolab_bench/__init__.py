@@ -7,7 +7,9 @@ lines over it; the lab checks, the notebooks' plotting module and the tests impo
               --target someone else started, a server in a network namespace
   measure     one measured run of one kind against any of those servers, and the memory and
               instruction points
-  validity    what makes a run or a figure invalid; medians, spreads and summaries
+  validity    what makes a run or a figure invalid; medians, spreads and summaries; the
+              precision each kind of metric is held to
+  intervals   95% intervals of a metric's rounds and of its ratio to the baseline (scipy)
   scenarios   scenario files, the cells of their matrix, CPU placement per cell
   runfolder   the run folder: manifest, rows and their schema
   sweeps      connections needed to reach the peak (closed-loop sweeps)
@@ -18,7 +20,8 @@ lines over it; the lab checks, the notebooks' plotting module and the tests impo
 
 A script in bench/ finds this package beside it (Python puts a script's own folder on
 sys.path); anything else runs with PYTHONPATH=<repository>/bench, which the Makefile, CTest and
-.ci/run set. Standard library only (claims' chart and the notebooks add matplotlib).
+.ci/run set. Standard library only (claims' chart and the notebooks add matplotlib; intervals
+imports scipy when it computes an interval).
 """
 
 from pathlib import Path

@@ -2,6 +2,10 @@
 overflows, a missed offered rate, a client-bound closed loop), and the summaries that take the
 median of the repeats, their spread, and say per metric whether the figure is valid and why not.
 
+PRECISION states, per kind of metric, how wide its 95% interval (intervals.py) may be before the
+figure is invalid, with the reason; precision_problem applies it. (The summaries below still
+judge max - min over the repeats; issue 26 moves them to the intervals.)
+
 compare.py summarizes cells (one per server, kind and repeat); run.py summarizes rows (one per
 server, cell parameters, point and repeat, as written to results.jsonl).
 """
@@ -9,7 +13,10 @@ server, cell parameters, point and repeat, as written to results.jsonl).
 import json
 import re
 import statistics
+from dataclasses import dataclass
 from typing import Any, Callable
+
+from .intervals import Interval, mean_interval, ratio_interval
 
 MAX_SPREAD = 0.15
 MAX_RATE_SHORTFALL = 0.02
@@ -170,3 +177,138 @@ def summarize_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         "metric": name, "median": median, "spread": spread, "n": len(values),
                         "valid": not why, "why_invalid": why})
     return out
+
+
+# Validity from precision (issue 26): a metric is invalid when its 95% interval (intervals.py) is
+# wider than a share of its value, one share per kind of metric; a small count is judged on its
+# absolute width instead. Each reason names only the metrics of its own kind.
+@dataclass(frozen=True)
+class Precision:
+    """At most `share` of the value for high - low; or, when `absolute` is set, at most that
+    width in the metric's own unit whatever the share (the looser of the two)."""
+
+    share: float
+    absolute: float | None
+    reason: str
+
+
+PRECISION: dict[str, Precision] = {
+    "throughput": Precision(0.10, None,
+                            "requests per second: two runs must agree within 10% (issue 26's "
+                            "test-retest target), which an interval spanning more than 10% of "
+                            "the value cannot promise"),
+    "cpu_total": Precision(0.10, None,
+                           "total CPU per request (user + system): the scheduler's exact run "
+                           "time, so its width is only round-to-round variation; held to the "
+                           "10% within which two runs must agree"),
+    "cpu_split": Precision(0.20, None,
+                           "user or system CPU per request alone: on a tick-sampled kernel the "
+                           "split of the exact total is an estimate (said once in the table "
+                           "header and the manifest), so its interval may span 20%"),
+    "syscalls": Precision(0.10, None,
+                          "system calls per request: nearly fixed by the code path for each "
+                          "request, so a width above 10% means windows that do not line up"),
+    "ctx_switches": Precision(0.25, 0.05,
+                              "context switches per request: an event loop makes about 0.1 "
+                              "per request, where a few hundred switches in a window move the "
+                              "share a lot; a width of 0.05 per request (one in 20 requests) "
+                              "is precise enough, and above about 0.2 per request the 25% share "
+                              "governs"),
+    "latency_median": Precision(0.20, None,
+                                "median latency (p50): set by the scheduler's wake-ups on a "
+                                "shared machine, so its interval may span 20%"),
+    "latency_tail": Precision(0.50, None,
+                              "tail latency (p99): a few slow requests per window decide it, "
+                              "so it varies more than the median; its interval may span 50% "
+                              "(a tail is compared only at 1.5x or more), and a tail that does "
+                              "not repeat is flagged like any other figure"),
+    "count": Precision(0.05, None,
+                       "allocations or instructions per request: counted, not timed, so they "
+                       "repeat to within 5% when the same requests were served"),
+    "memory": Precision(0.10, None,
+                        "memory per connection: a slope between two connection counts, held to "
+                        "10%"),
+}
+
+# The kind of each metric, by its name in compare.py's and run.py's summaries.
+METRIC_KIND: dict[str, str] = {
+    "rps": "throughput",
+    "server_total_us": "cpu_total", "server_cpu_us": "cpu_total", "client_cpu_us": "cpu_total",
+    "server_user_us": "cpu_split", "server_user_net_us": "cpu_split",
+    "server_user_above_floor_us": "cpu_split", "server_sys_us": "cpu_split",
+    "client_user_us": "cpu_split", "client_sys_us": "cpu_split",
+    "syscalls_per_request": "syscalls", "perf_syscalls_per_request": "syscalls",
+    "syscalls_per_req": "syscalls",
+    "ctx_per_request": "ctx_switches", "ctx_switches_per_req": "ctx_switches",
+    "p50_us": "latency_median", "p99_us": "latency_tail",
+    "allocs_per_req": "count", "instructions_per_req": "count",
+    "user_kb_per_conn": "memory", "kernel_stack_kb_per_conn": "memory",
+}
+
+
+def precision_of(metric: str) -> Precision:
+    """The precision a metric is held to (KeyError for a metric with no stated precision)."""
+    return PRECISION[METRIC_KIND[metric]]
+
+
+def max_width(metric: str, value: float) -> float:
+    """The widest interval (high - low) that a valid `metric` of this value may have."""
+    p = precision_of(metric)
+    width = p.share * abs(value)
+    return max(width, p.absolute) if p.absolute is not None else width
+
+
+def precision_problem(metric: str, interval: Interval) -> str | None:
+    """Why a metric's interval is too wide for its kind, or None when it is precise enough.
+    One round says nothing about repeatability but is not flagged here (memory and instruction
+    points are measured once); an unbounded ratio is."""
+    if interval.n < 2:
+        return None
+    if interval.low is None or interval.high is None:
+        return f"no interval ({interval.method})"
+    width = interval.high - interval.low
+    limit = max_width(metric, interval.estimate)
+    if width <= limit:
+        return None
+    p = precision_of(metric)
+    if p.absolute is not None and limit == p.absolute:
+        return (f"interval {width:.3g} wide over {interval.n} rounds "
+                f"(at most {p.absolute:g} per request)")
+    share = interval.relative_width()
+    return (f"interval {share:.0%} of the value over {interval.n} rounds "
+            f"(at most {p.share:.0%})")
+
+
+def _by_repeat(group: list[dict[str, Any]], metric: str) -> dict[int, float]:
+    """A metric of run.py's rows of one (server, params, point), by repeat (the round)."""
+    get = ROW_METRICS[metric]
+    out: dict[int, float] = {}
+    for r in group:
+        if r.get("rps") is None and r["point"] not in ("memory", "cache"):
+            continue  # a failed measurement: no figures
+        value = get(r)
+        if value is not None:
+            if r["repeat"] in out:
+                raise ValueError(f"two rows of repeat {r['repeat']} for {r['server']} "
+                                 f"{r['point']}")
+            out[r["repeat"]] = float(value)
+    return out
+
+
+def row_interval(group: list[dict[str, Any]], metric: str) -> Interval | None:
+    """The mean of a metric over run.py's rows of one (server, params, point) and its 95%
+    interval; None when no row has the metric."""
+    values = _by_repeat(group, metric)
+    return mean_interval([values[k] for k in sorted(values)]) if values else None
+
+
+def row_ratio_interval(group: list[dict[str, Any]], baseline: list[dict[str, Any]],
+                       metric: str) -> Interval | None:
+    """A metric's ratio to the baseline's over the rounds both measured (paired by repeat: the
+    runner interleaves the servers within each repeat) and its 95% interval; None when they
+    share no round."""
+    ours, theirs = _by_repeat(group, metric), _by_repeat(baseline, metric)
+    rounds = sorted(set(ours) & set(theirs))
+    if not rounds:
+        return None
+    return ratio_interval([ours[k] for k in rounds], [theirs[k] for k in rounds])
