@@ -1,7 +1,7 @@
 """Lab 00 reference solution: which figures of a run can you stand behind?
 
-The same rules as the harness's cell_problems() (bench/iolab_bench/validity.py), written out (see exercise/validity.py
-for the cell's keys).
+The same rules as the harness's cell_problems() (bench/iolab_bench/validity.py), written out
+(see exercise/validity.py for the cell's keys).
 """
 
 MAX_STEAL = 0.02             # more than 2% of CPU time stolen by the hypervisor
