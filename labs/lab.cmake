@@ -35,6 +35,74 @@
 include_guard(GLOBAL)
 # labs/common/ (headers shared by several labs, e.g. lab_loop.hpp) is on every lab's include path.
 set(IOLAB_LABS_COMMON ${CMAKE_CURRENT_LIST_DIR}/common)
+find_program(IOLAB_GIT git REQUIRED)
+
+# Known wrong solutions (a hole the check once had): each labs/NN-topic/wrong/<fixture>.patch is
+# a unified diff against the reference file (solution/<file>, or the REFERENCE server's file),
+# its paths relative to the project root, as in tests/conformance/mutants/. At configure time the
+# patch is applied (`git apply`, outside any repository) to a copy of that file, and the result
+# is written to
+#
+#   ${CMAKE_BINARY_DIR}/labs/NN-topic/wrong/<fixture>/<file>
+#
+# the sources of variant wrong-<fixture> (labs/common/checklib.py's variant_dir() finds it
+# there). A change to the patch or to the reference file re-runs the configure step; a patch
+# that no longer applies is a configure error. Sets <fixtures_var> to the fixtures' names, in
+# order; the work is done once per lab, whoever asks first (labs/CMakeLists.txt, or
+# iolab_lab_program()).
+function(iolab_lab_wrong_fixtures lab_dir fixtures_var)
+  get_filename_component(lab_folder ${lab_dir} NAME)
+  get_property(done GLOBAL PROPERTY IOLAB_WRONG_DONE_${lab_folder} SET)
+  if(done)
+    get_property(fixtures GLOBAL PROPERTY IOLAB_WRONG_DONE_${lab_folder})
+    set(${fixtures_var} ${fixtures} PARENT_SCOPE)
+    return()
+  endif()
+  set(fixtures "")
+  set(out_root ${CMAKE_BINARY_DIR}/labs/${lab_folder})
+  file(GLOB patches CONFIGURE_DEPENDS ${lab_dir}/wrong/*.patch)
+  list(SORT patches)
+  foreach(patch ${patches})
+    get_filename_component(fixture ${patch} NAME_WLE)
+    file(STRINGS ${patch} targets REGEX "^\\+\\+\\+ ")
+    list(LENGTH targets count)
+    if(NOT count EQUAL 1 OR NOT targets MATCHES "^\\+\\+\\+ b/(.+)$")
+      message(FATAL_ERROR "${patch}: a wrong fixture patches exactly one file (a line "
+                          "`+++ b/<path from the project root>`), found: ${targets}")
+    endif()
+    set(relative ${CMAKE_MATCH_1})
+    set(reference ${PROJECT_SOURCE_DIR}/${relative})
+    if(NOT EXISTS ${reference})
+      message(FATAL_ERROR "${patch}: the file it patches, ${relative}, is missing")
+    endif()
+    set_property(DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR} APPEND PROPERTY
+      CMAKE_CONFIGURE_DEPENDS ${patch} ${reference})
+    # Apply in a scratch folder that git cannot take for part of a repository (the build tree
+    # may sit inside the project's work tree): GIT_CEILING_DIRECTORIES stops the search there.
+    set(stage ${out_root}/wrong-stage/${fixture})
+    file(REMOVE_RECURSE ${stage})
+    get_filename_component(relative_dir ${relative} DIRECTORY)
+    file(COPY ${reference} DESTINATION ${stage}/${relative_dir})
+    execute_process(
+      COMMAND ${CMAKE_COMMAND} -E env --unset=GIT_DIR --unset=GIT_WORK_TREE
+              GIT_CEILING_DIRECTORIES=${out_root}/wrong-stage
+              ${IOLAB_GIT} apply --whitespace=nowarn ${patch}
+      WORKING_DIRECTORY ${stage}
+      RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE out)
+    if(NOT status EQUAL 0)
+      message(FATAL_ERROR "${patch} no longer applies to ${relative}: remake it against the "
+                          "reference (labs/README.md, wrong fixtures):\n${out}")
+    endif()
+    get_filename_component(file ${relative} NAME)
+    file(MAKE_DIRECTORY ${out_root}/wrong/${fixture})
+    # Only when it changed, so an unchanged fixture is not rebuilt at each configure.
+    file(COPY_FILE ${stage}/${relative} ${out_root}/wrong/${fixture}/${file} ONLY_IF_DIFFERENT)
+    list(APPEND fixtures ${fixture})
+  endforeach()
+  file(REMOVE_RECURSE ${out_root}/wrong-stage)
+  set_property(GLOBAL PROPERTY IOLAB_WRONG_DONE_${lab_folder} ${fixtures})
+  set(${fixtures_var} ${fixtures} PARENT_SCOPE)
+endfunction()
 
 function(iolab_lab_program name)
   cmake_parse_arguments(PARSE_ARGV 1 arg "" "MODEL;REFERENCE" "SOURCES;SHARED;LIBS;DEFINITIONS")
@@ -66,22 +134,20 @@ function(iolab_lab_program name)
 
   get_filename_component(lab_folder ${CMAKE_CURRENT_SOURCE_DIR} NAME)
   string(SUBSTRING ${lab_folder} 0 2 lab_number)
-  # Known wrong solutions: each folder wrong/<fixture>/ is one more variant, wrong-<fixture>,
-  # holding only the file(s) it gets wrong; the others come from the solution.
+  # Known wrong solutions: each wrong/<fixture>.patch is one more variant, wrong-<fixture>,
+  # whose folder (materialised in the build tree, above) holds only the file it gets wrong; the
+  # others come from the solution.
   set(variants exercise solution)
-  file(GLOB wrong_dirs LIST_DIRECTORIES true ${CMAKE_CURRENT_SOURCE_DIR}/wrong/*)
-  foreach(wrong_dir ${wrong_dirs})
-    if(IS_DIRECTORY ${wrong_dir})
-      get_filename_component(fixture ${wrong_dir} NAME)
-      list(APPEND variants wrong-${fixture})
-    endif()
+  iolab_lab_wrong_fixtures(${CMAKE_CURRENT_SOURCE_DIR} fixtures)
+  foreach(fixture ${fixtures})
+    list(APPEND variants wrong-${fixture})
   endforeach()
   foreach(variant ${variants})
     set(sources "")
     set(dirs ${CMAKE_CURRENT_SOURCE_DIR}/${variant})
     set(fallback ${variant})
     if(variant MATCHES "^wrong-(.+)$")
-      set(dirs ${CMAKE_CURRENT_SOURCE_DIR}/wrong/${CMAKE_MATCH_1})
+      set(dirs ${CMAKE_BINARY_DIR}/labs/${lab_folder}/wrong/${CMAKE_MATCH_1})
       set(fallback solution)
     endif()
     foreach(file ${arg_SOURCES})

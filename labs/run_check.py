@@ -101,8 +101,9 @@ def run_one(lab: Path, variant: str, build_dir: Path,
 
 
 def variant_name(text: str) -> str:
-    """exercise, solution or wrong-NAME (labs/NN-topic/wrong/NAME/: a known wrong solution, a
-    hole the check once had, which it must now fail); argparse's type for --variant."""
+    """exercise, solution or wrong-NAME (labs/NN-topic/wrong/NAME.patch: a known wrong
+    solution, a hole the check once had, which it must now fail); argparse's type for
+    --variant."""
     if text in ("exercise", "solution") or (text.startswith("wrong-") and len(text) > 6):
         return text
     raise argparse.ArgumentTypeError(f"'{text}': exercise, solution or wrong-NAME")
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lab", help="NN, NN-topic or a lab folder")
     p.add_argument("--all", action="store_true", help="every lab that has a check")
     p.add_argument("--variant", type=variant_name, default="exercise",
-                   help="exercise, solution, or wrong-NAME (the known wrong solution wrong/NAME/)")
+                   help="exercise, solution, or wrong-NAME (known wrong solution wrong/NAME.patch)")
     p.add_argument("--build-dir", default=str(ROOT / "build"))
     p.add_argument("--expect", choices=("pass", "fail"))
     p.add_argument("--timeout", type=float, default=150.0)
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         print("run_check: the check failed without saying why: a failing check must print what "
               "failed")
         return 1
-    caught = "the starter" if opts.variant == "exercise" else f"wrong/{opts.variant[6:]}/"
+    caught = "the starter" if opts.variant == "exercise" else f"wrong/{opts.variant[6:]}.patch"
     print(f"run_check: as expected, the check catches {caught}")
     return 0
 

@@ -39,7 +39,7 @@ class CannotRun(Exception):
 def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--variant", type=variant_arg, default="exercise",
-                   help="exercise, solution or wrong-NAME (the known wrong solution wrong/NAME/)")
+                   help="exercise, solution or wrong-NAME (known wrong solution wrong/NAME.patch)")
     p.add_argument("--build-dir", default=str(ROOT / "build"))
     p.add_argument("--full", action="store_true", help="the whole conformance suite (slower)")
     opts = p.parse_args(argv)
@@ -49,16 +49,18 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
 
 def variant_arg(text: str) -> str:
     """--variant: exercise, solution, or wrong-NAME, a known wrong solution kept in the lab's
-    wrong/NAME/ (a hole the check once had; make test proves the check fails it)."""
+    wrong/NAME.patch (a hole the check once had; make test proves the check fails it)."""
     if text in ("exercise", "solution") or (text.startswith("wrong-") and len(text) > 6):
         return text
     raise argparse.ArgumentTypeError(f"'{text}': exercise, solution or wrong-NAME")
 
 
-def variant_dir(lab: Path, variant: str) -> Path:
-    """The folder of a variant's sources: exercise/, solution/ or wrong/NAME/."""
+def variant_dir(lab: Path, variant: str, build_dir: Path) -> Path:
+    """The folder of a variant's sources: exercise/ or solution/ in the lab, or for wrong-NAME
+    the file the configure step made from the lab's wrong/NAME.patch (labs/lab.cmake), in
+    <build>/labs/NN-topic/wrong/NAME/."""
     if variant.startswith("wrong-"):
-        return lab / "wrong" / variant[len("wrong-"):]
+        return build_dir / "labs" / lab.name / "wrong" / variant[len("wrong-"):]
     return lab / variant
 
 

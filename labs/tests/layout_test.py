@@ -4,7 +4,8 @@
 For each labs/NN-topic/: the README has the ten sections in order and names `make lab-NN` and
 `make lab-NN-check`; every figure marker has a source in figures.json and every source is used
 and well formed; a check is executable and comes with exercise/ and solution/ (or a
-REFERENCE file in servers/); a scenario.json
+REFERENCE file in servers/); wrong/ holds only NAME.patch files, each with a `# bug:` line
+and a diff of one reference file (solution/<file> or the REFERENCE's); a scenario.json
 names an existing scenario, fields it really has, and existing micro suites. Standard library
 only; a second or so.
 """
@@ -59,10 +60,11 @@ def layout_problems(lab):
         cmake = lab / "CMakeLists.txt"
         # A lab whose reference is the real server's own file (REFERENCE in its CMakeLists.txt,
         # see labs/lab.cmake) holds no solution/ of its own.
-        reference = cmake.exists() and re.search(r"\bREFERENCE\s+\S", cmake.read_text())
+        reference = cmake.exists() and re.search(r"\bREFERENCE\s+(\S+)", cmake.read_text())
         for variant in ("exercise",) if reference else ("exercise", "solution"):
             if not (lab / variant).is_dir():
                 out.append(f"{lab.name}: has a check but no {variant}/")
+        out += wrong_problems(lab, reference.group(1) if reference else None)
 
     scenario = lab / "scenario.json"
     if scenario.exists():
@@ -92,6 +94,36 @@ def layout_problems(lab):
     return out
 
 
+def wrong_problems(lab: Path, reference: str | None) -> list[str]:
+    """wrong/: only NAME.patch files (labs/lab.cmake makes variant wrong-NAME from each), each
+    saying what the bug is (`# bug:`) and patching one file: the lab's reference."""
+    out: list[str] = []
+    wrong = lab / "wrong"
+    if not wrong.is_dir():
+        return out
+    for p in sorted(wrong.iterdir()):
+        where = f"{lab.name}/wrong/{p.name}"
+        if not p.is_file() or p.suffix != ".patch":
+            out.append(f"{where}: wrong/ holds only NAME.patch files (a diff against the "
+                       f"reference, see labs/README.md)")
+            continue
+        text = p.read_text()
+        if not re.search(r"^# bug: ", text, re.M):
+            out.append(f"{where}: no `# bug:` line saying what is wrong")
+        targets = re.findall(r"^\+\+\+ b/(\S+)$", text, re.M)
+        if len(targets) != 1:
+            out.append(f"{where}: patches {len(targets)} files, not one")
+            continue
+        path = Path(targets[0])
+        allowed = {(lab / "solution" / path.name).relative_to(ROOT)}
+        if reference:
+            allowed.add(Path(reference) / path.name)
+        if path not in allowed or not (ROOT / path).is_file():
+            out.append(f"{where}: patches {path}, not the lab's reference "
+                       f"({' or '.join(sorted(map(str, allowed)))})")
+    return out
+
+
 class LayoutTest(unittest.TestCase):
     def test_every_lab_keeps_the_contract(self) -> None:
         problems = []
@@ -112,12 +144,14 @@ class LayoutTest(unittest.TestCase):
             lab.mkdir()
             (lab / "README.md").write_text("## Goal\nx <!-- fig:k -->1<!-- /fig -->\n")
             (lab / "check").write_text("#!/bin/sh\nexit 0\n")
+            (lab / "wrong" / "copy").mkdir(parents=True)
             problems = "\n".join(layout_problems(lab))
         self.assertIn("missing sections", problems)
         self.assertIn("fig:k has no source", problems)
         self.assertIn("not executable", problems)
         self.assertIn("no solution/", problems)
         self.assertIn("make lab-99", problems)
+        self.assertIn("wrong/ holds only NAME.patch files", problems)
 
 
 if __name__ == "__main__":

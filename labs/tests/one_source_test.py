@@ -70,8 +70,9 @@ def problems(labs=LABS, servers=ROOT / "servers", pending=None):
                     out.append(f"{e.relative_to(labs)}: identical in exercise/ and solution/ "
                                f"(not the student's part: keep one copy at the lab's root, or "
                                f"build it from servers/)")
-        # wrong/<fixture>/ is the reference with one known mistake: a near copy by design.
-        lab_files += [p for p in sources(lab) if p.relative_to(lab).parts[0] != "wrong"]
+        # wrong/ holds patches (wrong/<fixture>.patch, no source): a full copy of the reference
+        # put back there is caught like any other.
+        lab_files += sources(lab)
 
     lab_runs = {p: runs(code_lines(p)) for p in lab_files}
     for p in lab_files:
