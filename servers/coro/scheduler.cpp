@@ -490,7 +490,7 @@ void BlockingPool::submit(BlockingJob& job) {
     ++threads_;
     started_.fetch_add(1, std::memory_order_relaxed);
     count(Counter::kThreadsCreated);
-    std::thread(&BlockingPool::thread_main, this).detach();
+    sys::start_thread(&BlockingPool::thread_main, this).detach();
   }  // else the job waits for a busy thread
 }
 

@@ -194,7 +194,9 @@ void on_accepted(Server& server, UniqueFd socket) {
   server.open_connections.fetch_add(1);
   count(Counter::kConnectionsAccepted);  // before the thread exists, so its close counts after
   pthread_t thread;
-  const int rc = pthread_create(&thread, &server.thread_attr, connection_main, ct);
+  const int rc = sys::inject(sys::Fault::kThread)
+                     ? EAGAIN
+                     : pthread_create(&thread, &server.thread_attr, connection_main, ct);
   if (rc == 0) {
     count(Counter::kThreadsCreated);
     return;
