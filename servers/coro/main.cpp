@@ -124,10 +124,13 @@ bool on_writable(Connection& conn, const IoResult& r, TimePoint deadline) {
   return r.again();  // EPIPE, ECONNRESET: the peer is gone
 }
 
-Task<void> serve_connection(Shared& shared, UniqueFd fd) {
+Task<void> serve_steps(Shared& shared, UniqueFd fd) {
   OpenConnection open(shared);
   Socket sock(std::move(fd));
-  if (!sock.ok()) co_return;  // the poller could not take it (ENOMEM, max_user_watches)
+  if (!sock.ok()) {  // the poller could not take it (ENOMEM, max_user_watches): this one only
+    count(Counter::kConnectionErrors);
+    co_return;
+  }
   Connection conn(shared.app, shared.options.limits, shared.memory, coarse_now());
   for (;;) {
     const TimePoint deadline = conn.next_deadline();
@@ -162,6 +165,18 @@ Task<void> serve_connection(Shared& shared, UniqueFd fd) {
       case Step::kClose:
         co_return;
     }
+  }
+}
+
+// The connection boundary: an exception from one connection's path (std::bad_alloc, ...)
+// closes that connection and is counted; the scheduler and the other connections go on.
+Task<void> serve_connection(Shared& shared, UniqueFd fd) {
+  try {
+    co_await serve_steps(shared, std::move(fd));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "server_%.*s: closing a connection: %s\n", static_cast<int>(kModel.size()),
+                 kModel.data(), e.what());
+    count(Counter::kConnectionErrors);
   }
 }
 

@@ -362,7 +362,7 @@ void begin_close(Loop& loop, Client* c) {
 
 // Runs the connection as far as it goes without waiting, then submits what it waits on.
 // Never touch `c` after this either.
-void drive(Loop& loop, Client* c) {
+void drive_steps(Loop& loop, Client* c) {
   Connection& conn = c->conn;
   while (!c->output_busy) {
     if (c->parked_read) {
@@ -400,6 +400,19 @@ void drive(Loop& loop, Client* c) {
   }
   if (loop.shared.multishot && !c->output_busy) conn.release_idle_buffers();
   arm_timer(loop, *c);
+}
+
+// The connection boundary: an exception from one connection's path (std::bad_alloc, ...)
+// closes that connection and is counted; the loop and the other connections go on.
+void drive(Loop& loop, Client* c) {
+  try {
+    drive_steps(loop, c);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "server_%.*s: closing a connection: %s\n", static_cast<int>(kModel.size()),
+                 kModel.data(), e.what());
+    count(Counter::kConnectionErrors);
+    begin_close(loop, c);
+  }
 }
 
 void accept_client(Loop& loop, int fd, TimePoint now) {

@@ -133,7 +133,7 @@ bool on_readable(Client& c) {
 }
 
 // Runs what the connection can do after one readiness report.
-void drive(Loop& loop, Client* c, bool readable, bool writable) {
+void drive_steps(Loop& loop, Client* c, bool readable, bool writable) {
   bool ok = true;
   if (readable && c->conn.next() == Step::kRead) {
     ok = on_readable(*c);
@@ -158,7 +158,23 @@ void drive(Loop& loop, Client* c, bool readable, bool writable) {
         break;
     }
   }
+  // A response to deferred work takes both passes (work, write): a close after it is due now,
+  // not when the idle peer next makes the socket readable.
+  if (ok && c->conn.next() == Step::kClose) ok = false;
   if (!ok) close_client(loop, c);
+}
+
+// The connection boundary: an exception from one connection's path (std::bad_alloc, ...)
+// closes that connection and is counted; the loop and the other connections go on.
+void drive(Loop& loop, Client* c, bool readable, bool writable) {
+  try {
+    drive_steps(loop, c, readable, writable);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "server_%.*s: closing a connection: %s\n", static_cast<int>(kModel.size()),
+                 kModel.data(), e.what());
+    count(Counter::kConnectionErrors);
+    close_client(loop, c);
+  }
 }
 
 void refuse(Shared& shared, UniqueFd socket) {

@@ -163,7 +163,13 @@ void* connection_main(void* arg) {
   auto* ct = static_cast<ConnectionThread*>(arg);
   Server& server = ct->server;
   const int fd = ct->socket.get();
-  serve_connection(*ct);
+  try {  // the connection boundary: an exception closes this connection only, and is counted
+    serve_connection(*ct);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "server_%.*s: closing a connection: %s\n", static_cast<int>(kModel.size()),
+                 kModel.data(), e.what());
+    count(Counter::kConnectionErrors);
+  }
   count(Counter::kConnectionsClosed);
   {
     std::lock_guard lock(server.mutex);
