@@ -51,6 +51,7 @@
 
 #include "app.hpp"
 #include "connection.hpp"
+#include "linger.hpp"
 #include "io.hpp"
 #include "net.hpp"
 #include "options.hpp"
@@ -162,7 +163,9 @@ Task<void> serve_steps(Shared& shared, UniqueFd fd) {
         break;
       }
       case Step::kWaitWork:  // the work is awaited above, so never seen here
+        co_return;
       case Step::kClose:
+        if (has_unread_input(sock.fd())) linger_close(sock.take_fd());  // linger.hpp
         co_return;
     }
   }

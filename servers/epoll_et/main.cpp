@@ -53,6 +53,7 @@
 
 #include "app.hpp"
 #include "connection.hpp"
+#include "linger.hpp"
 #include "net.hpp"
 #include "options.hpp"
 #include "stats.hpp"
@@ -147,6 +148,10 @@ void arm_timer(Loop& loop, Client& c) {
 }
 
 void close_client(Loop& loop, Client* c) {
+  if (!loop.stopping && has_unread_input(c->fd.get())) {  // a lingering close (linger.hpp)
+    sys::epoll_ctl(loop.epoll.get(), EPOLL_CTL_DEL, c->fd.get(), nullptr);
+    linger_close(std::move(c->fd));
+  }
   loop.slots[c->slot] = nullptr;
   ++loop.generations[c->slot];  // timers still in the heap for this slot go stale
   loop.free_slots.push_back(c->slot);

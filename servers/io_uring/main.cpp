@@ -77,6 +77,7 @@
 
 #include "app.hpp"
 #include "connection.hpp"
+#include "linger.hpp"
 #include "net.hpp"
 #include "options.hpp"
 #include "ring.hpp"
@@ -368,10 +369,14 @@ void arm_timer(Loop& loop, Client& c) {
 }
 
 void finish_close(Loop& loop, Client* c) {
-  io_uring_sqe* sqe = get_sqe(loop);
-  io_uring_prep_close(sqe, c->fd);
-  submit(loop, sqe, pack(Op::kClose));
-  ++loop.predicted;
+  if (!loop.stopping && has_unread_input(c->fd)) {
+    linger_close(UniqueFd(c->fd));  // a lingering close (linger.hpp)
+  } else {
+    io_uring_sqe* sqe = get_sqe(loop);
+    io_uring_prep_close(sqe, c->fd);
+    submit(loop, sqe, pack(Op::kClose));
+    ++loop.predicted;
+  }
   loop.slots[c->slot] = nullptr;
   ++loop.generations[c->slot];  // timers and completions for this slot go stale
   loop.free_slots.push_back(c->slot);

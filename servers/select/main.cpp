@@ -45,6 +45,7 @@
 
 #include "app.hpp"
 #include "connection.hpp"
+#include "linger.hpp"
 #include "net.hpp"
 #include "options.hpp"
 #include "stats.hpp"
@@ -102,6 +103,7 @@ struct Loop {
 
 void close_client(Loop& loop, Client* c) {
   const int fd = c->fd.get();
+  if (!loop.stopping && has_unread_input(fd)) linger_close(std::move(c->fd));  // linger.hpp
   loop.clients[static_cast<std::size_t>(fd)] = nullptr;
   while (loop.max_client_fd >= 0 && loop.clients[static_cast<std::size_t>(loop.max_client_fd)] == nullptr) {
     --loop.max_client_fd;

@@ -45,6 +45,7 @@
 
 #include "app.hpp"
 #include "connection.hpp"
+#include "linger.hpp"
 #include "net.hpp"
 #include "options.hpp"
 #include "stats.hpp"
@@ -174,6 +175,9 @@ void* connection_main(void* arg) {
   {
     std::lock_guard lock(server.mutex);
     server.open_fds.erase(fd);
+    if (!server.stopping.load() && has_unread_input(fd)) {
+      linger_close(std::move(ct->socket));  // a lingering close (linger.hpp)
+    }
     delete ct;  // closes the socket while shutdown() cannot pick its number
     // Under the mutex, which stop() holds when it checks the count: otherwise main could see
     // zero, return and destroy the condition variable while this thread still notifies it
