@@ -7,12 +7,14 @@ Runs one case (a model and mode, below) against BIN_DIR/server_<model><suffix>, 
 fault injection compiled in (IOLAB_FAULT_INJECTION, servers/core/sys.hpp; the _faults binaries
 of the main build, or the plain binaries of build-tsan, where the whole build has it). The server
 runs with IOLAB_FAULTS set, so every 2nd EPOLL_CTL_ADD of an accepted socket fails with ENOSPC,
-every 3rd accept4 with ENOMEM and every 2nd (or every) start of an on-demand thread with EAGAIN.
+every 3rd accept4 with ENOMEM and every 2nd (or every) start of an on-demand thread with EAGAIN; or (coro_pids) the release
+binary runs in a pids cgroup at its thread count, so the kernel refuses every new thread.
 Then, on fresh connections one after another: /ping and /sleep?ms=20, each answered, refused
 (503) or closed, never a dead server; afterwards every request is answered within three tries;
 /stats shows the failures were met and counted; SIGTERM ends the server with status 0.
 Before issue 29, server_epoll_et and server_pooled terminated on the first failed EPOLL_CTL_ADD
-and server_coro on the first blocking-pool thread that could not start.
+and server_coro on the first blocking-pool thread that could not start (coro_no_threads,
+coro_pids).
 About 1 s per case.
 """
 
@@ -36,7 +38,34 @@ CASES = {
     "coro": ("coro", [], "epoll_ctl_add=2,accept4=3,thread=2", ["connection_errors"]),
     "coro_no_threads": ("coro", ["--threads", "2"], "thread=1", ["blocking_inline"]),
     "io_uring": ("io_uring", [], "accept4=3", []),
+    # No injection: the release binary in a pids cgroup at its thread count, so the kernel
+    # itself refuses every new thread (EAGAIN). As root, RLIMIT_NPROC would not be enforced.
+    "coro_pids": ("coro", [], None, ["blocking_inline"]),
 }
+PIDS_CASES = {"coro_pids"}
+
+
+def pids_cgroup(pid):
+    """Moves `pid` into a new pids cgroup (v1, or v2 with the pids controller) whose limit is its
+    current thread count; returns the folder to remove, or None when there is none to make."""
+    tasks = len(os.listdir(f"/proc/{pid}/task"))
+    for base in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup"):
+        if not os.path.exists(os.path.join(base, "cgroup.procs")) or not os.access(base, os.W_OK):
+            continue
+        path = os.path.join(base, f"iolab-fault-{os.getpid()}")
+        try:
+            os.mkdir(path)
+            with open(os.path.join(path, "pids.max"), "w") as f:
+                f.write(str(tasks))
+            with open(os.path.join(path, "cgroup.procs"), "w") as f:
+                f.write(str(pid))
+            return path
+        except OSError:
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+    return None
 ROUNDS = 24
 
 
@@ -71,8 +100,13 @@ def main():
     bin_dir, case = sys.argv[1], sys.argv[2]
     suffix = sys.argv[4] if len(sys.argv) > 4 and sys.argv[3] == "--suffix" else "_faults"
     model, flags, faults, counters = CASES[case]
+    if case in PIDS_CASES:
+        suffix = ""  # the release binary: the kernel makes the failure
     binary = os.path.join(bin_dir, f"server_{model}{suffix}")
-    env = dict(os.environ, IOLAB_FAULTS=faults)
+    env = dict(os.environ)
+    if faults:
+        env["IOLAB_FAULTS"] = faults
+    cgroup = None
     proc = subprocess.Popen([binary, "--port", "0", "--header-timeout-ms", "2000", *flags],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
@@ -85,6 +119,12 @@ def main():
             fail(f"no ready line from {binary} (got {line!r}, status {proc.poll()})")
         port = int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
         print(f"{case}: server_{model}{suffix} {' '.join(flags)} IOLAB_FAULTS={faults} port {port}")
+        if case in PIDS_CASES:
+            cgroup = pids_cgroup(proc.pid)
+            if cgroup is None:
+                print("SKIP: no pids cgroup can be made here (not root, or no pids controller)")
+                return 77
+            print(f"{case}: in {cgroup}, pids.max = its {len(os.listdir(f'/proc/{proc.pid}/task'))} threads")
 
         outcomes = {"answered": 0, "refused": 0, "closed": 0}
         for i in range(ROUNDS):
@@ -137,6 +177,13 @@ def main():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if cgroup is not None:
+            for _ in range(50):  # empty once the killed process is reaped
+                try:
+                    os.rmdir(cgroup)
+                    break
+                except OSError:
+                    time.sleep(0.1)
 
 
 if __name__ == "__main__":
