@@ -51,8 +51,8 @@
 
 #include "app.hpp"
 #include "connection.hpp"
-#include "linger.hpp"
 #include "io.hpp"
+#include "linger.hpp"
 #include "net.hpp"
 #include "options.hpp"
 #include "scheduler.hpp"

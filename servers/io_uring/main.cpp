@@ -638,7 +638,7 @@ void event_loop(Loop& loop, std::promise<Started>& started) {
     return started.set_value({r, "io_uring_queue_init"});
   }
   unsigned iowq[2] = {kIowqMaxWorkers, kIowqMaxWorkers};  // bounded, unbounded
-  io_uring_register_iowq_max_workers(&loop.ring, iowq);  // 5.15; an older kernel: no cap
+  io_uring_register_iowq_max_workers(&loop.ring, iowq);   // 5.15; an older kernel: no cap
   if (shared.multishot) {
     if (const int r = iolab_setup_buf_ring(loop.ring, shared.buffers, shared.buffer_bytes,
                                            kBufGroup, loop.bufs);

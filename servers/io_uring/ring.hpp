@@ -50,8 +50,8 @@ struct RingSetup {
 // (multishot accept and IORING_OP_SOCKET came in 5.19, multishot recv and IORING_OP_SEND_ZC in
 // 6.0). `pretend` (--fallback) hides features so every fallback runs on a new kernel too.
 struct RingFeatures {
-  bool probed = false;        // false: no probe at all (io_uring refused; set-up reports why)
-  const char* missing = "";   // a required operation the kernel lacks: nothing works
+  bool probed = false;       // false: no probe at all (io_uring refused; set-up reports why)
+  const char* missing = "";  // a required operation the kernel lacks: nothing works
   bool multishot_accept = true;
   bool multishot_recv = true;
 };
@@ -78,10 +78,10 @@ inline RingFeatures iolab_probe(unsigned pretend) {
       break;
     }
   }
-  f.multishot_accept = io_uring_opcode_supported(p, IORING_OP_SOCKET) &&
-                       !(pretend & kPretendNoMultishotAccept);
-  f.multishot_recv = io_uring_opcode_supported(p, IORING_OP_SEND_ZC) &&
-                     !(pretend & kPretendNoMultishotRecv);
+  f.multishot_accept =
+      io_uring_opcode_supported(p, IORING_OP_SOCKET) && !(pretend & kPretendNoMultishotAccept);
+  f.multishot_recv =
+      io_uring_opcode_supported(p, IORING_OP_SEND_ZC) && !(pretend & kPretendNoMultishotRecv);
   io_uring_free_probe(p);
   return f;
 }
