@@ -47,6 +47,8 @@ enum class Counter : unsigned {
   kDeferredWork,
   kThreadsCreated,
   kFdSetsizeRefused,
+  kConnectionErrors,  // closed by an error on its own path (EPOLL_CTL_ADD, an exception)
+  kBlockingInline,    // blocking work run inline because no pool thread could start
   kPoolHits,
   kPoolMisses,
   kPoolReservedBytes,

@@ -110,6 +110,8 @@ class Socket {
     if (io_ != nullptr) detail::release_socket(io_);
   }
   int fd() const { return fd_.get(); }
+  // Takes the descriptor away (a lingering close); events still registered for it are stale.
+  UniqueFd take_fd() { return std::move(fd_); }
   bool ok() const { return io_ != nullptr; }
   int error() const { return error_; }
 

@@ -60,6 +60,7 @@
 #include "app.hpp"
 #include "connection.hpp"
 #include "io.hpp"
+#include "linger.hpp"
 #include "net.hpp"
 #include "options.hpp"
 #include "run_work.hpp"
@@ -134,10 +135,13 @@ bool on_writable(Connection& conn, const IoResult& r, TimePoint deadline) {
   return r.again();  // EPIPE, ECONNRESET: the peer is gone
 }
 
-Task<void> serve_connection(Shared& shared, UniqueFd fd) {
+Task<void> serve_steps(Shared& shared, UniqueFd fd) {
   OpenConnection open(shared);
   Socket sock(std::move(fd));
-  if (!sock.ok()) co_return;  // the poller could not take it (ENOMEM, max_user_watches)
+  if (!sock.ok()) {  // the poller could not take it (ENOMEM, max_user_watches): this one only
+    count(Counter::kConnectionErrors);
+    co_return;
+  }
   Connection conn(shared.app, shared.options.limits, shared.memory, coarse_now());
   std::size_t moved = 0;  // bytes in and out since the last yield
   for (;;) {
@@ -173,9 +177,23 @@ Task<void> serve_connection(Shared& shared, UniqueFd fd) {
         conn.on_work_done(coarse_now());
         break;
       case Step::kWaitWork:  // the work is awaited above, so never seen here
+        co_return;
       case Step::kClose:
+        if (has_unread_input(sock.fd())) linger_close(sock.take_fd());  // linger.hpp
         co_return;
     }
+  }
+}
+
+// The connection boundary: an exception from one connection's path (std::bad_alloc, ...)
+// closes that connection and is counted; the scheduler and the other connections go on.
+Task<void> serve_connection(Shared& shared, UniqueFd fd) {
+  try {
+    co_await serve_steps(shared, std::move(fd));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "server_%.*s: closing a connection: %s\n", static_cast<int>(kModel.size()),
+                 kModel.data(), e.what());
+    count(Counter::kConnectionErrors);
   }
 }
 

@@ -79,8 +79,10 @@ struct Worker {
 };
 
 // TODO: a production runtime keeps timers per worker (Go: per P, stolen by idle Ps) and
-// removes cancelled ones; here one heap under a mutex holds them all, and entries of closed
-// sockets stay until they fire (their generation no longer matches).
+// removes cancelled ones at once; here one heap under a mutex holds them all, and entries of
+// closed or re-armed sockets (dead: their generation or deadline no longer matches) are dropped
+// in one sweep whenever the heap has doubled since the last sweep, so it stays in proportion to
+// the live sockets under connection churn (each accept pushes a header deadline).
 struct TimerEntry {
   TimePoint when;
   std::uint64_t seq;  // first in, first out among equal deadlines
@@ -98,7 +100,7 @@ struct TimerLater {
 class BlockingPool {
  public:
   explicit BlockingPool(int max_threads) : max_threads_(max_threads) {}
-  void submit(BlockingJob& job);
+  bool submit(BlockingJob& job);  // false: no pool thread will run it (none could start)
   bool shutdown(std::chrono::milliseconds grace);  // true when every pool thread has exited
   std::uint64_t threads_started() const { return started_.load(std::memory_order_relaxed); }
 
@@ -127,6 +129,7 @@ struct SchedulerState final : TaskOwner {
   UniqueFd stop_fd;  // level-triggered: once written, wakes every worker for good
   std::atomic<bool> stopping{false};
   bool stopped = false;
+  bool pool_abandoned = false;  // a stop(grace) returned false: the pool may still run
   std::memory_order publish_order = std::memory_order_seq_cst;  // of local pushes (run_queue.hpp)
   std::atomic<std::int64_t> last_poll_ns{0};                    // when a worker last asked epoll
 
@@ -142,6 +145,7 @@ struct SchedulerState final : TaskOwner {
   std::vector<TimerEntry> timers;  // a heap, earliest first
   std::uint64_t timer_seq = 0;
   std::atomic<std::int64_t> next_timer_ns{kNever};
+  std::size_t timers_swept = 0;  // heap size after the last sweep of dead entries
 
   std::mutex io_mutex;
   std::vector<std::unique_ptr<IoState[]>> io_chunks;
@@ -275,15 +279,26 @@ int poll_now(Worker& w) {
 
 // ---- timers -----------------------------------------------------------------------------
 
+// A socket deadline that can no longer fire: its socket closed or it was re-armed earlier.
+bool dead(const TimerEntry& t) {
+  return t.io != nullptr && (t.io->generation.load(std::memory_order_seq_cst) != t.generation ||
+                             t.io->armed.load(std::memory_order_seq_cst) != to_ns(t.when));
+}
+
 void add_timer_entry(SchedulerState& s, TimerEntry e) {
   bool earliest;
   {
     std::lock_guard lock(s.timer_mutex);
+    if (s.timers.size() >= 64 && s.timers.size() >= 2 * s.timers_swept) {
+      std::erase_if(s.timers, dead);
+      std::make_heap(s.timers.begin(), s.timers.end(), TimerLater{});
+      s.timers_swept = s.timers.size();
+    }
     e.seq = s.timer_seq++;
     s.timers.push_back(e);
     std::push_heap(s.timers.begin(), s.timers.end(), TimerLater{});
     earliest = s.timers.front().seq == e.seq;
-    if (earliest) s.next_timer_ns.store(to_ns(e.when), std::memory_order_seq_cst);
+    s.next_timer_ns.store(to_ns(s.timers.front().when), std::memory_order_seq_cst);
   }
   // Parked workers sleep until the old earliest timer: one must wake to honour this one.
   if (earliest) wake_one(s);
@@ -490,17 +505,23 @@ void worker_main(Worker& w) {
 
 // ---- the blocking pool ------------------------------------------------------------------
 
-void BlockingPool::submit(BlockingJob& job) {
+// The thread is started before the job is queued: if it cannot start (EAGAIN at a pids limit),
+// the job is queued only when a busy pool thread will take it later; else the caller runs it.
+bool BlockingPool::submit(BlockingJob& job) {
   std::lock_guard lock(mutex_);
+  if (idle_ == 0 && threads_ < max_threads_) {
+    try {
+      sys::start_thread(&BlockingPool::thread_main, this).detach();  // waits for our lock
+      ++threads_;
+      started_.fetch_add(1, std::memory_order_relaxed);
+      count(Counter::kThreadsCreated);
+    } catch (const std::system_error&) {
+      if (threads_ == 0) return false;
+    }
+  }
   jobs_.push_back(&job);
-  if (idle_ > 0) {
-    work_cv_.notify_one();
-  } else if (threads_ < max_threads_) {
-    ++threads_;
-    started_.fetch_add(1, std::memory_order_relaxed);
-    count(Counter::kThreadsCreated);
-    std::thread(&BlockingPool::thread_main, this).detach();
-  }  // else the job waits for a busy thread
+  if (idle_ > 0) work_cv_.notify_one();
+  return true;  // else the job waits for a busy thread
 }
 
 void BlockingPool::thread_main() {
@@ -611,7 +632,12 @@ void submit_blocking(BlockingJob& job) {
   SchedulerState& s = current_state();
   job.owner = &s;
   bump(tls_worker->c.blocking_handoffs);
-  s.pool.submit(job);
+  if (s.pool.submit(job)) return;
+  // No thread could start: run the job here (it blocks this worker, as in an event loop) and
+  // resume its coroutine next.
+  count(Counter::kBlockingInline);
+  job.run();
+  push_local(*tls_worker, job.waiter);
 }
 
 IoState* register_socket(int fd) {
@@ -707,10 +733,20 @@ bool Scheduler::stop(std::chrono::milliseconds grace) {
     }
     s.stopped = true;
   }
-  return s.pool.shutdown(grace);
+  if (!s.pool.shutdown(grace)) s.pool_abandoned = true;
+  return !s.pool_abandoned;
 }
 
 Scheduler::~Scheduler() {
+  if (state_->pool_abandoned && !stop(std::chrono::milliseconds(0))) {
+    // Blocking work still runs and will touch the state and its coroutines: never free them.
+    // (Held from a global, so LeakSanitizer does not report what is kept on purpose.)
+    static auto* abandoned = new std::vector<std::unique_ptr<detail::SchedulerState>>;
+    static std::mutex abandoned_mutex;
+    std::lock_guard lock(abandoned_mutex);
+    abandoned->push_back(std::move(state_));
+    return;
+  }
   stop();
   detail::SchedulerState& s = *state_;
   // Every thread is gone: destroy the tasks that never finished (their sockets close).
@@ -755,6 +791,10 @@ SchedulerStats Scheduler::stats() const {
   out.finished = get(s.finished);
   out.wakeups = get(s.wakeups);
   out.blocking_threads = s.pool.threads_started();
+  {
+    std::lock_guard lock(state_->timer_mutex);
+    out.timers_pending = state_->timers.size();
+  }
   out.frames = frame_stats();
   return out;
 }

@@ -74,6 +74,7 @@ struct SchedulerStats {
   std::uint64_t global_pushes = 0;      // coroutines put on the global queue
   std::uint64_t blocking_handoffs = 0;  // co_await blocking(fn)
   std::uint64_t blocking_threads = 0;   // threads the blocking pool started
+  std::uint64_t timers_pending = 0;     // entries in the timer heap (dead ones are dropped)
   std::vector<std::uint64_t> resumes_per_worker;
   FrameStats frames;
 };
@@ -154,7 +155,9 @@ class Scheduler {
  public:
   // Starts the workers. Throws std::system_error when epoll, eventfds or threads fail.
   explicit Scheduler(SchedulerOptions options = {});
-  // stop() with no time limit, then destroys the tasks that never finished.
+  // stop() with no time limit, then destroys the tasks that never finished. After a stop(grace)
+  // that returned false it waits no more: if blocking work still runs, the state is abandoned
+  // (kept alive for the pool threads, never freed) instead of hanging.
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;

@@ -91,6 +91,7 @@
 
 #include "app.hpp"
 #include "connection.hpp"
+#include "linger.hpp"
 #include "net.hpp"
 #include "options.hpp"
 #include "ring.hpp"
@@ -115,6 +116,10 @@ constexpr std::size_t kTurnBytes = 4 * 1024;  // parked input handed to the core
 constexpr int kPipeBytes = 1 << 20;            // /file: pipe size asked for (default 64 KiB)
 constexpr std::size_t kReadStageBytes = 64 * 1024;  // /file with --sendfile off
 constexpr Millis kStopGrace{1000};                  // at shutdown, time for cancellations to finish
+// io-wq threads per ring, bounded and unbounded each: a splice to a slow /file reader holds
+// one until the reader catches up, so without a cap slow readers could start thousands.
+constexpr unsigned kIowqMaxWorkers = 16;
+constexpr int kSubmitRetries = 100;  // a full SQ whose submission fails (EAGAIN, EBUSY): 1 ms apart
 
 constexpr ExtraFlag kExtraFlags[] = {
     {"--recv-multishot", 1, 0, 1, "1: multishot recv on a provided-buffer ring; 0: one-shot recv"},
@@ -122,6 +127,9 @@ constexpr ExtraFlag kExtraFlags[] = {
     {"--sqpoll", 0, 0, 1, "1: a kernel thread polls the submission queue"},
     {"--buffers", 512, 1, 32768, "provided buffers per loop, a power of two (multishot)"},
     {"--buffer-bytes", 4096, 64, 65536, "bytes per provided buffer (multishot)"},
+    {"--fallback", 0, 0, 15,
+     "act as if the kernel lacked (a sum): 1 DEFER_TASKRUN, 2 multishot recv, 4 multishot "
+     "accept, 8 a needed operation (exit 77); for tests of each fallback"},
 };
 
 // Process-wide, read-only once the loops run (except the atomic counter).
@@ -134,6 +142,7 @@ struct Shared {
   std::atomic<std::size_t> open_connections{0};
   RingSetup ring_setup{};
   bool multishot = true;
+  bool multishot_accept = true;
   unsigned buffers = 0;
   unsigned buffer_bytes = 0;
 };
@@ -213,10 +222,21 @@ struct Loop {
 
 io_uring_sqe* get_sqe(Loop& loop) {
   io_uring_sqe* sqe;
-  while ((sqe = io_uring_get_sqe(&loop.ring)) == nullptr) {  // full: hand it over now
+  for (int failures = 0; (sqe = io_uring_get_sqe(&loop.ring)) == nullptr;) {  // full: hand it over
     count(Counter::kSysIoUringEnter);
     ++loop.enters;
-    io_uring_submit(&loop.ring);
+    const int r = io_uring_submit(&loop.ring);
+    if (r < 0 && r != -EINTR) {
+      // -EAGAIN, -EBUSY: the kernel is short of memory or its completion backlog is full; give it
+      // a moment. Anything else, or no progress for kSubmitRetries ms: the ring is unusable.
+      if ((r != -EAGAIN && r != -EBUSY) || ++failures > kSubmitRetries) {
+        std::fprintf(stderr, "server_%s: io_uring_submit: %s; the ring is unusable\n",
+                     kModel.data(), std::strerror(-r));
+        std::fflush(stderr);
+        std::_Exit(1);
+      }
+      std::this_thread::sleep_for(Millis(1));
+    }
     if (loop.ring_flags & IORING_SETUP_SQPOLL) io_uring_sqring_wait(&loop.ring);
   }
   count(Counter::kSqesSubmitted);
@@ -235,7 +255,11 @@ void submit(Loop& loop, Client& c, io_uring_sqe* sqe, Op op) {
 
 void add_accept(Loop& loop) {
   io_uring_sqe* sqe = get_sqe(loop);
-  io_uring_prep_multishot_accept(sqe, loop.listener.get(), nullptr, nullptr, SOCK_CLOEXEC);
+  if (loop.shared.multishot_accept) {
+    io_uring_prep_multishot_accept(sqe, loop.listener.get(), nullptr, nullptr, SOCK_CLOEXEC);
+  } else {  // before 5.19: one accept per SQE, re-armed by on_accept after each completion
+    io_uring_prep_accept(sqe, loop.listener.get(), nullptr, nullptr, SOCK_CLOEXEC);
+  }
   submit(loop, sqe, pack(Op::kAccept));
   loop.accept_armed = true;
 }
@@ -284,17 +308,22 @@ void add_send(Loop& loop, Client& c, const Output& out) {
   std::size_t bytes = 0;
   for (int i = 0; i < out.iovcnt; ++i)
     bytes += (c.iov[static_cast<std::size_t>(i)] = out.iov[static_cast<std::size_t>(i)]).iov_len;
+  // A send the wait counts on completing inline (the fold) carries MSG_DONTWAIT: with a full
+  // socket buffer it completes at once with -EAGAIN instead of waiting for room, so a wrong
+  // guess never holds the wait (and other connections' completions) until kFoldWait.
+  const bool predicted = bytes <= kFoldBytes && c.sends_inline;
+  const int flags = MSG_NOSIGNAL | (predicted ? MSG_DONTWAIT : 0);
   io_uring_sqe* sqe = get_sqe(loop);
   if (out.iovcnt == 1) {
-    io_uring_prep_send(sqe, c.fd, c.iov[0].iov_base, c.iov[0].iov_len, MSG_NOSIGNAL);
+    io_uring_prep_send(sqe, c.fd, c.iov[0].iov_base, c.iov[0].iov_len, flags);
   } else {
     c.msg = msghdr{};
     c.msg.msg_iov = c.iov.data();
     c.msg.msg_iovlen = static_cast<std::size_t>(out.iovcnt);
-    io_uring_prep_sendmsg(sqe, c.fd, &c.msg, MSG_NOSIGNAL);
+    io_uring_prep_sendmsg(sqe, c.fd, &c.msg, static_cast<unsigned>(flags));
   }
   submit(loop, c, sqe, Op::kSend);
-  if (bytes <= kFoldBytes && c.sends_inline) ++loop.predicted;
+  if (predicted) ++loop.predicted;
   c.send_enter = loop.enters + 1;
 }
 
@@ -359,10 +388,14 @@ void arm_timer(Loop& loop, Client& c) {
 }
 
 void finish_close(Loop& loop, Client* c) {
-  io_uring_sqe* sqe = get_sqe(loop);
-  io_uring_prep_close(sqe, c->fd);
-  submit(loop, sqe, pack(Op::kClose));
-  ++loop.predicted;
+  if (!loop.stopping && has_unread_input(c->fd)) {
+    linger_close(UniqueFd(c->fd));  // a lingering close (linger.hpp)
+  } else {
+    io_uring_sqe* sqe = get_sqe(loop);
+    io_uring_prep_close(sqe, c->fd);
+    submit(loop, sqe, pack(Op::kClose));
+    ++loop.predicted;
+  }
   loop.slots[c->slot] = nullptr;
   ++loop.generations[c->slot];  // timers and completions for this slot go stale
   loop.free_slots.push_back(c->slot);
@@ -394,7 +427,7 @@ void feed_parked(Client& c) {
 // Runs the connection as far as it goes without waiting, then submits what it waits on.
 // Parked input goes to the core kTurnBytes at a time, each followed by its answers' send.
 // Never touch `c` after this either.
-void drive(Loop& loop, Client* c) {
+void drive_steps(Loop& loop, Client* c) {
   Connection& conn = c->conn;
   while (!c->output_busy) {
     if (c->parked_read) {
@@ -432,6 +465,19 @@ void drive(Loop& loop, Client* c) {
   release_idle_input(loop, *c);
   if (c->output_busy && has_parked(*c)) loop.feeding = true;
   arm_timer(loop, *c);
+}
+
+// The connection boundary: an exception from one connection's path (std::bad_alloc, ...)
+// closes that connection and is counted; the loop and the other connections go on.
+void drive(Loop& loop, Client* c) {
+  try {
+    drive_steps(loop, c);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "server_%.*s: closing a connection: %s\n", static_cast<int>(kModel.size()),
+                 kModel.data(), e.what());
+    count(Counter::kConnectionErrors);
+    begin_close(loop, c);
+  }
 }
 
 void accept_client(Loop& loop, int fd, TimePoint now) {
@@ -496,7 +542,8 @@ void on_recv(Loop& loop, Client* c, const io_uring_cqe& cqe) {
 
 void on_send(Loop& loop, Client* c, int res) {
   c->output_busy = false;
-  c->sends_inline = loop.enters == c->send_enter;
+  c->sends_inline = loop.enters == c->send_enter && res != -EAGAIN;
+  if (res == -EAGAIN) return drive(loop, c);  // a MSG_DONTWAIT send met a full buffer: wait now
   if (res <= 0) return begin_close(loop, c);  // EPIPE, ECONNRESET: the peer is gone
   c->conn.on_written(static_cast<std::size_t>(res), coarse_now());  // short: drive() sends the rest
   if (c->conn.next() == Step::kWrite) loop.feeding = true;  // answers back to back: a pipeline
@@ -623,6 +670,8 @@ void event_loop(Loop& loop, std::promise<Started>& started) {
   if (const int r = iolab_queue_init(loop.ring, shared.ring_setup, loop.ring_flags); r < 0) {
     return started.set_value({r, "io_uring_queue_init"});
   }
+  unsigned iowq[2] = {kIowqMaxWorkers, kIowqMaxWorkers};  // bounded, unbounded
+  io_uring_register_iowq_max_workers(&loop.ring, iowq);   // 5.15; an older kernel: no cap
   if (shared.multishot) {
     if (const int r = iolab_setup_buf_ring(loop.ring, shared.buffers, shared.buffer_bytes,
                                            kBufGroup, loop.bufs);
@@ -679,8 +728,23 @@ void check_mode_flags(int argc, char** argv, Shared& shared) {
   shared.multishot = o.extra_value("--recv-multishot") == 1;
   shared.buffers = static_cast<unsigned>(o.extra_value("--buffers"));
   shared.buffer_bytes = static_cast<unsigned>(o.extra_value("--buffer-bytes"));
+  const auto pretend = static_cast<unsigned>(o.extra_value("--fallback"));
   shared.ring_setup = {o.extra_value("--defer-taskrun") == 1, o.extra_value("--sqpoll") == 1,
-                       kRingEntries, kSqThreadIdleMs};
+                       kRingEntries, kSqThreadIdleMs, (pretend & kPretendNoDeferTaskrun) != 0};
+  const RingFeatures features = iolab_probe(pretend);
+  if (features.probed && *features.missing) {
+    std::fprintf(stderr, "server_%s: io_uring_get_probe: %s is missing: %s\n", kModel.data(),
+                 features.missing, why_io_uring_refused(ENOPROTOOPT).c_str());
+    std::fflush(stderr);
+    std::_Exit(77);  // this kernel cannot run the model (tests skip)
+  }
+  shared.multishot_accept = features.multishot_accept;
+  if (shared.multishot && !features.multishot_recv) {
+    shared.multishot = false;  // a multishot recv would fail with -EINVAL (before 6.0)
+    for (const char* flag : {"--buffers", "--buffer-bytes"}) {
+      if (given(flag)) fail(flag, "provided buffers serve multishot recv, which this kernel lacks");
+    }
+  }
   if ((shared.buffers & (shared.buffers - 1)) != 0) fail("--buffers", "must be a power of two");
   for (const char* flag : {"--buffers", "--buffer-bytes"}) {
     if (!shared.multishot && given(flag))
@@ -727,8 +791,9 @@ int main(int argc, char** argv) {
       std::fflush(stderr);
       std::_Exit(why.empty() ? 1 : 77);  // 77: this kernel cannot run the model (tests skip)
     }
-    std::fprintf(stderr, "%s: %s recv, %s%s\n", program.c_str(),
+    std::fprintf(stderr, "%s: %s recv, %s accept, %s%s\n", program.c_str(),
                  shared->multishot ? "multishot" : "one-shot",
+                 shared->multishot_accept ? "multishot" : "one-shot",
                  (flags & IORING_SETUP_SQPOLL)          ? "SQPOLL"
                  : (flags & IORING_SETUP_DEFER_TASKRUN) ? "SINGLE_ISSUER|DEFER_TASKRUN"
                                                         : "COOP_TASKRUN",

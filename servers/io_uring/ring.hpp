@@ -42,7 +42,49 @@ struct RingSetup {
   bool sqpoll;         // a kernel submission thread (takes neither of the above)
   unsigned sq_entries;
   unsigned sq_thread_idle_ms;
+  bool pretend_no_defer_taskrun = false;  // --fallback 1: take the -EINVAL path of an old kernel
 };
+
+// What the kernel's io_uring can do, from io_uring_get_probe(): the operations this model
+// needs, and the two multishot forms, known by an operation of the same kernel release
+// (multishot accept and IORING_OP_SOCKET came in 5.19, multishot recv and IORING_OP_SEND_ZC in
+// 6.0). `pretend` (--fallback) hides features so every fallback runs on a new kernel too.
+struct RingFeatures {
+  bool probed = false;       // false: no probe at all (io_uring refused; set-up reports why)
+  const char* missing = "";  // a required operation the kernel lacks: nothing works
+  bool multishot_accept = true;
+  bool multishot_recv = true;
+};
+inline constexpr unsigned kPretendNoDeferTaskrun = 1, kPretendNoMultishotRecv = 2,
+                          kPretendNoMultishotAccept = 4, kPretendNothing = 8;
+
+inline RingFeatures iolab_probe(unsigned pretend) {
+  RingFeatures f;
+  io_uring_probe* p = io_uring_get_probe();
+  if (p == nullptr) return f;
+  f.probed = true;
+  struct Need {
+    int op;
+    const char* name;
+  };
+  static constexpr Need kNeeded[] = {
+      {IORING_OP_ACCEPT, "IORING_OP_ACCEPT"}, {IORING_OP_RECV, "IORING_OP_RECV"},
+      {IORING_OP_SEND, "IORING_OP_SEND"},     {IORING_OP_SENDMSG, "IORING_OP_SENDMSG"},
+      {IORING_OP_SPLICE, "IORING_OP_SPLICE"}, {IORING_OP_ASYNC_CANCEL, "IORING_OP_ASYNC_CANCEL"},
+      {IORING_OP_CLOSE, "IORING_OP_CLOSE"},   {IORING_OP_READ, "IORING_OP_READ"}};
+  for (const Need& n : kNeeded) {
+    if (!io_uring_opcode_supported(p, n.op) || (pretend & kPretendNothing)) {
+      f.missing = n.name;
+      break;
+    }
+  }
+  f.multishot_accept =
+      io_uring_opcode_supported(p, IORING_OP_SOCKET) && !(pretend & kPretendNoMultishotAccept);
+  f.multishot_recv =
+      io_uring_opcode_supported(p, IORING_OP_SEND_ZC) && !(pretend & kPretendNoMultishotRecv);
+  io_uring_free_probe(p);
+  return f;
+}
 
 // Creates the ring; 0 or -errno, and the flags that worked. DEFER_TASKRUN (6.1) runs completion
 // work only when this thread waits for completions, and the ring belongs to the thread that
@@ -57,7 +99,9 @@ inline int iolab_queue_init(io_uring& ring, const RingSetup& want, unsigned& fla
     p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | mode;
     p.cq_entries = want.sq_entries * 4;  // multishot requests post many completions each
     p.sq_thread_idle = want.sq_thread_idle_ms;
-    const int r = io_uring_queue_init_params(want.sq_entries, &ring, &p);
+    const int r = (mode & IORING_SETUP_DEFER_TASKRUN) && want.pretend_no_defer_taskrun
+                      ? -EINVAL
+                      : io_uring_queue_init_params(want.sq_entries, &ring, &p);
     if (r == -EINVAL && (mode & IORING_SETUP_DEFER_TASKRUN)) {
       mode = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
       continue;
@@ -88,6 +132,7 @@ inline std::string why_io_uring_refused(int err) {
            "profile blocks io_uring: run with --security-opt seccomp=unconfined)";
   }
   if (err == EOPNOTSUPP) return "kernel too old (needs IORING_FEAT_EXT_ARG, 5.11)";
+  if (err == ENOPROTOOPT) return "kernel too old: io_uring lacks an operation this model needs";
   return {};
 }
 

@@ -46,6 +46,7 @@
 
 #include "app.hpp"
 #include "connection.hpp"
+#include "linger.hpp"
 #include "loop_memory.hpp"  // BlockPool, PooledMemory (lab 09 swaps this file)
 #include "net.hpp"
 #include "options.hpp"
@@ -133,13 +134,12 @@ struct Loop {
 constexpr std::uint64_t kListenerTag = ~0ULL;
 constexpr std::uint64_t kWakeupTag = ~0ULL - 1;
 
-void add_to_epoll(Loop& loop, int fd, std::uint32_t events, std::uint64_t tag) {
+// False (errno set) on failure: ENOMEM, or ENOSPC past fs.epoll.max_user_watches.
+bool add_to_epoll(Loop& loop, int fd, std::uint32_t events, std::uint64_t tag) {
   epoll_event ev{};
   ev.events = events;
   ev.data.u64 = tag;
-  if (sys::epoll_ctl(loop.epoll.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
-    throw std::system_error(errno, std::generic_category(), "epoll_ctl ADD");
-  }
+  return sys::epoll_ctl(loop.epoll.get(), EPOLL_CTL_ADD, fd, &ev) == 0;
 }
 
 void set_listener_watched(Loop& loop, bool watched) {
@@ -157,6 +157,10 @@ void arm_timer(Loop& loop, Client& c) {
 }
 
 void close_client(Loop& loop, Client* c) {
+  if (!loop.stopping && has_unread_input(c->fd.get())) {  // a lingering close (linger.hpp)
+    sys::epoll_ctl(loop.epoll.get(), EPOLL_CTL_DEL, c->fd.get(), nullptr);
+    linger_close(std::move(c->fd));
+  }
   loop.slots[c->slot] = nullptr;
   ++loop.generations[c->slot];  // timers still in the heap for this slot go stale
   loop.free_slots.push_back(c->slot);
@@ -212,7 +216,7 @@ bool on_readable(Client& c, std::size_t& moved) {
 
 // Runs the connection as far as the kernel lets it without blocking, or until its budget for
 // this turn is spent.
-void drive(Loop& loop, Client* c) {
+void drive_steps(Loop& loop, Client* c) {
   std::size_t moved = 0;
   for (;;) {
     bool ok = true;
@@ -240,6 +244,19 @@ void drive(Loop& loop, Client* c) {
         break;
     }
     if (!ok) return close_client(loop, c);
+  }
+}
+
+// The connection boundary: an exception from one connection's path (std::bad_alloc, ...)
+// closes that connection and is counted; the loop and the other connections go on.
+void drive(Loop& loop, Client* c) {
+  try {
+    drive_steps(loop, c);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "server_%.*s: closing a connection: %s\n", static_cast<int>(kModel.size()),
+                 kModel.data(), e.what());
+    count(Counter::kConnectionErrors);
+    close_client(loop, c);
   }
 }
 
@@ -285,7 +302,11 @@ void on_accept(Loop& loop, TimePoint now) {
     count(Counter::kConnectionsAccepted);
     // Registering a socket that is already readable raises the first edge at once, so there is
     // no need to try a read here (for a fresh connection it would mostly return EAGAIN).
-    add_to_epoll(loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, slot);
+    if (!add_to_epoll(loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, slot)) {
+      count(Counter::kConnectionErrors);  // this connection only; the loop goes on
+      close_client(loop, c);
+      continue;
+    }
     arm_timer(loop, *c);
   }
 }
@@ -383,8 +404,10 @@ int main(int argc, char** argv) {
       const std::size_t pool_capacity = options.max_conns;
       auto loop = std::make_unique<Loop>(*shared, i, std::move(listeners[static_cast<std::size_t>(i)]),
                                          pool_capacity);
-      add_to_epoll(*loop, loop->listener.get(), EPOLLIN, kListenerTag);
-      add_to_epoll(*loop, loop->wakeup.get(), EPOLLIN, kWakeupTag);
+      if (!add_to_epoll(*loop, loop->listener.get(), EPOLLIN, kListenerTag) ||
+          !add_to_epoll(*loop, loop->wakeup.get(), EPOLLIN, kWakeupTag)) {
+        throw std::system_error(errno, std::generic_category(), "epoll_ctl ADD");
+      }
       loops.push_back(std::move(loop));
     }
     std::vector<std::thread> threads;

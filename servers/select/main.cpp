@@ -50,6 +50,7 @@
 #include "accept_pause.hpp"
 #include "app.hpp"
 #include "connection.hpp"
+#include "linger.hpp"
 #include "net.hpp"
 #include "options.hpp"
 #include "stats.hpp"
@@ -106,6 +107,7 @@ struct Loop {
 
 void close_client(Loop& loop, Client* c) {
   const int fd = c->fd.get();
+  if (!loop.stopping && has_unread_input(fd)) linger_close(std::move(c->fd));  // linger.hpp
   loop.clients[static_cast<std::size_t>(fd)] = nullptr;
   while (loop.max_client_fd >= 0 && loop.clients[static_cast<std::size_t>(loop.max_client_fd)] == nullptr) {
     --loop.max_client_fd;
@@ -137,7 +139,7 @@ bool on_readable(Client& c) {
 }
 
 // Runs what the connection can do after one readiness report.
-void drive(Loop& loop, Client* c, bool readable, bool writable) {
+void drive_steps(Loop& loop, Client* c, bool readable, bool writable) {
   bool ok = true;
   if (readable && c->conn.next() == Step::kRead) {
     ok = on_readable(*c);
@@ -162,7 +164,23 @@ void drive(Loop& loop, Client* c, bool readable, bool writable) {
         break;
     }
   }
+  // A response to deferred work takes both passes (work, write): a close after it is due now,
+  // not when the idle peer next makes the socket readable.
+  if (ok && c->conn.next() == Step::kClose) ok = false;
   if (!ok) close_client(loop, c);
+}
+
+// The connection boundary: an exception from one connection's path (std::bad_alloc, ...)
+// closes that connection and is counted; the loop and the other connections go on.
+void drive(Loop& loop, Client* c, bool readable, bool writable) {
+  try {
+    drive_steps(loop, c, readable, writable);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "server_%.*s: closing a connection: %s\n", static_cast<int>(kModel.size()),
+                 kModel.data(), e.what());
+    count(Counter::kConnectionErrors);
+    close_client(loop, c);
+  }
 }
 
 void refuse(Shared& shared, UniqueFd socket) {

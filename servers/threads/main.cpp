@@ -45,6 +45,7 @@
 
 #include "app.hpp"
 #include "connection.hpp"
+#include "linger.hpp"
 #include "net.hpp"
 #include "options.hpp"
 #include "stats.hpp"
@@ -163,11 +164,20 @@ void* connection_main(void* arg) {
   auto* ct = static_cast<ConnectionThread*>(arg);
   Server& server = ct->server;
   const int fd = ct->socket.get();
-  serve_connection(*ct);
+  try {  // the connection boundary: an exception closes this connection only, and is counted
+    serve_connection(*ct);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "server_%.*s: closing a connection: %s\n", static_cast<int>(kModel.size()),
+                 kModel.data(), e.what());
+    count(Counter::kConnectionErrors);
+  }
   count(Counter::kConnectionsClosed);
   {
     std::lock_guard lock(server.mutex);
     server.open_fds.erase(fd);
+    if (!server.stopping.load() && has_unread_input(fd)) {
+      linger_close(std::move(ct->socket));  // a lingering close (linger.hpp)
+    }
     delete ct;  // closes the socket while shutdown() cannot pick its number
     // Under the mutex, which stop() holds when it checks the count: otherwise main could see
     // zero, return and destroy the condition variable while this thread still notifies it
@@ -194,7 +204,9 @@ void on_accepted(Server& server, UniqueFd socket) {
   server.open_connections.fetch_add(1);
   count(Counter::kConnectionsAccepted);  // before the thread exists, so its close counts after
   pthread_t thread;
-  const int rc = pthread_create(&thread, &server.thread_attr, connection_main, ct);
+  const int rc = sys::inject(sys::Fault::kThread)
+                     ? EAGAIN
+                     : pthread_create(&thread, &server.thread_attr, connection_main, ct);
   if (rc == 0) {
     count(Counter::kThreadsCreated);
     return;

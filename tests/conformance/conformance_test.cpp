@@ -1063,6 +1063,34 @@ TEST_P(Conformance, Status413BodyTooLarge) {
   }
 }
 
+// An uploading client keeps sending its body for a while before it looks at the answer. The
+// server answers 413 and closes; if it closed with that input unread, Linux would send RST at
+// once and drop whatever the socket had not transmitted yet: here the end of a large response
+// the client was still to read, and the 413 behind it. A lingering close (half-close, drain for
+// a bounded time and byte count, then close; RFC 9112 section 9.6, nginx's lingering_close)
+// delivers both.
+TEST_P(Conformance, Status413ReachesAClientStillSending) {
+  START_SERVER({{"--max-body-bytes", "1000"}});
+  constexpr std::size_t kBig = 4 << 20;
+  Conn c = connect();
+  ASSERT_TRUE(c.send(get("/bytes?n=" + std::to_string(kBig)) +
+                     get("/ping", "Content-Length: 10000000\r\n")));
+  const std::string chunk(16 * 1024, 'u');
+  for (int i = 0; i < 20; ++i) {
+    if (!c.send(chunk, 100ms)) break;  // the server may stop reading: that is fine
+    std::this_thread::sleep_for(5ms);
+  }
+  std::this_thread::sleep_for(200ms);  // not reading yet: the response waits in the socket
+  auto r = c.read_response();
+  ASSERT_TRUE(r) << "the large response was cut short: " << c.error();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body.size(), kBig);
+  r = c.read_response();
+  ASSERT_TRUE(r) << "the 413 was lost: " << c.error();
+  EXPECT_EQ(r->status, 413);
+  EXPECT_TRUE(r->connection_has("close"));
+}
+
 // ================================ malformed requests ======================================
 
 TEST_P(Conformance, Status400MalformedRequestLine) {

@@ -602,5 +602,88 @@ TEST(CoroScheduler, DestroysSuspendedTasksAtShutdown) {
   EXPECT_EQ(::read(p.b.get(), &c, 1), 0) << "the peer did not see the socket close";
 }
 
+// stop(grace) gives up on a blocking call that is still running; the destructor that follows
+// must not wait for it either (it used to call stop() again, with no limit: a hang).
+TEST(CoroScheduler, DestructorAfterAStopThatTimedOutDoesNotWait) {
+  std::mutex m;
+  std::condition_variable cv;
+  bool release = false;
+  std::atomic<bool> call_done{false};
+  Countdown entered(1);
+  auto hold = [&] {
+    entered.arrive();
+    {
+      std::unique_lock lock(m);
+      cv.wait_for(lock, kBound, [&] { return release; });
+    }
+    call_done = true;  // last: the test's locals may go once this is seen
+  };
+  auto task = [&]() -> Task<void> {
+    auto call = hold;
+    co_await blocking(call);
+  };
+  auto s = std::make_unique<Scheduler>(with_workers(1));
+  s->spawn(task());
+  ASSERT_TRUE(entered.wait());
+  EXPECT_FALSE(s->stop(10ms)) << "the blocking call still runs";
+  bool destroyed = false;
+  std::thread destroyer([&] {
+    s.reset();
+    std::lock_guard lock(m);
+    destroyed = true;
+    cv.notify_all();
+  });
+  {
+    std::unique_lock lock(m);  // a bound for a hang, not a timing: it returns at once
+    EXPECT_TRUE(cv.wait_for(lock, 5s, [&] { return destroyed; }))
+        << "~Scheduler waited for the blocking call";
+  }
+  {
+    std::lock_guard lock(m);
+    release = true;
+    cv.notify_all();
+  }
+  destroyer.join();
+  for (int i = 0; i < 3000 && !call_done; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(call_done);
+}
+
+Task<void> close_now(UniqueFd fd) {
+  fd.reset();
+  co_return;
+}
+
+// Connection churn: each socket waits once with a far deadline (a header timer), then its peer
+// closes. One worker, so the closer runs only after the reader has armed its deadline.
+Task<std::size_t> churn(int sockets) {
+  for (int i = 0; i < sockets; ++i) {
+    SocketPair p;
+    Socket sock(std::move(p.a));
+    spawn(close_now(std::move(p.b)));
+    TestBuffer buf;
+    IoResult r;
+    do {
+      r = co_await sock.read(buf, Clock::now() + 60s);
+    } while (r.again());
+  }
+  SocketPair p;  // a live deadline still fires after the sweeps
+  TestBuffer buf;
+  Task<IoResult> last = read_with_deadline(std::move(p.a), buf, Clock::now() + 20ms);
+  const IoResult r = co_await std::move(last);
+  co_return r.timed_out() ? 1 : 0;
+}
+
+// Timer entries of closed sockets are dropped: the heap stays bounded by the live sockets (a
+// count: 2000 closed sockets, at most one deadline alive at a time), not by the churn.
+TEST(CoroTimers, DeadSocketDeadlinesAreDroppedUnderChurn) {
+  constexpr int kSockets = 2000;
+  Scheduler s(with_workers(1));
+  Task<std::size_t> t = churn(kSockets);
+  EXPECT_EQ(s.block_on(std::move(t)), 1u) << "the live deadline did not fire";
+  const SchedulerStats st = s.stats();
+  EXPECT_LE(st.timers_pending, 64u) << "dead timer entries pile up";
+  EXPECT_EQ(st.timers_fired, 1u);
+}
+
 }  // namespace
 }  // namespace iolab::coro

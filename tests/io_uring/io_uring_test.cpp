@@ -413,6 +413,51 @@ TEST(IoUring, RefusedByKernelExits77WithReason) {
       << err;
 }
 
+// --fallback makes the server act as if the kernel lacked a feature (the probe's answer, or
+// DEFER_TASKRUN's -EINVAL), so each fallback runs on this kernel: it must still serve, with the
+// mode it fell back to named on stderr, several connections (a one-shot accept is re-armed
+// after each) and pipelined requests (a one-shot recv is re-armed after each).
+TEST(IoUring, EachFallbackServes) {
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"1", {"multishot recv", "multishot accept", "COOP_TASKRUN"}},
+      {"2", {"one-shot recv", "multishot accept", "DEFER_TASKRUN"}},
+      {"4", {"multishot recv", "one-shot accept", "DEFER_TASKRUN"}},
+      {"7", {"one-shot recv", "one-shot accept", "COOP_TASKRUN"}},
+  };
+  for (const auto& [fallback, modes] : cases) {
+    SCOPED_TRACE("--fallback " + fallback);
+    Server s;
+    START(s, {"--fallback", fallback});
+    for (int i = 0; i < 4; ++i) {
+      Conn c(s.port);
+      ASSERT_TRUE(c.ok()) << c.error();
+      ASSERT_TRUE(c.send(get("/ping") + get("/plaintext") + get("/bytes?n=20000")));
+      for (int i_response : {0, 1, 2}) {
+        auto r = c.read_response();
+        ASSERT_TRUE(r) << "response " << i_response << ": " << c.error();
+        EXPECT_EQ(r->status, 200);
+      }
+    }
+    const std::string err = s.proc_.stderr_text();
+    for (const auto& mode : modes) EXPECT_NE(err.find(mode), std::string::npos) << err;
+    EXPECT_TRUE(s.stop()) << "no clean exit";
+  }
+}
+
+// Where nothing works (a needed operation missing: --fallback 8 pretends so), exit 77 naming it.
+TEST(IoUring, MissingOperationExits77NamingIt) {
+  Process p;
+  Spawn s;
+  s.argv = {bin_dir() + "/server_io_uring", "--port", "0", "--fallback", "8"};
+  ASSERT_TRUE(p.spawn(s));
+  const auto st = p.wait(5000ms);
+  ASSERT_TRUE(st) << "still running";
+  ASSERT_TRUE(WIFEXITED(*st)) << "killed by a signal";
+  EXPECT_EQ(WEXITSTATUS(*st), 77) << p.stderr_text();
+  EXPECT_NE(p.stderr_text().find("IORING_OP_"), std::string::npos) << p.stderr_text();
+  EXPECT_NE(p.stderr_text().find("is missing"), std::string::npos) << p.stderr_text();
+}
+
 TEST(IoUring, ModeFlagConflictsRejectedByName) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"--recv-multishot", "0", "--buffers", "64"}, "--buffers"},
