@@ -7,8 +7,9 @@ Runs one case (a model and mode, below) against BIN_DIR/server_<model><suffix>, 
 fault injection compiled in (IOLAB_FAULT_INJECTION, servers/core/sys.hpp; the _faults binaries
 of the main build, or the plain binaries of build-tsan, where the whole build has it). The server
 runs with IOLAB_FAULTS set, so every 2nd EPOLL_CTL_ADD of an accepted socket fails with ENOSPC,
-every 3rd accept4 with ENOMEM and every 2nd (or every) start of an on-demand thread with EAGAIN; or (coro_pids) the release
-binary runs in a pids cgroup at its thread count, so the kernel refuses every new thread.
+every 3rd accept4 with ENOMEM and every 2nd (or every) start of an on-demand thread with
+EAGAIN; or (coro_pids) the release binary runs in a pids cgroup at its thread count, so the
+kernel refuses every new thread.
 Then, on fresh connections one after another: /ping and /sleep?ms=20, each answered, refused
 (503) or closed, never a dead server; afterwards every request is answered within three tries;
 /stats shows the failures were met and counted; SIGTERM ends the server with status 0.
@@ -26,12 +27,14 @@ import socket
 import subprocess
 import sys
 import time
+from typing import NoReturn, Optional
 
 # case: (binary model, extra flags, IOLAB_FAULTS, counters that must be > 0)
-CASES = {
+CASES: dict[str, tuple[str, list[str], Optional[str], list[str]]] = {
     "threads": ("threads", [], "accept4=3,thread=2", ["connections_refused", "accept_backoffs"]),
     "select": ("select", [], "accept4=3", ["accept_backoffs"]),
-    "epoll_et": ("epoll_et", [], "epoll_ctl_add=2,accept4=3", ["connection_errors", "accept_backoffs"]),
+    "epoll_et": ("epoll_et", [], "epoll_ctl_add=2,accept4=3",
+                 ["connection_errors", "accept_backoffs"]),
     "epoll_et_2loops": ("epoll_et", ["--threads", "2"], "epoll_ctl_add=2,accept4=3",
                         ["connection_errors"]),
     "pooled": ("pooled", [], "epoll_ctl_add=2,accept4=3", ["connection_errors", "accept_backoffs"]),
@@ -45,7 +48,7 @@ CASES = {
 PIDS_CASES = {"coro_pids"}
 
 
-def pids_cgroup(pid):
+def pids_cgroup(pid: int) -> Optional[str]:
     """Moves `pid` into a new pids cgroup (v1, or v2 with the pids controller) whose limit is its
     current thread count; returns the folder to remove, or None when there is none to make."""
     tasks = len(os.listdir(f"/proc/{pid}/task"))
@@ -66,15 +69,17 @@ def pids_cgroup(pid):
             except OSError:
                 pass
     return None
+
+
 ROUNDS = 24
 
 
-def fail(msg):
+def fail(msg: str) -> NoReturn:
     print(f"FAIL: {msg}", flush=True)
     sys.exit(1)
 
 
-def request(port, path, timeout=3.0):
+def request(port: int, path: str, timeout: float = 3.0) -> tuple[Optional[int], bytes]:
     """One request on a fresh connection: (status or None, body); None when closed or reset."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
@@ -94,7 +99,7 @@ def request(port, path, timeout=3.0):
     return int(head[9:12]), body
 
 
-def main():
+def main() -> int:
     if len(sys.argv) < 3 or sys.argv[2] not in CASES:
         fail(f"usage: fault_test.py BIN_DIR CASE [--suffix S]; cases: {', '.join(CASES)}")
     bin_dir, case = sys.argv[1], sys.argv[2]
@@ -124,7 +129,8 @@ def main():
             if cgroup is None:
                 print("SKIP: no pids cgroup can be made here (not root, or no pids controller)")
                 return 77
-            print(f"{case}: in {cgroup}, pids.max = its {len(os.listdir(f'/proc/{proc.pid}/task'))} threads")
+            threads = len(os.listdir(f"/proc/{proc.pid}/task"))
+            print(f"{case}: in {cgroup}, pids.max = its {threads} threads")
 
         outcomes = {"answered": 0, "refused": 0, "closed": 0}
         for i in range(ROUNDS):
