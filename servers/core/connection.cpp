@@ -253,6 +253,7 @@ void Connection::fail(int status) {
   app_.error_response(status, resp);
   emit(resp);
   closing_ = true;
+  ended_on_error_ = true;
 }
 
 bool Connection::has_output() const {

@@ -120,6 +120,14 @@ class Connection {
   // while their output is small).
   bool wants_read() const;
   bool timed_out() const { return timed_out_; }
+  // At close: true when the peer may still be sending into a socket we are about to close (the
+  // server ended the connection on an error, or bytes are buffered past the last request, or a
+  // body was still arriving) and it has not closed its side. Only then is a lingering close
+  // (linger.hpp) worth asking the socket about; a peer that asked to close, or closed, sends
+  // nothing more.
+  bool may_have_unread_input() const {
+    return !peer_eof_ && (ended_on_error_ || start_ < end_ || phase_ == Phase::kBody);
+  }
 
  private:
   enum class Phase { kHead, kBody };
@@ -175,6 +183,8 @@ class Connection {
   bool peer_eof_ = false;  // the peer will send nothing more
   bool timed_out_ = false;
   bool aborted_ = false;   // close now, dropping any output (timeout, overflow)
+
+  bool ended_on_error_ = false;  // fail() answered an error and ends the connection
 
   bool header_timer_running_ = true;  // from accept, and from the first byte of later requests
   TimePoint header_deadline_;

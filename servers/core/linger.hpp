@@ -8,8 +8,10 @@
 // it (FIN after the queued response), then reads and discards what keeps arriving until the
 // peer's EOF, kLingerBytes or kLingerTime, whichever comes first, and closes it then. This runs
 // on one small helper thread per process (an epoll loop), so no model's own loop changes.
-// A socket with nothing unread is closed by the model as before: the common path costs one
-// recv(2) more per server-side close.
+// The model asks only when the core says the peer may still be sending
+// (Connection::may_have_unread_input(): an error ended the connection, bytes are buffered past
+// the last request, or a body was arriving), as nginx decides from its own state: a connection
+// that ends because the client asked, or closed, costs no system call more.
 #pragma once
 
 #include "clock.hpp"

@@ -179,7 +179,9 @@ Task<void> serve_steps(Shared& shared, UniqueFd fd) {
       case Step::kWaitWork:  // the work is awaited above, so never seen here
         co_return;
       case Step::kClose:
-        if (has_unread_input(sock.fd())) linger_close(sock.take_fd());  // linger.hpp
+        if (conn.may_have_unread_input() && has_unread_input(sock.fd())) {
+          linger_close(sock.take_fd());  // a lingering close (linger.hpp)
+        }
         co_return;
     }
   }

@@ -388,7 +388,7 @@ void arm_timer(Loop& loop, Client& c) {
 }
 
 void finish_close(Loop& loop, Client* c) {
-  if (!loop.stopping && has_unread_input(c->fd)) {
+  if (!loop.stopping && c->conn.may_have_unread_input() && has_unread_input(c->fd)) {
     linger_close(UniqueFd(c->fd));  // a lingering close (linger.hpp)
   } else {
     io_uring_sqe* sqe = get_sqe(loop);

@@ -157,9 +157,9 @@ void arm_timer(Loop& loop, Client& c) {
 }
 
 void close_client(Loop& loop, Client* c) {
-  if (!loop.stopping && has_unread_input(c->fd.get())) {  // a lingering close (linger.hpp)
+  if (!loop.stopping && c->conn.may_have_unread_input() && has_unread_input(c->fd.get())) {
     sys::epoll_ctl(loop.epoll.get(), EPOLL_CTL_DEL, c->fd.get(), nullptr);
-    linger_close(std::move(c->fd));
+    linger_close(std::move(c->fd));  // a lingering close (linger.hpp)
   }
   loop.slots[c->slot] = nullptr;
   ++loop.generations[c->slot];  // timers still in the heap for this slot go stale

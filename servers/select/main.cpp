@@ -107,7 +107,9 @@ struct Loop {
 
 void close_client(Loop& loop, Client* c) {
   const int fd = c->fd.get();
-  if (!loop.stopping && has_unread_input(fd)) linger_close(std::move(c->fd));  // linger.hpp
+  if (!loop.stopping && c->conn.may_have_unread_input() && has_unread_input(fd)) {
+    linger_close(std::move(c->fd));  // a lingering close (linger.hpp)
+  }
   loop.clients[static_cast<std::size_t>(fd)] = nullptr;
   while (loop.max_client_fd >= 0 && loop.clients[static_cast<std::size_t>(loop.max_client_fd)] == nullptr) {
     --loop.max_client_fd;

@@ -82,6 +82,7 @@ struct Server {
 struct ConnectionThread {
   Server& server;
   UniqueFd socket;
+  bool may_linger = false;  // at the end: the peer may still be sending (see linger.hpp)
 };
 
 // Blocking recv with the connection's next deadline as SO_RCVTIMEO.
@@ -158,6 +159,7 @@ void serve_connection(ConnectionThread& ct) {
         break;
     }
   }
+  ct.may_linger = conn.may_have_unread_input();
 }
 
 void* connection_main(void* arg) {
@@ -175,7 +177,7 @@ void* connection_main(void* arg) {
   {
     std::lock_guard lock(server.mutex);
     server.open_fds.erase(fd);
-    if (!server.stopping.load() && has_unread_input(fd)) {
+    if (!server.stopping.load() && ct->may_linger && has_unread_input(fd)) {
       linger_close(std::move(ct->socket));  // a lingering close (linger.hpp)
     }
     delete ct;  // closes the socket while shutdown() cannot pick its number

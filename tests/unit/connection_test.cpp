@@ -495,6 +495,33 @@ TEST_F(ConnectionTest, ContentLengthOverMaxBodyGets413AndCloses) {
   EXPECT_EQ(r[0].header("Connection"), "close");
 }
 
+// Lingering close (servers/core/linger.hpp) asks the socket only when the core says the peer
+// may still be sending: after an error, with bytes buffered past the last request, or mid-body;
+// never when the client asked to close or has closed.
+TEST_F(ConnectionTest, MayHaveUnreadInputOnlyWhenThePeerMayStillSend) {
+  {
+    FakeDriver d(app(), limits, memory);
+    EXPECT_EQ(d.run("GET /ping HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"), Step::kClose);
+    EXPECT_FALSE(d.conn().may_have_unread_input()) << "the client asked to close";
+  }
+  {
+    FakeDriver d(app(), limits, memory);
+    EXPECT_EQ(d.run("GET /ping HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" +
+                    std::string(kPing)),
+              Step::kClose);
+    EXPECT_TRUE(d.conn().may_have_unread_input()) << "a request is buffered past the close";
+  }
+  {
+    limits.max_body_bytes = 100;
+    FakeDriver d(app(), limits, memory);
+    EXPECT_EQ(d.run("POST /ping HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n"),
+              Step::kClose);
+    EXPECT_TRUE(d.conn().may_have_unread_input()) << "a 413: the body may still be arriving";
+    d.eof();
+    EXPECT_FALSE(d.conn().may_have_unread_input()) << "the peer closed: nothing more comes";
+  }
+}
+
 TEST_F(ConnectionTest, ContentLengthAtMaxBodyIsAccepted) {
   limits.max_body_bytes = 100;
   FakeDriver d(app(), limits, memory);
