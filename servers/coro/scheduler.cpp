@@ -11,6 +11,9 @@
 #include <cerrno>
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <string>
 #include <deque>
 #include <system_error>
 #include <thread>
@@ -146,6 +149,13 @@ struct SchedulerState final : TaskOwner {
   std::uint64_t timer_seq = 0;
   std::atomic<std::int64_t> next_timer_ns{kNever};
   std::size_t timers_swept = 0;  // heap size after the last sweep of dead entries
+
+  // The latency probe (IOLAB_SCHED_PROBE_MS, off by default): a coroutine that yields every
+  // probe_ms and records, in microseconds, how long it waited in the run queue to be resumed.
+  // Written only by the probe (one coroutine, so one thread at a time), read after stop()
+  // joined the workers.
+  int probe_ms = 0;
+  std::vector<std::uint32_t> probe_us;
 
   std::mutex io_mutex;
   std::vector<std::unique_ptr<IoState[]>> io_chunks;
@@ -691,6 +701,46 @@ void arm_deadline(IoState& io, TimePoint deadline) {
                   {deadline, 0, nullptr, &io, io.generation.load(std::memory_order_relaxed)});
 }
 
+namespace {
+constexpr std::size_t kMaxProbeSamples = 1 << 20;
+
+Task<void> latency_probe(SchedulerState& s) {
+  const auto every = std::chrono::milliseconds(s.probe_ms);
+  while (!s.stopping.load(std::memory_order_relaxed)) {
+    const auto t0 = Clock::now();
+    co_await yield();
+    const auto waited = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0);
+    if (s.probe_us.size() < kMaxProbeSamples) {
+      s.probe_us.push_back(static_cast<std::uint32_t>(std::min<std::int64_t>(
+          waited.count(), std::numeric_limits<std::uint32_t>::max())));
+    }
+    co_await sleep_for(every);
+  }
+}
+
+// One line on stderr: the probe's latency percentiles and the resumptions per worker, the
+// figures of claim C15 (bench/iolab_bench/probes.py reads it).
+void print_probe(SchedulerState& s) {
+  std::vector<std::uint32_t> us = s.probe_us;
+  std::sort(us.begin(), us.end());
+  auto pct = [&us](double q) {
+    if (us.empty()) return 0.0;
+    const auto i = static_cast<std::size_t>(q * static_cast<double>(us.size() - 1));
+    return static_cast<double>(us[i]);
+  };
+  std::string resumes;
+  for (const auto& w : s.workers) {
+    if (!resumes.empty()) resumes += ',';
+    resumes += std::to_string(w->c.resumes.load(std::memory_order_relaxed));
+  }
+  std::fprintf(stderr,
+               "coro scheduler probe: samples=%zu p50_us=%.0f p99_us=%.0f max_us=%.0f "
+               "resumes=%s\n",
+               us.size(), pct(0.5), pct(0.99), us.empty() ? 0.0 : static_cast<double>(us.back()),
+               resumes.c_str());
+}
+}  // namespace
+
 }  // namespace detail
 
 // ---- Scheduler --------------------------------------------------------------------------
@@ -719,6 +769,10 @@ Scheduler::Scheduler(SchedulerOptions options)
     s.workers.push_back(std::make_unique<detail::Worker>(s, i));
   }
   for (auto& w : s.workers) w->thread = std::thread(detail::worker_main, std::ref(*w));
+  if (const char* probe = std::getenv("IOLAB_SCHED_PROBE_MS")) {
+    s.probe_ms = std::max(1, std::atoi(probe));
+    spawn(detail::latency_probe(s));
+  }
 }
 
 bool Scheduler::stop(std::chrono::milliseconds grace) {
@@ -732,6 +786,7 @@ bool Scheduler::stop(std::chrono::milliseconds grace) {
       if (w->thread.joinable()) w->thread.join();
     }
     s.stopped = true;
+    if (s.probe_ms > 0) detail::print_probe(s);
   }
   if (!s.pool.shutdown(grace)) s.pool_abandoned = true;
   return !s.pool_abandoned;
