@@ -5,6 +5,9 @@
 #   make labs-check      check every lab's solution/
 #   make lab-figures     fill the labs' figures and README's claims ledger from results/reference/
 #   make claims [RESULTS=dir]  claims ledger C01-C20 of a run or folder of runs; writes ledger.md + chart
+#                        (a folder of machine folders: the machines side by side, machines.md)
+#   make claims-probes   the ledger's probes (C07 startup, C20 descriptors, C15 scheduler) into
+#                        results/runs/; PROBES=scheduler to run one, PROBE_REPEATS=N to shorten
 #
 # Generic pattern rules: a new folder labs/NN-topic/ needs nothing here. For `lab-01-check` make
 # picks lab-%-check over lab-% (the rule with the shorter stem wins).
@@ -18,7 +21,10 @@ HAVE_CHARTS := $(shell grep -ls '^charts:' Makefile $(MAKEFILE_PARTS))
 RESULTS ?= results/latest
 CLAIMS_ARGS ?=
 
-.PHONY: labs-check lab-figures claims
+PROBES ?= scheduler descriptors startup
+PROBE_REPEATS ?=
+
+.PHONY: labs-check lab-figures claims claims-probes
 
 lab-%-check:
 	@scripts/install-deps.sh test
@@ -42,3 +48,10 @@ lab-figures:
 claims:
 	@scripts/install-deps.sh test
 	/usr/bin/python3 bench/claims.py --results $(RESULTS) $(CLAIMS_ARGS)
+
+claims-probes:
+	@scripts/install-deps.sh bench
+	@$(MAKE) --no-print-directory build
+	@for p in $(PROBES); do \
+	  /usr/bin/python3 bench/claims.py --probe $$p --bin-dir $(BUILD_DIR)/bin \
+	    $(if $(PROBE_REPEATS),--repeats $(PROBE_REPEATS)) || exit 1; done

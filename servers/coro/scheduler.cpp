@@ -151,11 +151,11 @@ struct SchedulerState final : TaskOwner {
   std::size_t timers_swept = 0;  // heap size after the last sweep of dead entries
 
   // The latency probe (IOLAB_SCHED_PROBE_MS, off by default): a coroutine that yields every
-  // probe_ms and records, in microseconds, how long it waited in the run queue to be resumed.
+  // probe_ms and records, in nanoseconds, how long it waited in the run queue to be resumed.
   // Written only by the probe (one coroutine, so one thread at a time), read after stop()
   // joined the workers.
   int probe_ms = 0;
-  std::vector<std::uint32_t> probe_us;
+  std::vector<std::uint32_t> probe_ns;
 
   std::mutex io_mutex;
   std::vector<std::unique_ptr<IoState[]>> io_chunks;
@@ -709,9 +709,9 @@ Task<void> latency_probe(SchedulerState& s) {
   while (!s.stopping.load(std::memory_order_relaxed)) {
     const auto t0 = Clock::now();
     co_await yield();
-    const auto waited = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0);
-    if (s.probe_us.size() < kMaxProbeSamples) {
-      s.probe_us.push_back(static_cast<std::uint32_t>(std::min<std::int64_t>(
+    const auto waited = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0);
+    if (s.probe_ns.size() < kMaxProbeSamples) {
+      s.probe_ns.push_back(static_cast<std::uint32_t>(std::min<std::int64_t>(
           waited.count(), std::numeric_limits<std::uint32_t>::max())));
     }
     co_await sleep_for(every);
@@ -721,12 +721,12 @@ Task<void> latency_probe(SchedulerState& s) {
 // One line on stderr: the probe's latency percentiles and the resumptions per worker, the
 // figures of claim C15 (bench/iolab_bench/probes.py reads it).
 void print_probe(SchedulerState& s) {
-  std::vector<std::uint32_t> us = s.probe_us;
-  std::sort(us.begin(), us.end());
-  auto pct = [&us](double q) {
-    if (us.empty()) return 0.0;
-    const auto i = static_cast<std::size_t>(q * static_cast<double>(us.size() - 1));
-    return static_cast<double>(us[i]);
+  std::vector<std::uint32_t> ns = s.probe_ns;
+  std::sort(ns.begin(), ns.end());
+  auto pct = [&ns](double q) {
+    if (ns.empty()) return 0.0;
+    const auto i = static_cast<std::size_t>(q * static_cast<double>(ns.size() - 1));
+    return static_cast<double>(ns[i]) / 1000.0;
   };
   std::string resumes;
   for (const auto& w : s.workers) {
@@ -734,9 +734,9 @@ void print_probe(SchedulerState& s) {
     resumes += std::to_string(w->c.resumes.load(std::memory_order_relaxed));
   }
   std::fprintf(stderr,
-               "coro scheduler probe: samples=%zu p50_us=%.0f p99_us=%.0f max_us=%.0f "
+               "coro scheduler probe: samples=%zu p50_us=%.3f p99_us=%.3f max_us=%.3f "
                "resumes=%s\n",
-               us.size(), pct(0.5), pct(0.99), us.empty() ? 0.0 : static_cast<double>(us.back()),
+               ns.size(), pct(0.5), pct(0.99), pct(1.0),
                resumes.c_str());
 }
 }  // namespace
