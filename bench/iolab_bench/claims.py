@@ -27,8 +27,9 @@ RESULTS may be one run folder or a folder of run folders (results/runs/, or
 results/reference/<machine>/ from `make bench-full`); each source is taken from the newest run
 that has it. A folder of machine folders (results/reference/, or one you gather from several
 machines) puts the machines side by side instead: per claim, each machine's figure, interval and
-verdict, the committed reference results/reference/amd-epyc-2cpu-vm first (machines.md). Unless --no-write, it writes ledger.md into that folder and beside it the chart
-claims.png and .svg (matplotlib; the machine in the title, units on the axes).
+verdict, the committed reference results/reference/amd-epyc-2cpu-vm first (machines.md). Unless
+--no-write, it writes ledger.md into that folder and beside it the chart claims.png and .svg
+(matplotlib; the machine in the title, units on the axes).
 
 With --readme FILE it instead rewrites the block between <!-- claims-ledger --> and
 <!-- /claims-ledger --> in FILE (the top-level README) from the committed reference run,
@@ -36,6 +37,7 @@ results/reference/<machine>/ ("what we found on this machine"; make lab-figures)
 
 Usage: bench/claims.py [--results results/latest] [--only C01,C08] [--no-write] [--out DIR]
        bench/claims.py --readme README.md [--reference results/reference] [--machine NAME]
+       bench/claims.py --probe startup|descriptors|scheduler [--repeats N]   (probes.py)
 """
 
 import argparse
