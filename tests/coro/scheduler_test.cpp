@@ -14,6 +14,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <numeric>
@@ -683,6 +685,45 @@ TEST(CoroTimers, DeadSocketDeadlinesAreDroppedUnderChurn) {
   const SchedulerStats st = s.stats();
   EXPECT_LE(st.timers_pending, 64u) << "dead timer entries pile up";
   EXPECT_EQ(st.timers_fired, 1u);
+}
+
+}  // namespace
+}  // namespace iolab::coro
+
+namespace iolab::coro {
+namespace {
+
+// The latency probe of claim C15 (IOLAB_SCHED_PROBE_MS, bench/iolab_bench/probes.py): off, the
+// scheduler prints nothing at stop; on, one line with the samples it took and one resumption
+// count per worker, counts that can be checked without judging any timing.
+TEST(CoroScheduler, LatencyProbePrintsSamplesAndResumesPerWorker) {
+  ::unsetenv("IOLAB_SCHED_PROBE_MS");
+  {
+    testing::internal::CaptureStderr();
+    SchedulerOptions two;
+    two.workers = 2;
+    Scheduler off(two);
+    off.stop();
+    EXPECT_EQ(testing::internal::GetCapturedStderr().find("scheduler probe"), std::string::npos);
+  }
+  ::setenv("IOLAB_SCHED_PROBE_MS", "1", 1);
+  testing::internal::CaptureStderr();
+  SchedulerOptions two;
+  two.workers = 2;
+  Scheduler on(two);
+  std::this_thread::sleep_for(50ms);  // about 50 probes; one is enough
+  on.stop();
+  ::unsetenv("IOLAB_SCHED_PROBE_MS");
+  const std::string err = testing::internal::GetCapturedStderr();
+  unsigned long samples = 0, a = 0, b = 0;
+  const auto at = err.find("coro scheduler probe: samples=");
+  ASSERT_NE(at, std::string::npos) << err;
+  ASSERT_EQ(std::sscanf(err.c_str() + at, "coro scheduler probe: samples=%lu", &samples), 1);
+  EXPECT_GE(samples, 1u);
+  const auto resumes = err.find("resumes=", at);
+  ASSERT_NE(resumes, std::string::npos) << err;
+  ASSERT_EQ(std::sscanf(err.c_str() + resumes, "resumes=%lu,%lu", &a, &b), 2) << err;
+  EXPECT_GE(a + b, samples);  // each sample is one resumption after its yield
 }
 
 }  // namespace
