@@ -148,6 +148,29 @@ class RealLedgerTest(Fixture):
         self.assertEqual(rc, 2)
 
 
+class SideBySideTest(Fixture):
+    def test_machine_folders_side_by_side_reference_first(self) -> None:
+        # A folder of machine folders: each machine's figure and verdict per claim, the
+        # reference first whatever its name.
+        write_run(self.root / "machines" / "aa-intel" / "micro", "micro",
+                  micro=syscalls(186, 70))
+        write_run(self.root / "machines" / "zz-amd" / "micro", "micro",
+                  micro=syscalls(2303, 855))
+        machines = claims.machine_folders(self.root / "machines")
+        self.assertEqual([m.name for m in machines], ["aa-intel", "zz-amd"])
+        order = claims.side_by_side_order(machines, self.root / "machines" / "zz-amd")
+        self.assertEqual([m.name for m in order], ["zz-amd", "aa-intel"])
+        self.assertEqual(claims.machine_folders(self.root / "machines" / "zz-amd"), [])
+        rc, out = self.run_main("--results", str(self.root / "machines"), "--only", "C01",
+                                "--no-reference")
+        self.assertEqual(rc, 0, out)
+        self.assertRegex(out, r"aa-intel +186 cycles \(no interval: 1 round\)  -> does not hold")
+        self.assertRegex(out, r"zz-amd +2303 cycles \(no interval: 1 round\)  -> does not hold")
+        md = (self.root / "machines" / "machines.md").read_text()
+        self.assertIn("| C01 | 800-1200 cycles | 186 cycles (no interval: 1 round) "
+                      "**does not hold** | 2303 cycles", md)
+
+
 class ReadmeTest(Fixture):
     def test_readme_block_from_reference_or_placeholder(self) -> None:
         readme = self.root / "README.md"
