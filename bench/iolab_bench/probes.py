@@ -14,6 +14,9 @@ harness/summary.json), so bench/claims.json names its figures as harness sources
                p99 of that latency and the balance of resumptions between the workers, one round
                per repeat.
 
+Each round is judged by the harness's rule on other processes' CPU while it ran
+(validity.MAX_BACKGROUND_CPUS; for startup, over the whole timing, which follows the builds).
+
 A probe's settings (servers, points, repeats and its own) are in bench/probes/<name>.json; the
 ledger's test checks its sources against them as against a scenario's.
 """
@@ -22,6 +25,7 @@ import datetime
 import json
 import os
 import re
+import resource
 import signal
 import statistics
 import subprocess
@@ -30,7 +34,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from . import ROOT, HarnessError, runfolder
+from . import ROOT, HarnessError, machine, runfolder
+from .validity import MAX_BACKGROUND_CPUS
 
 PROBES = ROOT / "bench" / "probes"
 
@@ -140,32 +145,80 @@ def stop_server(proc: "subprocess.Popen[str]") -> str:
     return err
 
 
-def loadgen(bin_dir: Path, port: int, args: list[str], timeout_s: float) -> dict[str, Any]:
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and all its threads so far (/proc/PID/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def loadgen(bin_dir: Path, port: int, args: list[str], timeout_s: float,
+            server_pid: int | None = None) -> dict[str, Any]:
+    """loadgen's JSON report, with "background_cpus": other processes' CPU during the whole
+    run (the harness's rule: above validity.MAX_BACKGROUND_CPUS the round is not valid)."""
     cmd = [str(bin_dir / "loadgen"), "--url", f"http://127.0.0.1:{port}/ping", "--json", "-",
            *args]
+    busy, server, wall = machine.read_busy_s(), 0.0, time.monotonic()
+    if server_pid is not None:
+        server = proc_cpu_s(server_pid)
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     if res.returncode != 0:
         raise HarnessError(f"loadgen failed (exit {res.returncode}): {res.stderr.strip()}")
     report: dict[str, Any] = json.loads(res.stdout)
+    busy = machine.read_busy_s() - busy
+    if server_pid is not None:
+        server = proc_cpu_s(server_pid) - server
+    client = report.get("client_cpu_total_s") or {}
+    client_s = float(client.get("user", 0.0)) + float(client.get("sys", 0.0))
+    report["background_cpus"] = max(0.0, busy - server - client_s) / max(
+        time.monotonic() - wall, 1e-9)
     return report
+
+
+def background_problem(report: dict[str, Any]) -> str | None:
+    b = float(report.get("background_cpus") or 0.0)
+    return f"background load {b:.2f} CPUs" if b > MAX_BACKGROUND_CPUS else None
 
 
 # ---- the probes -----------------------------------------------------------------------------
 
-def probe_startup(spec: dict[str, Any], run: ProbeRun, bin_dir: Path) -> None:
+def _startup_sh(args: list[str], env: dict[str, str] | None = None
+                ) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """startup.sh's summary, hyperfine's export, and other processes' CPU while it ran."""
     with tempfile.TemporaryDirectory(prefix="iolab-probe-startup-") as tmp:
         export = Path(tmp) / "hyperfine.json"
-        cmd = [str(ROOT / "bench" / "perf" / "startup.sh"), "--runs", str(spec["runs"]),
-               "--model", spec["servers"][0], "--export", str(export)]
+        cmd = [str(ROOT / "bench" / "perf" / "startup.sh"), *args, "--export", str(export)]
         print("probe startup: " + " ".join(cmd), flush=True)
-        res = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        own = resource.getrusage(resource.RUSAGE_CHILDREN)
+        busy, wall = machine.read_busy_s(), time.monotonic()
+        res = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env)
+        busy, wall = machine.read_busy_s() - busy, time.monotonic() - wall
+        done = resource.getrusage(resource.RUSAGE_CHILDREN)
         if res.returncode != 0 or not export.exists():
             raise HarnessError(f"startup.sh failed (exit {res.returncode})")
-        results = {r["command"]: r for r in json.loads(export.read_text())["results"]}
-    run.doc["startup_summary"] = json.loads(res.stdout) if res.stdout.strip() else None
+        ours = (done.ru_utime - own.ru_utime) + (done.ru_stime - own.ru_stime)
+        hyperfine = json.loads(export.read_text())
+    return json.loads(res.stdout), hyperfine, max(0.0, busy - ours) / max(wall, 1e-9)
+
+
+def probe_startup(spec: dict[str, Any], run: ProbeRun, bin_dir: Path) -> None:
+    model = spec["servers"][0]
+    # First the two builds (startup.sh keeps them), timed twice only; then the timing alone on
+    # those binaries, so that other processes' CPU is measured over the timing and nothing else.
+    built, _, _ = _startup_sh(["--runs", "2", "--model", model])
+    env = dict(os.environ, STARTUP_DYNAMIC=built["dynamic"], STARTUP_STATIC=built["static"])
+    summary, hyperfine, background = _startup_sh(
+        ["--runs", str(spec["runs"]), "--model", model], env)
+    run.doc["startup_summary"] = summary
+    results = {r["command"]: r for r in hyperfine["results"]}
+    invalid = (f"background load {background:.2f} CPUs" if background > MAX_BACKGROUND_CPUS
+               else None)
     for point in spec["points"]:
         for i, seconds in enumerate(results[f"help-{point}"]["times"]):
-            run.add(spec["servers"][0], point, i, {"startup_ms": 1000.0 * seconds})
+            run.add(model, point, i, {"startup_ms": 1000.0 * seconds,
+                                      "background_cpus": background}, invalid)
 
 
 def probe_descriptors(spec: dict[str, Any], run: ProbeRun, bin_dir: Path) -> None:
@@ -184,7 +237,7 @@ def probe_descriptors(spec: dict[str, Any], run: ProbeRun, bin_dir: Path) -> Non
                     "--idle-connections", str(idle), "--new-connection-per-request",
                     "--connections", str(spec["connections"]), "--rate", f"{rate:g}",
                     "--duration", f"{duration:g}s", "--timeout", "1s",
-                    "--setup-timeout", "5s"], timeout_s=duration + 60)
+                    "--setup-timeout", "5s"], timeout_s=duration + 60, server_pid=proc.pid)
             except HarnessError as e:
                 run.add(server, point, repeat, {"served_share": None}, str(e),)
                 continue
@@ -197,7 +250,8 @@ def probe_descriptors(spec: dict[str, Any], run: ProbeRun, bin_dir: Path) -> Non
             run.add(server, point, repeat, {
                 "served_share": served / offered, "errors": float(errors),
                 "idle_ready": float((report.get("idle_connections") or {}).get("ready", 0)),
-                "server_alive": 1.0 if alive else 0.0})
+                "server_alive": 1.0 if alive else 0.0,
+                "background_cpus": report["background_cpus"]}, background_problem(report))
 
 
 SCHED_LINE = re.compile(r"scheduler probe: samples=(\d+) p50_us=([0-9.]+) p99_us=([0-9.]+) "
@@ -216,9 +270,10 @@ def probe_scheduler(spec: dict[str, Any], run: ProbeRun, bin_dir: Path) -> None:
             report = loadgen(bin_dir, port, [
                 "--connections", str(spec["connections"]), "--threads", "1",
                 "--duration", f"{spec['duration_s']}s", "--warmup", "1s"],
-                timeout_s=float(spec["duration_s"]) + 30)
+                timeout_s=float(spec["duration_s"]) + 30, server_pid=proc.pid)
             if (report.get("errors") or {}).get("total"):
                 invalid = f"{report['errors']['total']} errors"
+            invalid = invalid or background_problem(report)
         except HarnessError as e:
             invalid = str(e)
         err = stop_server(proc)
