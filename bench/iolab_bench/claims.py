@@ -422,8 +422,12 @@ def evaluate_check(check: dict[str, Any], sources: dict[str, Any],
             continue
         measured[name] = m
         fig = m.figure
-        where.append(f"{name} = {figures.format_value(fig.value)} from {fig.where} "
-                     f"({len(m.rounds)} rounds)")
+        values = list(m.rounds.values())
+        shown = (f"{figures.format_value(sum(values) / len(values))} (mean of {len(values)} "
+                 f"rounds: {', '.join(figures.format_value(v) for v in values[:10])}"
+                 f"{'...' if len(values) > 10 else ''})" if values else
+                 f"{figures.format_value(fig.value)} (no rounds found; the summary's median)")
+        where.append(f"{name} = {shown} from {fig.where}")
         if not fig.valid:
             why.append(f"{name}: {'; '.join(fig.why_invalid)}")
     if missing:
