@@ -157,6 +157,14 @@ def href(target: Path, page_dir: Path) -> str:
     return esc(quote(text))
 
 
+def shown_path(path: Path) -> str:
+    """A folder as the page names it: relative to the repository when inside it."""
+    try:
+        return path.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def link(target: Path, page_dir: Path, text: str | None = None) -> str:
     return f'<a href="{href(target, page_dir)}">{esc(text or target.name)}</a>'
 
@@ -451,8 +459,8 @@ def charts_html(folder: Path, page_dir: Path) -> str:
                    + (f" · {link(folder / 'ledger.md', page_dir)}"
                       if (folder / "ledger.md").exists() else "") + "</figcaption></figure>")
     if not out:
-        return (f'<p class="muted">No charts in {esc(charts)}: <code>make charts '
-                f"RESULTS={esc(folder)}</code> draws them.</p>")
+        return (f'<p class="muted">No charts in {esc(shown_path(charts))}: <code>make charts '
+                f"RESULTS={esc(shown_path(folder))}</code> draws them.</p>")
     return "\n".join(out)
 
 
@@ -577,7 +585,8 @@ def write_report(folder: Path) -> Path:
     up = (f'<p class="muted">Part of {link(parent, folder, "the machines side by side")}.</p>'
           if kind == MACHINE and (folder.parent / REPORT).exists() else "")
     sections = [f"<h1>{esc(title)}</h1>",
-                f"<p><b>{esc(machine_name(first))}</b>. {esc(kind)} <code>{esc(folder)}</code>"
+                f"<p><b>{esc(machine_name(first))}</b>. {esc(kind.capitalize())} "
+                f"<code>{esc(shown_path(folder))}</code>"
                 f"{'' if kind == RUN else f', {len(runs)} runs shown'}. Every figure names this "
                 f"machine; a shared or loaded machine makes figures not valid, and the notes say "
                 f"which.</p>", up, "<nav>" + "".join(nav) + "</nav>"]
@@ -679,11 +688,11 @@ def write_side_by_side(root: Path) -> tuple[Path, list[Path]]:
     any_run = [r for r in picked.values() if r is not None]
     head = ["", *(f"{link(m / REPORT, root, m.name)}" for m in machines)]
     parts = [f"<h1>iolab: {len(machines)} machines side by side</h1>",
-             f"<p>Folder of machine folders <code>{esc(root)}</code>. Each column is one machine "
-             f"folder; its name leads to that machine's own report. Figures come from each "
-             f"machine's newest {' or '.join(SIDE_BY_SIDE_SCENARIOS)} run; a machine measures "
-             f"only itself, so compare ratios and verdicts across columns rather than raw "
-             f"figures.</p>",
+             f"<p>Folder of machine folders <code>{esc(shown_path(root))}</code>. Each column "
+             f"is one machine folder; its name leads to that machine's own report. Figures "
+             f"come from each machine's newest {' or '.join(SIDE_BY_SIDE_SCENARIOS)} run; a "
+             f"machine measures only itself, so compare ratios and verdicts across columns "
+             f"rather than raw figures.</p>",
              '<nav><a href="#cpu">CPU per request</a><a href="#ratio">saturation ratio</a>'
              '<a href="#claims">claims</a><a href="#manifests">manifests</a>'
              '<a href="#notes">notes</a></nav>']
