@@ -8,6 +8,8 @@
 # machine's own. Each page is one file (images embedded, no script, nothing fetched) linking the
 # raw files, chart CSVs and the executed notebooks (DIR/notebooks/*.html, written by make
 # charts) by relative paths. Standard library only: about a second.
+RESULTS ?= results/latest
+
 .PHONY: report
 
 report:
