@@ -4,10 +4,10 @@ chromium-driver and python3-selenium, scripts/install-deps.sh test).
 
   browser_test.py [--out DIR]     (CTest gives its build folder; default a temporary one)
 
-It copies committed runs into DIR/work (the AMD EPYC reference machine folder and the synthetic
-machine of tests/report/fixture-machines/ as a folder of two machines; the notebooks' fixture run
-as a machine folder; its quick run as a run folder), writes their reports with bench/report.py as
-`make report` does, and opens each page at 1280 and 390 px wide. A page fails on:
+It copies committed runs into DIR/work (every reference machine folder of results/reference/ and
+the synthetic machine of tests/report/fixture-machines/ as one folder of machines; the notebooks'
+fixture run as a machine folder; its quick run as a run folder), writes their reports with
+bench/report.py as `make report` does, and opens each page at 1280 and 390 px wide. A page fails on:
   - a SEVERE entry in the browser's console (a resource that did not load, a bad URL...),
   - an image whose naturalWidth is 0 (not loaded, or a data URI that does not decode),
   - horizontal scrolling at 390 px (something wider than a phone's screen outside a scroll
@@ -116,8 +116,10 @@ def make_reports(work: Path) -> list[Path]:
     """Copies the committed runs into work/ and writes their reports; returns the pages."""
     reference = work / "reference"
     reference.mkdir(parents=True)
-    shutil.copytree(ROOT / "results" / "reference" / "amd-epyc-2cpu-vm",
-                    reference / "amd-epyc-2cpu-vm", ignore=shutil.ignore_patterns("report.html"))
+    for machine in sorted((ROOT / "results" / "reference").iterdir()):
+        if machine.is_dir():  # every committed reference machine (amd-epyc-2cpu-vm, ...)
+            shutil.copytree(machine, reference / machine.name,
+                            ignore=shutil.ignore_patterns("report.html", "notebooks"))
     for machine in sorted((HERE / "fixture-machines").iterdir()):
         if machine.is_dir():
             shutil.copytree(machine, reference / machine.name)
