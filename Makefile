@@ -1,6 +1,7 @@
 # iolab's user interface. `make bench` and `make test` are the two commands in the README.
 #
-#   make bench           set up, build, run the quick scenario into results/runs/, print the summary
+#   make bench           set up, build, run the quick scenario into results/runs/, print the summary,
+#                        draw the charts and write the run's page (report.html: make report)
 #   make bench SCENARIO=c10k   (bench/run.py --list shows them)   make bench-full (all, resumable)
 #   make bench TARGET=host:port [LABEL=name]   measure a server started elsewhere (make serve BIND=0.0.0.0)
 #   make deps            install (as root) or name the Debian packages
@@ -43,7 +44,7 @@ export PYTHONPATH := $(IOLAB_PYTHONPATH)$(if $(filter-out $(IOLAB_PYTHONPATH),$(
 .PHONY: help bench bench-full deps build configure test test-mutants compare compare-servers doctor serve format clean micro
 
 help:
-	@sed -n '3,16p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,17p' Makefile | sed 's/^# \{0,1\}//'
 	@for f in $(MAKEFILE_PARTS); do sed -n 's/^#   make /  make /p' $$f; done
 
 bench:
@@ -56,6 +57,8 @@ bench:
 	fi
 	@echo "bench: charts of $$(readlink -f results/latest) into results/latest/charts"
 	@$(MAKE) --no-print-directory charts RESULTS=results/latest
+	@$(MAKE) --no-print-directory report RESULTS=results/latest >/dev/null && \
+	  echo "bench: the run as one page: $$(readlink -f results/latest)/report.html"
 
 bench-full:
 	@scripts/install-deps.sh bench

@@ -12,8 +12,10 @@ papermill. The kernel is the project's own kernelspec (notebooks/jupyter, found 
 JUPYTER_PATH) that runs /usr/bin/python3, so a kernelspec of the user's named python3 cannot
 send the notebooks to another interpreter. One line per notebook: the charts it wrote, or why
 it was skipped (its data is not in DIR: iolab_plots.NEEDS), or that it failed with the end of
-its traceback. Executed notebooks are thrown away: the charts are the output, the notebooks in
-the source tree stay without outputs. Exit status 1 when a notebook that had data failed.
+its traceback. Each executed notebook is kept as a page, DIR/notebooks/NN-name.html (nbconvert
+--to html, its external scripts removed so it opens without a network; make report links it);
+the notebooks in the source tree stay without outputs. Exit status 1 when a notebook that had
+data failed.
 
 `reference` (make reference) copies finished runs into results/reference/<machine>/<scenario>/,
 keeping only the small files that charts and checks read (manifest.json, harness rows and
@@ -55,9 +57,21 @@ def notebooks(directory: str | Path) -> list[Path]:
     return found
 
 
+# The scripts nbconvert's HTML template loads (require.js and MathJax, from file:// paths on
+# Debian, a CDN elsewhere) and MathJax's configuration: the notebooks use neither, and a page
+# that fetches nothing opens anywhere.
+EXTERNAL_SCRIPT = re.compile(r'<script[^>]*\bsrc="[^"]*"[^>]*>\s*</script>\n?'
+                             r'|<script type="text/x-mathjax-config">.*?</script>\n?', re.S)
+
+
+def pages_dir(results: ip.Results) -> Path:
+    """Where the executed notebooks go as HTML pages: beside make report's report.html."""
+    return results.root / "notebooks"
+
+
 def execute(nb: Path, results: ip.Results, charts_dir: Path,
             workdir: str | Path) -> tuple[bool, float, str]:
-    """Runs one notebook headless; returns (ok, seconds, error text)."""
+    """Runs one notebook headless into its HTML page; returns (ok, seconds, error text)."""
     # The user's Jupyter configuration and IPython start-up files stay out of it: a chart must
     # come out the same on every machine.
     env = dict(os.environ, RESULTS=str(results.root), CHARTS=str(charts_dir),
@@ -67,10 +81,12 @@ def execute(nb: Path, results: ip.Results, charts_dir: Path,
                JUPYTER_CONFIG_DIR=str(Path(workdir) / "jupyter-config"),
                IPYTHONDIR=str(Path(workdir) / f"ipython-{nb.stem}"),
                PYDEVD_DISABLE_FILE_VALIDATION="1")
-    cmd = [JUPYTER, "nbconvert", "--to", "notebook", "--execute",
+    pages = pages_dir(results)
+    pages.mkdir(parents=True, exist_ok=True)
+    cmd = [JUPYTER, "nbconvert", "--to", "html", "--execute",
            f"--ExecutePreprocessor.kernel_name={KERNEL}",
            f"--ExecutePreprocessor.timeout={NOTEBOOK_TIMEOUT_S}",
-           "--output-dir", str(workdir), "--output", nb.stem, str(nb)]
+           "--output-dir", str(pages), "--output", nb.stem, str(nb)]
     start = time.monotonic()
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
@@ -79,6 +95,9 @@ def execute(nb: Path, results: ip.Results, charts_dir: Path,
         return False, time.monotonic() - start, f"timed out after {NOTEBOOK_TIMEOUT_S + 60} s"
     except OSError as e:
         return False, time.monotonic() - start, f"cannot run {JUPYTER}: {e} (make deps)"
+    page = pages / f"{nb.stem}.html"
+    if proc.returncode == 0 and page.exists():
+        page.write_text(EXTERNAL_SCRIPT.sub("", page.read_text()))
     return proc.returncode == 0, time.monotonic() - start, proc.stderr
 
 
@@ -99,6 +118,7 @@ def draw_one(nb: Path, results: ip.Results, charts_dir: Path,
     name, prefix = nb.stem, nb.stem[:2]
     for old in chart_files(charts_dir, prefix):  # a chart the data no longer gives must go
         old.unlink()
+    (pages_dir(results) / f"{name}.html").unlink(missing_ok=True)
     ok, seconds, err = execute(nb, results, charts_dir, workdir)
     written = sorted({f.stem for f in chart_files(charts_dir, prefix) if f.suffix == ".png"})
     incomplete = [s for s in written

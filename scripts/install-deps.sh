@@ -29,7 +29,8 @@ test_pkgs=("${build_pkgs[@]}" python3 nginx-light strace linux-perf hyperfine do
            python3-yaml iproute2 python3-matplotlib python3-pandas jupyter-nbconvert
            python3-nbclient python3-ipykernel flake8 mypy python3-scipy
            clang libclang-rt-14-dev  # lab 05's TSan check; tests/fuzz's libFuzzer (clang)
-           llvm)  # llvm-symbolizer: sanitizer and fuzzer reports with file:line
+           llvm  # llvm-symbolizer: sanitizer and fuzzer reports with file:line
+           chromium chromium-driver python3-selenium)  # make report's pages in a browser (tests/report)
 # libh2o-evloop0.13 exports picohttpparser's phr_parse_request: micro_http races our parser
 # against it (bench/micro/http.cpp).
 bench_pkgs=("${build_pkgs[@]}" python3 libbenchmark-dev libh2o-evloop0.13 wrk apache2-utils nginx-light curl

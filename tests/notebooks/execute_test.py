@@ -8,7 +8,8 @@ the environment) on a scratch copy of tests/notebooks/fixture-run, which has dat
 notebook, and checks: one line per notebook saying what it drew, that every chart registered
 for the notebook was written as PNG, SVG and CSV, that each CSV is the table rebuilt from the
 rows and equals the committed one in fixture-run/charts, and that the source notebooks were
-left as they were (no outputs written back).
+left as they were (no outputs written back), and that each executed notebook was kept as an
+HTML page with its charts and no script to fetch (notebooks/NN-name.html, make report links it).
 """
 
 import hashlib
@@ -69,6 +70,10 @@ class ExecuteNotebook(unittest.TestCase):
                                      f"{stem}.csv differs from the committed fixture table")
                 self.assertEqual(hashlib.sha256(sources[nb].read_bytes()).hexdigest(), before[nb],
                                  "executing must not write into the source notebook")
+                # The executed notebook as a page beside make report's (no script to fetch).
+                page = (self.results / "notebooks" / f"{nb}.html").read_text()
+                self.assertIn("<img", page)
+                self.assertNotRegex(page, r"<script[^>]*\bsrc=")
         self.assertEqual(check_charts(charts, results), [])
         self.assertFalse(list(charts.glob("*.ipynb")), "executed notebooks are not kept")
 
