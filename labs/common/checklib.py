@@ -362,6 +362,23 @@ def open_connections(port: int, n: int, timeout: float = 10.0) -> list[Any]:
     return socks
 
 
+def ping_many(server: Server, n: int, wait: float = 10.0) -> tuple[list[int | None], Any]:
+    """n connections open at once, a GET /ping sent on each: their statuses (None: closed or no
+    answer within `wait` s), and /stats read meanwhile on a connection made before them."""
+    raise_own_fd_limit(n + 100)
+    control = server.keep_alive()
+    socks = open_connections(server.port, n)
+    try:
+        for sock in socks:
+            sock.sendall(PING)
+        deadline = time.monotonic() + wait
+        return [read_status(sock, deadline) for sock in socks], server.stats(control)
+    finally:
+        for sock in socks:
+            sock.close()
+        control.close()
+
+
 # ---- the conformance suite against one binary -----------------------------------------------
 
 # Timer and exhaustion tests take 1-2 s each; the quick run leaves them out (--full runs all).
