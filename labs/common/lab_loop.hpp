@@ -54,8 +54,8 @@ struct Client {
 struct Loop {
   explicit Loop(Shared& s) : shared(s) {}
   Shared& shared;
-  UniqueFd listener;      // non-blocking; accept4() with SOCK_NONBLOCK
-  UniqueFd wakeup_read;   // readable when main() wants the loop to stop
+  UniqueFd listener;     // non-blocking; accept4() with SOCK_NONBLOCK
+  UniqueFd wakeup_read;  // readable when main() wants the loop to stop
   UniqueFd wakeup_write;
   std::size_t open_connections = 0;
   bool stopping = false;
@@ -80,19 +80,15 @@ inline void forget(Loop& loop, Table& table, Client* c) {
   count(Counter::kConnectionsClosed);
 }
 
-// Sends the core's 503 without waiting and closes the socket (counted as refused).
-inline void refuse(Shared& shared, UniqueFd socket) {
-  ::send(socket.get(), shared.refusal.data(), shared.refusal.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-  count(Counter::kConnectionsRefused);
-}
-
 // Accepts what the backlog holds (64 at most: the other connections get their turn). A
-// descriptor numbered fd_limit or more is refused with a 503 (select() cannot watch it). After
-// EMFILE the connection stays in the backlog and the listener stays readable: the loop stops
-// watching it for 100 ms (lab 02).
+// descriptor numbered fd_limit or more (select() cannot watch it), or one past --max-conns, is
+// refused: the core's 503, sent without waiting, and the socket closed. After EMFILE the
+// connection stays in the backlog and the listener stays readable: the loop stops watching it
+// for 100 ms (lab 02).
 inline void on_accept(Loop& loop, Table& table, TimePoint now, int fd_limit) {
   for (int i = 0; i < 64; ++i) {
-    const int fd = sys::accept4(loop.listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    const int fd =
+        sys::accept4(loop.listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         count(Counter::kAcceptBackoffs);
@@ -102,7 +98,10 @@ inline void on_accept(Loop& loop, Table& table, TimePoint now, int fd_limit) {
     }
     if (fd >= fd_limit) count(Counter::kFdSetsizeRefused);
     if (fd >= fd_limit || loop.open_connections >= loop.shared.options.max_conns) {
-      refuse(loop.shared, UniqueFd(fd));
+      const std::string& refusal = loop.shared.refusal;
+      ::send(fd, refusal.data(), refusal.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      ::close(fd);
+      count(Counter::kConnectionsRefused);
       continue;
     }
     set_nodelay(fd);
@@ -127,8 +126,9 @@ inline void after_wait(Loop& loop, Table& table, TimePoint now) {
   if (now >= table.accept_paused_until) table.accept_paused_until = TimePoint::min();
 }
 inline TimePoint next_deadline(const Table& table, TimePoint now) {
-  TimePoint next = std::min(now + kMaxWait, table.accept_paused_until == TimePoint::min()
-                                                ? TimePoint::max() : table.accept_paused_until);
+  TimePoint next = now + kMaxWait;
+  const TimePoint paused = table.accept_paused_until;  // min(): not paused
+  if (paused != TimePoint::min()) next = std::min(next, paused);
   for (int fd = 0; fd <= table.max_fd; ++fd) {
     if (const Client* c = table.at(fd)) next = std::min(next, c->conn.next_deadline());
   }
@@ -136,7 +136,9 @@ inline TimePoint next_deadline(const Table& table, TimePoint now) {
 }
 
 // What the loop should ask the kernel about this connection.
-inline bool wants_readable(const Client& c) { return c.conn.next() == Step::kRead && c.conn.wants_read(); }
+inline bool wants_readable(const Client& c) {
+  return c.conn.next() == Step::kRead && c.conn.wants_read();
+}
 inline bool wants_writable(const Client& c) { return c.conn.next() == Step::kWrite; }
 
 // Runs what one readiness report allows: at most one recv and one write each, which is enough
@@ -158,9 +160,9 @@ inline bool drive(Loop& loop, Client& c, bool readable, bool writable) {
         if (!writable) return true;
         writable = false;  // once per report; the wait call says when to write again
         const Output out = c.conn.output();
-        const ssize_t n = out.iovcnt > 0
-                              ? sys::writev(c.fd.get(), out.iov.data(), out.iovcnt)
-                              : send_file_region(c.fd.get(), out.file, loop.shared.options.sendfile);
+        const ssize_t n =
+            out.iovcnt > 0 ? sys::writev(c.fd.get(), out.iov.data(), out.iovcnt)
+                           : send_file_region(c.fd.get(), out.file, loop.shared.options.sendfile);
         if (n < 0) {
           if (errno == EAGAIN || errno == EINTR) return true;
           return false;  // EPIPE, ECONNRESET: the peer is gone

@@ -139,7 +139,8 @@ class Socket {
 
 }  // namespace iolab::coro
 
-// IoAwaiter, the readiness awaitable: awaiter/io_awaiter.hpp (on the include path; lab 05 swaps it).
+// IoAwaiter, the readiness awaitable: awaiter/io_awaiter.hpp (on the include path: lab 05
+// swaps it).
 #include "io_awaiter.hpp"
 
 namespace iolab::coro {

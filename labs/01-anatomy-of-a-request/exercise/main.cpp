@@ -77,4 +77,6 @@ void event_loop(lab::Loop& loop) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return iolab::lab::run_server(argc, argv, IOLAB_MODEL, event_loop); }
+int main(int argc, char** argv) {
+  return iolab::lab::run_server(argc, argv, IOLAB_MODEL, event_loop);
+}

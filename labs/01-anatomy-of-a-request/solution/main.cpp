@@ -19,7 +19,8 @@
 //
 // Try
 //   build/labs/bin/solution/server_poll --port 8080 &
-//   build/bin/loadgen --url http://127.0.0.1:8080/ping --rate 5000 --duration 3s --idle-connections 1500
+//   build/bin/loadgen --url http://127.0.0.1:8080/ping --rate 5000 --duration 3s
+//                     --idle-connections 1500   (on one line)
 //   curl -s localhost:8080/stats   (syscalls.poll per request; no fd_setsize_refused)
 
 #include <poll.h>
@@ -81,4 +82,6 @@ void event_loop(lab::Loop& loop) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return iolab::lab::run_server(argc, argv, IOLAB_MODEL, event_loop); }
+int main(int argc, char** argv) {
+  return iolab::lab::run_server(argc, argv, IOLAB_MODEL, event_loop);
+}
