@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+from common import checklib  # labs/common: the checks' shared code (this script's folder)
+
 LABS = Path(__file__).resolve().parent
 ROOT = LABS.parent
 SKIP = 77
@@ -100,15 +102,6 @@ def run_one(lab: Path, variant: str, build_dir: Path,
     return status, seconds, out
 
 
-def variant_name(text: str) -> str:
-    """exercise, solution or wrong-NAME (labs/NN-topic/wrong/NAME.patch: a known wrong
-    solution, a hole the check once had, which it must now fail); argparse's type for
-    --variant."""
-    if text in ("exercise", "solution") or (text.startswith("wrong-") and len(text) > 6):
-        return text
-    raise argparse.ArgumentTypeError(f"'{text}': exercise, solution or wrong-NAME")
-
-
 def describe(status: int | None) -> str:
     return {None: "timed out", 0: "PASS", 1: "FAIL", 2: "usage/setup error",
             SKIP: "cannot run here"}.get(status, f"exit {status}")
@@ -118,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--lab", help="NN, NN-topic or a lab folder")
     p.add_argument("--all", action="store_true", help="every lab that has a check")
-    p.add_argument("--variant", type=variant_name, default="exercise",
+    p.add_argument("--variant", type=checklib.variant_arg, default="exercise",
                    help="exercise, solution, or wrong-NAME (known wrong solution wrong/NAME.patch)")
     p.add_argument("--build-dir", default=str(ROOT / "build"))
     p.add_argument("--expect", choices=("pass", "fail"))

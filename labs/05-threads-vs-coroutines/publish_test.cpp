@@ -1,5 +1,5 @@
 // publish_test: makes the worst case of the readiness awaitable's rule 3 ("publish last") happen
-// on purpose, for lab 05's check (built with ThreadSanitizer).
+// on purpose, for lab 05's check (built with ThreadSanitizer, with each variant's io_awaiter.hpp).
 //
 // In the server, a coroutine published in a waiter slot is resumed by another worker only after
 // an edge arrives, microseconds later, and by then the scheduler's own synchronisation usually
@@ -25,8 +25,8 @@
 #include <thread>
 #include <vector>
 
+#include "io.hpp"
 #include "net.hpp"
-#include "readiness.hpp"
 #include "scheduler.hpp"
 #include "task.hpp"
 
@@ -50,16 +50,16 @@ struct Shared {
 };
 
 coro::Task<void> reader(Shared& shared, int fd) {
-  lab05::Socket sock{UniqueFd(fd)};
+  coro::Socket sock{UniqueFd(fd)};
   if (sock.ok()) {
-    shared.io.store(&sock.io());
+    shared.io.store(sock.io_state());
     char byte = 0;
     auto receive = [&]() -> ssize_t { return ::recv(sock.fd(), &byte, 1, 0); };
     for (int i = 0; i < kRounds;) {
       // Every other wait has a deadline (far off: it never fires), so an awaiter that arms it
       // after publishing is seen too; with TimePoint::max() there is nothing to arm.
       const TimePoint deadline = i % 2 == 0 ? TimePoint::max() : Clock::now() + kFarDeadline;
-      const lab05::IoResult r = co_await lab05::read(sock, receive, deadline);
+      const coro::IoResult r = co_await sock.read_with(receive, deadline);
       if (r.again()) continue;  // a stale wake-up: allowed, wait again
       if (r.n != 1 || byte != 'x') shared.wrong.fetch_add(1);
       shared.completed.fetch_add(1);

@@ -91,7 +91,7 @@ class Report:
         t0 = time.monotonic()
         try:
             detail = fn()
-        except AssertionError as e:
+        except (AssertionError, OSError) as e:  # OSError: talking to the server failed
             indented = str(e).replace("\n", "\n      ")
             print(f"FAIL  {name} ({time.monotonic() - t0:.1f} s)\n      {indented}", flush=True)
             self.failed.append(name)
@@ -130,29 +130,34 @@ class Server:
     """A server binary on port 0, read its ready line; stopped with SIGTERM (then SIGKILL)."""
 
     def __init__(self, binary: str | Path, args: Sequence[str] = (), nofile: int | None = None,
-                 ready_timeout: float = 5.0) -> None:
+                 ready_timeout: float = 5.0, env: dict[str, str] | None = None,
+                 prefix: Sequence[str] = ()) -> None:
         self.binary = Path(binary)
         self.args = list(args)
         self.nofile = nofile
         self.ready_timeout = ready_timeout
+        self.env = env
+        self.prefix = list(prefix)  # a command the server runs under (strace ...)
         self.proc: Any = None
-        self.port = 0  # set from the ready line
+        self.port = self.pid = 0  # set from the ready line (pid: the server's, under a prefix too)
         self.final_stats: Any = None
 
     def __enter__(self) -> "Server":
         def limits() -> None:
             if self.nofile:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
-        self.proc = subprocess.Popen([str(self.binary), "--port", "0", *self.args],
+        self.proc = subprocess.Popen([*self.prefix, str(self.binary), "--port", "0", *self.args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     preexec_fn=limits, start_new_session=True)
+                                     preexec_fn=limits, start_new_session=True, env=self.env)
         line = self._read_line(self.ready_timeout)
-        m = re.match(r"(\S+) listening on 127\.0\.0\.1:(\d+) threads=\d+ pid=\d+", line or "")
+        m = re.match(r"(\S+) listening on 127\.0\.0\.1:(\d+) threads=\d+ pid=(\d+)", line or "")
         if not m:
             err = self._stop(kill=True)
+            if self.proc.returncode == CANNOT:
+                raise CannotRun(err.strip()[-500:])
             raise AssertionError(f"{self.binary.name} printed no ready line within "
                                  f"{self.ready_timeout:.0f} s (got {line!r}); stderr: {err[-500:]}")
-        self.port = int(m.group(2))
+        self.port, self.pid = int(m.group(2)), int(m.group(3))
         return self
 
     def _read_line(self, timeout: float) -> str | None:
@@ -174,7 +179,10 @@ class Server:
 
     def _stop(self, kill: bool = False) -> str:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                os.kill(self.pid or self.proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         try:
             out, err = self.proc.communicate(timeout=5)
         except subprocess.TimeoutExpired:
@@ -190,6 +198,12 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self._stop()
+
+    def connect(self, timeout: float = 3.0) -> socket.socket:
+        """A raw connection (TCP_NODELAY), for requests written by hand."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return s
 
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
         """(status, body) of one GET on a fresh connection."""
@@ -235,6 +249,84 @@ def raise_own_fd_limit(needed: int) -> None:
 
 
 PING = b"GET /ping HTTP/1.1\r\nHost: lab\r\n\r\n"
+PONG = b'{"message":"pong"}'
+
+
+class Http:
+    """One keep-alive connection: requests sent as they come (pipelined or not), whole
+    responses read back (Content-Length framed). A close mid-response is an AssertionError."""
+
+    def __init__(self, port: int, timeout: float = 10.0) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+
+    def send(self, path: str, method: str = "GET") -> None:
+        self.sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: lab\r\n\r\n".encode())
+
+    def fill(self, limit: int = 1 << 16) -> None:
+        data = self.sock.recv(limit)
+        if not data:
+            raise AssertionError("the server closed a keep-alive connection in mid-response")
+        self.buf += data
+
+    def head(self) -> tuple[int, int]:
+        """(status, Content-Length) of the next response; its body stays to be read."""
+        while b"\r\n\r\n" not in self.buf:
+            self.fill()
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        m = re.search(rb"\r\ncontent-length:\s*(\d+)", head, re.I)
+        return int(head.split(b" ", 2)[1]), int(m.group(1)) if m else 0
+
+    def body(self, length: int) -> bytes:
+        while len(self.buf) < length:
+            self.fill()
+        out, self.buf = self.buf[:length], self.buf[length:]
+        return out
+
+    def response(self, head_only: bool = False) -> tuple[int, bytes]:
+        status, length = self.head()
+        return status, self.body(0 if head_only else length)
+
+    def get(self, path: str, head_only: bool = False) -> tuple[int, bytes]:
+        self.send(path, "HEAD" if head_only else "GET")
+        return self.response(head_only)
+
+    def stats(self) -> Any:
+        status, body = self.get("/stats")
+        assert status == 200, f"/stats answered {status}"
+        return json.loads(body)
+
+
+def read_responses(sock: Any, count: int, what: str, expect: Sequence[bytes] = (b"200",),
+                   hang_s: float = 3.0, hint: str = "") -> None:
+    """Reads `count` whole responses (Content-Length framed) from a raw socket, their statuses
+    expect[i] (the last one repeats); `hang_s` of silence is a hang, reported with `hint`."""
+    buf = b""
+    got = 0
+    deadline = time.monotonic() + hang_s
+    while True:
+        while (head_end := buf.find(b"\r\n\r\n")) >= 0:
+            m = re.search(rb"(?i)content-length: *(\d+)", buf[:head_end])
+            total = head_end + 4 + (int(m.group(1)) if m else 0)
+            if len(buf) < total:
+                break
+            want = expect[min(got, len(expect) - 1)]
+            assert buf.startswith(b"HTTP/1.1 " + want), (
+                f"{what}: response {got + 1} is not {want.decode()}: {buf[:80]!r}")
+            buf = buf[total:]
+            got += 1
+        if got >= count:
+            return
+        left = deadline - time.monotonic()
+        assert left > 0, (f"{what}: HANG: {got} of {count} responses after {hang_s:.0f} s, then "
+                          f"silence. {hint}")
+        sock.settimeout(left)
+        try:
+            b = sock.recv(65536)
+        except socket.timeout:
+            continue
+        assert b, f"{what}: the server closed the connection after {got} of {count} responses"
+        buf += b
 
 
 def read_status(sock: Any, deadline: float) -> int | None:
@@ -270,6 +362,23 @@ def open_connections(port: int, n: int, timeout: float = 10.0) -> list[Any]:
     return socks
 
 
+def ping_many(server: Server, n: int, wait: float = 10.0) -> tuple[list[int | None], Any]:
+    """n connections open at once, a GET /ping sent on each: their statuses (None: closed or no
+    answer within `wait` s), and /stats read meanwhile on a connection made before them."""
+    raise_own_fd_limit(n + 100)
+    control = server.keep_alive()
+    socks = open_connections(server.port, n)
+    try:
+        for sock in socks:
+            sock.sendall(PING)
+        deadline = time.monotonic() + wait
+        return [read_status(sock, deadline) for sock in socks], server.stats(control)
+    finally:
+        for sock in socks:
+            sock.close()
+        control.close()
+
+
 # ---- the conformance suite against one binary -----------------------------------------------
 
 # Timer and exhaustion tests take 1-2 s each; the quick run leaves them out (--full runs all).
@@ -284,14 +393,15 @@ NOT_IN_LABS = ["Status413ReachesAClientStillSending"]  # lingering close (server
 
 
 def conformance(opts: argparse.Namespace, binary: Path, include: Iterable[str] | None = None,
-                exclude: Iterable[str] = (), timeout: float = 120) -> str:
+                exclude: Iterable[str] = (), timeout: float = 120,
+                env: dict[str, str] | None = None) -> str:
     """Runs build/bin/conformance_test against `binary` (named "lab"); returns a one-line
     summary, or raises AssertionError naming the failed tests and their first messages."""
     test = tool(opts, "conformance_test")
     positive = ":".join(f"*.{t}/lab" for t in include) if include else "*/lab"
     negative = ":".join(f"*.{t}/lab" for t in [*exclude, *NOT_IN_LABS])
     gfilter = positive + (f"-{negative}" if negative else "")
-    env = dict(os.environ, IOLAB_SERVER_UNDER_TEST=str(binary))
+    env = dict(env or os.environ, IOLAB_SERVER_UNDER_TEST=str(binary))
     try:
         proc = subprocess.run([str(test), f"--gtest_filter={gfilter}", "--gtest_color=no"],
                               capture_output=True, text=True, timeout=timeout, env=env)

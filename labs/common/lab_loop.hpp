@@ -1,25 +1,18 @@
-// The machinery a lab's readiness-loop server needs around its event loop (labs 01 and 02).
-//
-// A lab exercise should put the reader in front of the part that teaches: the wait call
-// (select, poll), how its answer is read, and what happens at accept(). Everything else a
-// server on the shared core needs is the same in every such loop and lives here, the way Redis
-// keeps ae.c apart from its ae_select.c / ae_epoll.c backends:
-//
-//   - the process: flags (one loop only: --threads above 1 is refused), the descriptor limit,
-//     the listener, the wake-up pipe that stops the loop on SIGINT/SIGTERM, the final /stats
-//     line (run_server());
-//   - one connection: a socket and the core's Connection, driven one read and one write per
-//     readiness report, level-triggered (drive());
-//   - refusing a connection politely with the core's 503 (refuse()).
-//
-// The lab's main.cpp writes event_loop(Loop&) and its own connection table, and calls
-// run_server() from main(). Header-only: each lab program compiles it into itself.
+// The machinery lab 01's readiness loop needs around its wait call, so that the exercise puts
+// the reader in front of the part that teaches: the wait call (select, poll) and how its answer
+// is read. The rest lives here, the way Redis keeps ae.c apart from its ae_select.c /
+// ae_epoll.c backends: the process (flags, one loop only; the listener, the wake-up pipe that
+// stops the loop on SIGINT/SIGTERM, the final /stats line: run_server()), the connection table
+// and accepting into it (Table, on_accept()), one connection driven one read and one write per
+// readiness report, level-triggered (drive()), and the timers (after_wait()).
+// The lab's main.cpp writes event_loop(Loop&) and calls run_server() from main().
 #pragma once
 
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <memory>
@@ -27,6 +20,7 @@
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <vector>
 
 #include "app.hpp"
 #include "clock.hpp"
@@ -60,36 +54,91 @@ struct Client {
 struct Loop {
   explicit Loop(Shared& s) : shared(s) {}
   Shared& shared;
-  UniqueFd listener;      // non-blocking; accept4() with SOCK_NONBLOCK
-  UniqueFd wakeup_read;   // readable when main() wants the loop to stop
+  UniqueFd listener;     // non-blocking; accept4() with SOCK_NONBLOCK
+  UniqueFd wakeup_read;  // readable when main() wants the loop to stop
   UniqueFd wakeup_write;
   std::size_t open_connections = 0;
   bool stopping = false;
 };
 
-// Sends the core's 503 without waiting and closes the socket (counted as refused).
-inline void refuse(Shared& shared, UniqueFd socket) {
-  ::send(socket.get(), shared.refusal.data(), shared.refusal.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-  count(Counter::kConnectionsRefused);
-}
+inline constexpr Millis kMaxWait{1000};  // the wait's timeout when no timer is due sooner
 
-// A new connection: nodelay, counted. The caller puts it in its table.
-inline Client* open_client(Loop& loop, int fd, TimePoint now) {
-  set_nodelay(fd);
-  ++loop.open_connections;
-  count(Counter::kConnectionsAccepted);
-  return new Client(loop.shared, fd, now);
-}
+// The connection table: descriptor number -> connection, grown on demand.
+struct Table {
+  std::vector<Client*> by_fd;
+  int max_fd = -1;
+  TimePoint accept_paused_until = TimePoint::min();  // min(): the listener is watched
+  Client* at(int fd) const { return by_fd[static_cast<std::size_t>(fd)]; }
+};
 
-// Closes the socket and forgets the connection (the caller removes it from its table first).
-inline void close_client(Loop& loop, Client* c) {
+// Closes the socket and forgets the connection.
+inline void forget(Loop& loop, Table& table, Client* c) {
+  table.by_fd[static_cast<std::size_t>(c->fd.get())] = nullptr;
+  while (table.max_fd >= 0 && table.at(table.max_fd) == nullptr) --table.max_fd;
   delete c;
   --loop.open_connections;
   count(Counter::kConnectionsClosed);
 }
 
+// Accepts what the backlog holds (64 at most: the other connections get their turn). A
+// descriptor numbered fd_limit or more (select() cannot watch it), or one past --max-conns, is
+// refused: the core's 503, sent without waiting, and the socket closed. After EMFILE the
+// connection stays in the backlog and the listener stays readable: the loop stops watching it
+// for 100 ms (lab 02).
+inline void on_accept(Loop& loop, Table& table, TimePoint now, int fd_limit) {
+  for (int i = 0; i < 64; ++i) {
+    const int fd =
+        sys::accept4(loop.listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        count(Counter::kAcceptBackoffs);
+        table.accept_paused_until = now + Millis{100};
+      }
+      return;  // EAGAIN: the backlog is empty
+    }
+    if (fd >= fd_limit) count(Counter::kFdSetsizeRefused);
+    if (fd >= fd_limit || loop.open_connections >= loop.shared.options.max_conns) {
+      const std::string& refusal = loop.shared.refusal;
+      ::send(fd, refusal.data(), refusal.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      ::close(fd);
+      count(Counter::kConnectionsRefused);
+      continue;
+    }
+    set_nodelay(fd);
+    ++loop.open_connections;
+    count(Counter::kConnectionsAccepted);
+    const auto index = static_cast<std::size_t>(fd);
+    if (index >= table.by_fd.size()) table.by_fd.resize(index + 1, nullptr);
+    table.by_fd[index] = new Client(loop.shared, fd, now);
+    table.max_fd = std::max(table.max_fd, fd);
+  }
+}
+
+// After each wait: the expired timers, found by a scan like the ready descriptors, and the end
+// of an accept pause. Before it: the deadline to wake up for, the nearest of them.
+inline void after_wait(Loop& loop, Table& table, TimePoint now) {
+  for (int fd = 0; fd <= table.max_fd; ++fd) {
+    Client* c = table.at(fd);
+    if (c != nullptr && c->conn.next_deadline() <= now && c->conn.on_timeout(now) == Step::kClose) {
+      forget(loop, table, c);
+    }
+  }
+  if (now >= table.accept_paused_until) table.accept_paused_until = TimePoint::min();
+}
+inline TimePoint next_deadline(const Table& table, TimePoint now) {
+  TimePoint next = now + kMaxWait;
+  const TimePoint paused = table.accept_paused_until;  // min(): not paused
+  if (paused != TimePoint::min()) next = std::min(next, paused);
+  for (int fd = 0; fd <= table.max_fd; ++fd) {
+    if (const Client* c = table.at(fd)) next = std::min(next, c->conn.next_deadline());
+  }
+  return next;
+}
+
 // What the loop should ask the kernel about this connection.
-inline bool wants_readable(const Client& c) { return c.conn.next() == Step::kRead && c.conn.wants_read(); }
+inline bool wants_readable(const Client& c) {
+  return c.conn.next() == Step::kRead && c.conn.wants_read();
+}
 inline bool wants_writable(const Client& c) { return c.conn.next() == Step::kWrite; }
 
 // Runs what one readiness report allows: at most one recv and one write each, which is enough
@@ -111,9 +160,9 @@ inline bool drive(Loop& loop, Client& c, bool readable, bool writable) {
         if (!writable) return true;
         writable = false;  // once per report; the wait call says when to write again
         const Output out = c.conn.output();
-        const ssize_t n = out.iovcnt > 0
-                              ? sys::writev(c.fd.get(), out.iov.data(), out.iovcnt)
-                              : send_file_region(c.fd.get(), out.file, loop.shared.options.sendfile);
+        const ssize_t n =
+            out.iovcnt > 0 ? sys::writev(c.fd.get(), out.iov.data(), out.iovcnt)
+                           : send_file_region(c.fd.get(), out.file, loop.shared.options.sendfile);
         if (n < 0) {
           if (errno == EAGAIN || errno == EINTR) return true;
           return false;  // EPIPE, ECONNRESET: the peer is gone
@@ -138,13 +187,13 @@ inline bool drive(Loop& loop, Client& c, bool readable, bool writable) {
 
 // Runs a one-loop server: flags, limits, listener, the loop in its own thread, a clean stop on
 // SIGINT/SIGTERM with the final /stats line. Returns main()'s exit status.
-inline int run_server(int argc, char** argv, std::string_view model, std::size_t default_max_conns,
-                      void (*event_loop)(Loop&)) {
+inline int run_server(int argc, char** argv, std::string_view model, void (*event_loop)(Loop&)) {
+  constexpr std::size_t kDefaultMaxConns = 100'000;
   init_process_signals();
   const std::string program = "server_" + std::string(model);
   try {
     auto shared = std::make_unique<Shared>(model);
-    shared->options = parse_options(argc, argv, model, default_max_conns);
+    shared->options = parse_options(argc, argv, model, kDefaultMaxConns);
     if (shared->options.threads != 1) {
       std::fprintf(stderr, "%s: --threads: this lab server runs one loop (1)\n", program.c_str());
       return 2;

@@ -13,7 +13,6 @@ passed over, so a copy with a new header comment is still a copy. RUN_LINES is t
 `duplicates --min-lines 21`. Standard library only; well under a second.
 """
 
-import sys
 import unittest
 from pathlib import Path
 
@@ -21,8 +20,6 @@ LABS = Path(__file__).resolve().parent.parent
 ROOT = LABS.parent
 RUN_LINES = 21
 SOURCE_SUFFIXES = {".cpp", ".hpp", ".h", ".cc", ".py"}
-
-PENDING: dict[str, str] = {}  # labs allowed to fork a server for now, with the reason: none
 
 
 def lab_dirs(labs=LABS):
@@ -50,9 +47,8 @@ def sources(folder):
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in SOURCE_SUFFIXES)
 
 
-def problems(labs=LABS, servers=ROOT / "servers", pending=None):
-    """Each problem as a line; the labs named in `pending` are left out (and said so apart)."""
-    pending = PENDING if pending is None else pending
+def problems(labs=LABS, servers=ROOT / "servers"):
+    """Each problem as a line."""
     out = []
     server_runs = {}
     for p in sources(servers):
@@ -60,8 +56,6 @@ def problems(labs=LABS, servers=ROOT / "servers", pending=None):
 
     lab_files = []
     for lab in lab_dirs(labs):
-        if lab.name in pending:
-            continue
         exercise, solution = lab / "exercise", lab / "solution"
         if exercise.is_dir() and solution.is_dir():
             for e in sorted(p for p in exercise.rglob("*") if p.is_file()):
@@ -97,12 +91,6 @@ class OneSourceTest(unittest.TestCase):
         found = problems()
         self.assertEqual(found, [], "\n" + "\n".join(found))
 
-    def test_pending_labs_are_said(self):
-        # The allow-list is temporary: say what it hides, so that it is not forgotten.
-        for lab, why in PENDING.items():
-            self.assertTrue((LABS / lab).is_dir(), f"PENDING names {lab}, which is gone")
-            print(f"one_source_test: PENDING {lab}: {why}", file=sys.stderr)
-
     def test_a_forked_lab_is_caught(self):
         # The check itself must be able to fail: a lab holding a copy of a server file (with a
         # new header comment), and a file identical in exercise/ and solution/.
@@ -118,7 +106,7 @@ class OneSourceTest(unittest.TestCase):
                 (lab / variant / "same.hpp").write_text("int g();\n")
             (lab / "solution" / "main.cpp").write_text("// lab 99: a fork\n\n" + body)
             (lab / "exercise" / "main.cpp").write_text("int main() {}\n")
-            found = "\n".join(problems(labs, servers, pending={}))
+            found = "\n".join(problems(labs, servers))
         self.assertIn("exercise/same.hpp: identical in exercise/ and solution/", found)
         self.assertIn("solution/main.cpp ~ servers/m/main.cpp: 21 or more lines", found)
 

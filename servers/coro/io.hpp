@@ -114,6 +114,7 @@ class Socket {
   UniqueFd take_fd() { return std::move(fd_); }
   bool ok() const { return io_ != nullptr; }
   int error() const { return error_; }
+  detail::IoState* io_state() { return io_; }  // lab 05's publish_test watches its slots
 
   // co_await read(buffer, deadline): bytes read into buffer.read_space(), 0 at EOF.
   template <InputBuffer B>
@@ -136,94 +137,13 @@ class Socket {
   int error_ = 0;
 };
 
-// The awaiter behind every socket operation. Op supplies: kDirection (0 read, 1 write),
-// `ssize_t attempt(Socket&)`, `void before_wait()` and `std::size_t offered` (bytes the last
-// attempt offered to read; 0 when the drain rule does not apply).
-//
-// Slot and deadline operations are seq_cst: a timer that fires resets `armed` and then looks at
-// the slot, a waiter looks at the slot and then re-arms, so one of them always sees the other.
-template <class Op>
-class IoAwaiter {
- public:
-  IoAwaiter(Socket& sock, Op op, TimePoint deadline) : sock_(sock), op_(op), deadline_(deadline) {}
+}  // namespace iolab::coro
 
-  bool await_ready() {
-    if (sock_.io_ == nullptr) {  // never registered: nothing to wait on
-      result_ = {-1, sock_.error_};
-      done_ = true;
-      return true;
-    }
-    if (Op::kDirection == 0 && !sock_.may_read_ &&
-        !sock_.io_->peer_closed.load(std::memory_order_relaxed)) {
-      op_.before_wait();  // drained: wait for the next edge holding no buffer
-      return false;
-    }
-    return try_once();
-  }
+// IoAwaiter, the readiness awaitable: awaiter/io_awaiter.hpp (on the include path: lab 05
+// swaps it).
+#include "io_awaiter.hpp"
 
-  bool await_suspend(std::coroutine_handle<> h) {
-    std::atomic<std::uintptr_t>& slot = sock_.io_->slot[Op::kDirection];
-    for (;;) {
-      if (deadline_ != TimePoint::max()) detail::arm_deadline(*sock_.io_, deadline_);
-      std::uintptr_t seen = detail::kNil;
-      if (slot.compare_exchange_strong(seen, reinterpret_cast<std::uintptr_t>(h.address()),
-                                       std::memory_order_seq_cst)) {
-        return true;  // published: from here on another worker may resume h; touch nothing
-      }
-      if (slot.exchange(detail::kNil, std::memory_order_seq_cst) == detail::kTimedOut &&
-          Clock::now() >= deadline_) {
-        result_ = {-1, ETIMEDOUT};
-        done_ = true;  // await_resume returns it as it is (the slot is already taken)
-        return false;
-      }
-      if (Op::kDirection == 0) sock_.may_read_ = true;  // an edge came meanwhile: try again
-      if (try_once()) return false;
-    }
-  }
-
-  IoResult await_resume() {
-    if (!done_) {  // woken by an edge or by the deadline
-      const std::uintptr_t why =
-          sock_.io_->slot[Op::kDirection].exchange(detail::kNil, std::memory_order_seq_cst);
-      if (Op::kDirection == 0) sock_.may_read_ = true;
-      if (why == detail::kTimedOut && Clock::now() >= deadline_) {
-        result_ = {-1, ETIMEDOUT};
-      } else if (!try_once()) {
-        result_ = {-1, EAGAIN};  // a stale edge, or an early timer: the caller waits again
-      }
-    }
-    return result_;
-  }
-
- private:
-  // One system call; false when it would block (the caller then waits).
-  bool try_once() {
-    for (;;) {
-      const ssize_t n = op_.attempt(sock_);
-      if (n >= 0) {
-        if (n > 0 && static_cast<std::size_t>(n) < op_.offered) sock_.may_read_ = false;
-        result_ = {n, 0};
-        done_ = true;
-        return true;
-      }
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        if (Op::kDirection == 0) sock_.may_read_ = false;
-        op_.before_wait();
-        return false;
-      }
-      result_ = {-1, errno};
-      done_ = true;
-      return true;
-    }
-  }
-
-  Socket& sock_;
-  Op op_;
-  TimePoint deadline_;
-  IoResult result_;
-  bool done_ = false;
-};
+namespace iolab::coro {
 
 namespace detail {
 

@@ -1,11 +1,10 @@
 // server_poll (lab 01, the starter): YOUR TASK is to make this a poll() server.
 //
 // As handed out, this file still waits with select(), like servers/select/main.cpp: before
-// every call it fills two fixed 1024-bit descriptor sets, and a connection whose descriptor
-// number is FD_SETSIZE (1024) or more cannot be put in a set at all, so on_accept() refuses it
-// with a 503. `make lab-01-check` shows that: the check opens more than FD_SETSIZE connections
-// and the ones past the wall are refused. It also reads /stats and finds select calls where it
-// expects poll calls.
+// every call it fills two fixed 1024-bit descriptor sets, and a descriptor numbered FD_SETSIZE
+// (1024) or more cannot be put in a set at all, so on_accept() is told to refuse it with a 503.
+// `make lab-01-check` shows that (it opens more than FD_SETSIZE connections), and finds select
+// calls in /stats where it expects poll calls.
 //
 // The exercise (labs/01-anatomy-of-a-request/README.md, "Exercise"):
 //   1. Replace the two fd_sets by a std::vector<pollfd>, rebuilt before each call: one entry
@@ -14,75 +13,24 @@
 //   2. Wait with sys::poll(fds.data(), fds.size(), timeout_ms) (counted in /stats as "poll").
 //   3. After the call, walk the array and read each entry's revents instead of FD_ISSET();
 //      treat POLLHUP and POLLERR as "readable and writable" (the next call reports the error).
-//   4. Remove the FD_SETSIZE wall: the table must grow with the descriptor numbers (a
-//      std::vector indexed by descriptor number, resized in on_accept()).
-// Keep the rest as it is: lab_loop.hpp does the reading, writing and the process around it.
-// man 2 poll is the reference; `diff` this file with solution/main.cpp only after you tried.
+//   4. Remove the FD_SETSIZE wall (on_accept()'s last argument).
+// Keep the rest: lab_loop.hpp (labs/common) does the reading, writing and the process around
+// it. man 2 poll is the reference; `diff` this file with solution/main.cpp only after you tried.
 //
 // Usage
 //   build/labs/bin/exercise/server_poll [--port 8080] (all flags: --help; one loop only)
 
 #include <sys/select.h>
-#include <sys/socket.h>
-
-#include <algorithm>
-#include <array>
-#include <cerrno>
 
 #include "lab_loop.hpp"
 
 namespace {
 
 using namespace iolab;
-
-constexpr std::string_view kModel = IOLAB_MODEL;
-constexpr std::size_t kDefaultMaxConns = 100'000;
-constexpr int kAcceptBatch = 64;      // accept4 calls per listener wake-up (fairness cap)
-constexpr Millis kAcceptPause{100};   // stop watching the listener after EMFILE
-constexpr Millis kMaxWait{1000};      // select timeout when no timer is due sooner
-
-// The connection table: descriptor number -> connection. An fd_set cannot hold more.
-struct Table {
-  std::array<lab::Client*, FD_SETSIZE> by_fd{};
-  int max_fd = -1;
-  TimePoint accept_paused_until = TimePoint::min();
-};
-
-void forget(lab::Loop& loop, Table& table, lab::Client* c) {
-  table.by_fd[static_cast<std::size_t>(c->fd.get())] = nullptr;
-  while (table.max_fd >= 0 && table.by_fd[static_cast<std::size_t>(table.max_fd)] == nullptr) {
-    --table.max_fd;
-  }
-  lab::close_client(loop, c);
-}
-
-void on_accept(lab::Loop& loop, Table& table, TimePoint now) {
-  for (int i = 0; i < kAcceptBatch; ++i) {
-    const int fd = sys::accept4(loop.listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-        count(Counter::kAcceptBackoffs);
-        table.accept_paused_until = now + kAcceptPause;
-      }
-      return;  // EAGAIN: the backlog is empty
-    }
-    if (fd >= FD_SETSIZE) {
-      // FD_SET(fd) would write past the end of the 1024-bit set.
-      count(Counter::kFdSetsizeRefused);
-      lab::refuse(loop.shared, UniqueFd(fd));
-      continue;
-    }
-    if (loop.open_connections >= loop.shared.options.max_conns) {
-      lab::refuse(loop.shared, UniqueFd(fd));
-      continue;
-    }
-    table.by_fd[static_cast<std::size_t>(fd)] = lab::open_client(loop, fd, now);
-    table.max_fd = std::max(table.max_fd, fd);
-  }
-}
+using std::chrono::ceil;
 
 void event_loop(lab::Loop& loop) {
-  Table table;
+  lab::Table table;
   const int listen_fd = loop.listener.get();
   const int wakeup_fd = loop.wakeup_read.get();
   while (!loop.stopping) {
@@ -90,24 +38,18 @@ void event_loop(lab::Loop& loop) {
     fd_set readable, writable;
     FD_ZERO(&readable);
     FD_ZERO(&writable);
-    TimePoint now = coarse_now();
-    TimePoint next_deadline = now + kMaxWait;
     int max_fd = std::max(listen_fd, wakeup_fd);
     FD_SET(wakeup_fd, &readable);
-    if (table.accept_paused_until == TimePoint::min()) {
-      FD_SET(listen_fd, &readable);
-    } else {
-      next_deadline = std::min(next_deadline, table.accept_paused_until);
-    }
+    if (table.accept_paused_until == TimePoint::min()) FD_SET(listen_fd, &readable);
     for (int fd = 0; fd <= table.max_fd; ++fd) {
-      lab::Client* c = table.by_fd[static_cast<std::size_t>(fd)];
-      if (c == nullptr) continue;
-      if (lab::wants_readable(*c)) FD_SET(fd, &readable);
-      if (lab::wants_writable(*c)) FD_SET(fd, &writable);
-      next_deadline = std::min(next_deadline, c->conn.next_deadline());
-      max_fd = std::max(max_fd, fd);
+      if (lab::Client* c = table.at(fd)) {
+        if (lab::wants_readable(*c)) FD_SET(fd, &readable);
+        if (lab::wants_writable(*c)) FD_SET(fd, &writable);
+        max_fd = std::max(max_fd, fd);
+      }
     }
-    const auto wait = std::max(Millis(0), std::chrono::ceil<Millis>(next_deadline - now));
+    TimePoint now = coarse_now();
+    const auto wait = std::max(Millis(0), ceil<Millis>(lab::next_deadline(table, now) - now));
     timeval timeout{static_cast<time_t>(wait.count() / 1000),
                     static_cast<suseconds_t>(wait.count() % 1000 * 1000)};
     const int ready = sys::select(max_fd + 1, &readable, &writable, nullptr, &timeout);
@@ -118,33 +60,23 @@ void event_loop(lab::Loop& loop) {
     now = coarse_now();
     if (ready > 0) {
       if (FD_ISSET(wakeup_fd, &readable)) loop.stopping = true;
-      if (FD_ISSET(listen_fd, &readable)) on_accept(loop, table, now);
+      if (FD_ISSET(listen_fd, &readable)) lab::on_accept(loop, table, now, FD_SETSIZE);
       for (int fd = 0; fd <= table.max_fd; ++fd) {
-        lab::Client* c = table.by_fd[static_cast<std::size_t>(fd)];
-        if (c == nullptr) continue;
+        lab::Client* c = table.at(fd);
         const bool r = FD_ISSET(fd, &readable);
         const bool w = FD_ISSET(fd, &writable);
-        if ((r || w) && !lab::drive(loop, *c, r, w)) forget(loop, table, c);
+        if (c != nullptr && (r || w) && !lab::drive(loop, *c, r, w)) lab::forget(loop, table, c);
       }
     }
-    // Expired timers, found by the same kind of scan.
-    for (int fd = 0; fd <= table.max_fd; ++fd) {
-      lab::Client* c = table.by_fd[static_cast<std::size_t>(fd)];
-      if (c != nullptr && c->conn.next_deadline() <= now && c->conn.on_timeout(now) == Step::kClose) {
-        forget(loop, table, c);
-      }
-    }
-    if (table.accept_paused_until != TimePoint::min() && now >= table.accept_paused_until) {
-      table.accept_paused_until = TimePoint::min();
-    }
+    lab::after_wait(loop, table, now);
   }
   for (lab::Client* c : table.by_fd) {
-    if (c != nullptr) forget(loop, table, c);
+    if (c != nullptr) lab::forget(loop, table, c);
   }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  return iolab::lab::run_server(argc, argv, kModel, kDefaultMaxConns, event_loop);
+  return iolab::lab::run_server(argc, argv, IOLAB_MODEL, event_loop);
 }

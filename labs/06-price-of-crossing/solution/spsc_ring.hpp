@@ -1,13 +1,7 @@
 // A single-producer, single-consumer ring of 64-byte messages, for shared memory, that makes no
 // system call while the consumer keeps up with work (lab 06's exercise).
 //
-// The data path is two counters and an array. `head` counts messages published by the producer,
-// `tail` messages taken by the consumer; slot i % kSlots holds message i. Each side writes only
-// its own counter, so no lock and no read-modify-write is needed: the producer fills the slot,
-// then publishes it with a release store of head; the consumer reads head with acquire, so the
-// slot's bytes are visible before it reads them, then frees the slot with a release store of
-// tail. The counters sit on their own cache lines (a line both sides write would bounce between
-// the CPUs on every message: false sharing).
+// The data path, and the message: message.hpp.
 //
 // The wait path. An empty ring has nothing to do for the consumer: spinning burns a CPU (and on
 // one CPU keeps the producer from running at all), so after kSpins checks it sleeps on a futex.
@@ -39,19 +33,9 @@
 // or sleep on its own futex: left out here, see Going further).
 #pragma once
 
-#include <atomic>
-#include <cstdint>
-#include <cstring>
-
-#include "futex.hpp"
+#include "message.hpp"
 
 namespace lab06 {
-
-struct Message {
-  std::uint64_t seq;
-  std::uint64_t payload[7];
-};
-static_assert(sizeof(Message) == 64);
 
 class SpscRing {
  public:
@@ -102,9 +86,5 @@ class SpscRing {
   alignas(64) std::atomic<std::uint32_t> consumer_waiting_{0};
   alignas(64) Message slots_[kSlots];
 };
-
-static_assert(std::atomic<std::uint32_t>::is_always_lock_free &&
-              sizeof(std::atomic<std::uint32_t>) == 4,
-              "a futex is a plain 32-bit word");
 
 }  // namespace lab06
