@@ -9,8 +9,8 @@ kinds of source, as JSON objects:
                 the mean of its rounds from harness/summary.json (validity.summarize_rows():
                 metrics rps, server_cpu_us, syscalls_per_req, p99_us, user_kb_per_conn, ...),
                 with its 95% interval and validity (the median, in a summary written before
-                the summaries had means). "params" must match a cell exactly; without it the server and point
-                must have a single cell.
+                the summaries had means). "params" must match a cell exactly; without it the
+                server and point must have a single cell.
   micro         {"micro": "syscalls", "benchmark": "BM_Getppid", "field": "real_time"}
                 a field of one benchmark in micro/<suite>.json (Google Benchmark's JSON);
                 real_time and cpu_time are converted to nanoseconds; any other field is a
