@@ -103,8 +103,12 @@ def prepare(sc: dict[str, Any], opts: argparse.Namespace) -> Context:
     doc = runfolder.manifest(sc, server_cpu, client_cpu, placement)
     doc["repeats"] = opts.repeats or sc["repeats"]
     # More rounds where intervals are still wide, within the time budget (extra_rounds).
+    # --repeats N asks for N rounds: no extra ones unless max_repeats is --set too.
+    fixed_rounds = opts.repeats is not None and not any(
+        item.startswith("max_repeats=") for item in getattr(opts, "set", []))
     doc["rounds"] = {"min": doc["repeats"],
-                     "max": max(doc["repeats"], int(sc.get("max_repeats") or 0)),
+                     "max": doc["repeats"] if fixed_rounds else
+                     max(doc["repeats"], int(sc.get("max_repeats") or 0)),
                      "budget_s": sc.get("budget_s"), "stopped": None}
     doc["cpu_accounting"] = machine.cpu_accounting()
     doc["cpu_accounting_note"] = (
@@ -262,13 +266,14 @@ def measure_cell(ctx: Context, spec: str, cell: Cell, repeat: int,
 
 
 def wide_points(summary: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
-    """(server, params as JSON, point) of the load points with a figure that is invalid only for
-    want of precision (its interval too wide, or every round disturbed by steal or background
-    load): more rounds can make it valid. A figure with a lasting reason (errors, a missed
-    rate, client-bound) cannot be helped by more rounds and gets none."""
+    """(server, params as JSON, point) of the load points with a figure in the table that is
+    invalid only for want of precision (its interval too wide, or every round disturbed by
+    steal or background load): more rounds can make it valid. A figure with a lasting reason
+    (errors, a missed rate, client-bound) cannot be helped by more rounds and gets none."""
+    shown = {(c[1], c[2]) for c in tables.run_columns(summary)}
     out = set()
     for s in summary:
-        if s["point"] not in POINT_KIND or s["valid"]:
+        if s["point"] not in POINT_KIND or s["valid"] or (s["point"], s["metric"]) not in shown:
             continue
         if all(validity.is_precision_reason(w) or validity.is_transient(w)
                for w in s["reasons"]):

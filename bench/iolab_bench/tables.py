@@ -166,6 +166,17 @@ RUN_COLUMNS = [
     ("instr/req", "cache", "instructions_per_req", 0)]
 
 
+def run_columns(summary: Summary) -> list[tuple[str, str, str, int]]:
+    """The columns of run.py's table that have a figure in this summary."""
+    columns = list(RUN_COLUMNS)
+    if not any(s["point"] == "fixed_rate" for s in summary):
+        # No fixed rate (the pipelining scenario): the closed loop's per-request counts instead.
+        columns[2:2] = [("syscalls/req", "closed_loop", "syscalls_per_req", 2),
+                        ("ctx/req", "closed_loop", "ctx_switches_per_req", 3)]
+    return [c for c in columns
+            if any(s["point"] == c[1] and s["metric"] == c[2] for s in summary)]
+
+
 def print_summary(summary: Summary, baseline: str | None, accounting: str | None = None) -> None:
     """run.py's table: one line per server and cell parameters, the mean of the rounds ±half its
     95% interval, ratios of throughput and CPU to the baseline with their intervals over the
@@ -178,15 +189,9 @@ def print_summary(summary: Summary, baseline: str | None, accounting: str | None
                 return s
         return None
 
-    columns = list(RUN_COLUMNS)
     keys = list(dict.fromkeys((s["server"], json.dumps(s["params"], sort_keys=True))
                               for s in summary))
-    if not any(s["point"] == "fixed_rate" for s in summary):
-        # No fixed rate (the pipelining scenario): the closed loop's per-request counts instead.
-        columns[2:2] = [("syscalls/req", "closed_loop", "syscalls_per_req", 2),
-                        ("ctx/req", "closed_loop", "ctx_switches_per_req", 3)]
-    present = [c for c in columns
-               if any(s["point"] == c[1] and s["metric"] == c[2] for s in summary)]
+    present = run_columns(summary)
     table = [["server", "params"] + [c[0] for c in present]]
     for server, params_json in keys:
         params = json.loads(params_json)
