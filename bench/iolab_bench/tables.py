@@ -115,11 +115,7 @@ def print_table(summary: Summary, baseline: str | None, accounting: str | None =
     print("(" + INTERVAL_NOTE.format(baseline=baseline) + ")")
     print_accounting(accounting)
     client_cpu = [r for r in summary if r["metric"] == "client_user_us"]
-    for r in summary:
-        if not r["valid"]:
-            print(f"  ! {r['server']} {r['kind']} {r['metric']}: {'; '.join(r['reasons'])}")
-        for note in r.get("notes") or []:
-            print(f"  . {r['server']} {r['kind']} {r['metric']}: {note}")
+    print_reasons([dict(r, point=r["kind"], params={}) for r in summary])
     return client_cpu
 
 
