@@ -379,6 +379,9 @@ def metric_summary(metric: str, rounds: list[Round]) -> dict[str, Any] | None:
     imprecise = precision_problem(metric, iv) if metric in METRIC_KIND else None
     if imprecise:
         reasons.append(imprecise)
+    elif len(values) < 2 <= len(values) + len(disturbed):
+        # Measured more than once, but only one round was undisturbed: no interval to judge.
+        reasons.append(f"no interval (1 undisturbed round of {len(values) + len(disturbed)})")
     out: dict[str, Any] = {
         "metric": metric, "mean": iv.estimate, "low": iv.low, "high": iv.high,
         "method": iv.method, "n": iv.n, "values": values,

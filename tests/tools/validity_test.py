@@ -87,6 +87,15 @@ class PerMetricReasons(unittest.TestCase):
         self.assertFalse(cpu["valid"])
         self.assertIn("background load 0.4 CPUs in 4 of 4 runs", cpu["reasons"])
 
+    def test_one_undisturbed_round_is_no_interval(self) -> None:
+        rows = [row("threads", "fixed_rate", i, 1000.0, why=None if i == 0 else "steal 9%")
+                for i in range(3)]
+        cpu = entry(validity.summarize_rows(rows), "threads", "fixed_rate", "server_cpu_us")
+        self.assertFalse(cpu["valid"])
+        self.assertEqual(cpu["reasons"], ["no interval (1 undisturbed round of 3)"])
+        self.assertEqual(runner.wide_points(validity.summarize_rows(rows)),
+                         {("threads", "{}", "fixed_rate")})
+
     def test_tail_latency_that_does_not_repeat_is_flagged(self) -> None:
         # The fixed-rate p99 of threads: 1.1 ms in one run, 8.8 ms in the next.
         rows = [row("threads", "fixed_rate", i, 1000.0, p99=p99)
