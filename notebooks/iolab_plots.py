@@ -349,9 +349,9 @@ def _no_figure_reason(server: str, group: list[dict[str, Any]], metric: str) -> 
 
 def cell_figure(run: Run, server: str, params: dict[str, Any], point: str, metric: str,
                 group: list[dict[str, Any]]) -> tuple[float, float, float, int, bool, str]:
-    """(value, lo, hi, n, valid, reason) of one cell: the summary's mean, 95% interval and
-    validity when the summary has the metric, else run.py's rules (validity.metric_summary)
-    applied to the rows here. A summary written before run.py gave intervals (it has medians,
+    """(value, lo, hi, n, valid, reason) of one cell: the mean, 95% interval and validity that
+    run.py's summary gives (validity.metric_summary over the cell's rows, also for the metrics
+    summary.json does not carry). A summary written before run.py gave intervals (it has medians,
     no "mean") is read as it was then: its median, the min and max of the repeats, and the
     spread rule for the metrics it does not carry."""
     get = METRICS[metric]
@@ -360,11 +360,10 @@ def cell_figure(run: Run, server: str, params: dict[str, Any], point: str, metri
     if not values:
         return (math.nan, math.nan, math.nan, 0, False, _no_figure_reason(server, group, metric))
     s = _summary_entry(run, server, params, point, metric)
-    if s is None and any("mean" in e for e in run.summary):
-        s = validity.metric_summary(metric, [
-            validity.Round(r["repeat"], get(r) if r in measured else None,
-                           r["invalid_reason"].split("; ") if r.get("invalid_reason") else [])
-            for r in group if (r in measured and get(r) is not None) or r.get("invalid_reason")])
+    if any("mean" in e for e in run.summary):
+        # run.py's own function over the rows: what summary.json says, and a chart that follows
+        # its rows (regenerate_test changes a row under a chart).
+        s = validity.metric_summary(metric, validity.rounds_of(group, get))
     if s is not None and "mean" in s:
         def bound(x: Any) -> float:
             return math.nan if x is None else float(x)

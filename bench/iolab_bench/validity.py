@@ -355,10 +355,10 @@ def metric_summary(metric: str, rounds: list[Round]) -> dict[str, Any] | None:
     for r in rounds:
         mine = [p for p in r.problems if affects(p, metric)]
         lasting += ["; ".join(p for p in mine if not is_transient(p))]
-        passing = [p for p in mine if is_transient(p)]
+        disturbing = [p for p in mine if is_transient(p)]
         if r.value is None:
             lasting[-1] = "; ".join(mine)
-        elif passing:
+        elif disturbing:
             disturbed.append(r)
         else:
             kept.append(r)
@@ -457,8 +457,9 @@ def summarize_cells(cells: list[dict[str, Any]],
     return summary
 
 
-def _rounds_of_rows(group: list[dict[str, Any]], metric: str) -> list[Round]:
-    get = ROW_METRICS[metric]
+def rounds_of(group: list[dict[str, Any]], get: Callable[[dict[str, Any]], Any]) -> list[Round]:
+    """The rounds of one metric (read from a row by `get`) over run.py's rows of one server,
+    cell and point: failed rows as rounds without a value, with their reasons."""
     out: list[Round] = []
     for r in group:
         problems = r["invalid_reason"].split("; ") if r["invalid_reason"] else []
@@ -477,7 +478,7 @@ def summarize_rows(rows: list[dict[str, Any]],
     out = []
     for (server, params, point), group in group_rows(rows).items():
         for name in ROW_METRICS:
-            s = metric_summary(name, _rounds_of_rows(group, name))
+            s = metric_summary(name, rounds_of(group, ROW_METRICS[name]))
             if s is not None:
                 out.append({"server": server, "params": json.loads(params), "point": point,
                             **s})

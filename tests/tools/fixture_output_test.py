@@ -79,6 +79,12 @@ def sweep_rows(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return out
 
 
+def print_entries(summary: List[Dict[str, Any]]) -> None:
+    """A summary, one entry per line (its lists of rounds would take a line per number)."""
+    for entry in summary:
+        print(json.dumps(entry, default=str))
+
+
 def render() -> str:
     out = io.StringIO()
     with redirect_stdout(out):
@@ -88,7 +94,7 @@ def render() -> str:
             baseline = ("nginx" if any(r["server"] == "nginx" for r in rows)
                         else rows[0]["server"])
             summary = validity.summarize_rows(rows, baseline)
-            print(json.dumps(summary, indent=1))
+            print_entries(summary)
             tables.print_summary(summary, baseline, "tick-sampled (a stand-in line)")
             tables.print_failures(rows, summary)
             tables.print_rounds(rows)
@@ -109,7 +115,7 @@ def render() -> str:
             print(f"==== compare.py summary: {run}")
             cells = compare_cells(fixture_rows(run))
             summary = validity.summarize_cells(cells, "epoll_et")
-            print(json.dumps(summary, indent=1, default=str))
+            print_entries(summary)
             for baseline in ("epoll_et", "floor"):
                 tables.print_table(summary, baseline)
                 tables.print_floor_note(summary, baseline)
