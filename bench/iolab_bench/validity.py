@@ -282,10 +282,16 @@ EVERY_KIND = tuple(PRECISION)
 
 @dataclass(frozen=True)
 class Scope:
+    """The kinds of metric a run's problem marks; `transient`: a disturbance of the round
+    (left out, not held against the server); `symptom`: what a disturbance of the same round
+    also causes (the server short of CPU misses the rate or leaves the client idle), so in a
+    disturbed round it is left out with the round."""
+
     pattern: str
     kinds: tuple[str, ...]
     transient: bool
     reason: str
+    symptom: bool = False
 
 
 REASON_SCOPES = [
@@ -303,10 +309,14 @@ REASON_SCOPES = [
           "the cost of each request served is unchanged"),
     Scope(r"^achieved ", EVERY_KIND, False,
           "the server did not keep up with the offered rate: every figure of the point was "
-          "measured under another load than the other servers'"),
+          "measured under another load than the other servers' (in a round disturbed by "
+          "steal or background load, that disturbance's doing: left out with the round)",
+          symptom=True),
     Scope(r"^client-bound", ("throughput", "latency_median", "latency_tail"), False,
           "the client, not the server, capped the rate: the rate and the waiting say nothing "
-          "of the server; what each request served cost it still does"),
+          "of the server; what each request served cost it still does (in a disturbed round, "
+          "the server lost its CPU to the disturbance: left out with the round)",
+          symptom=True),
 ]
 
 
@@ -330,6 +340,11 @@ def is_transient(reason: str) -> bool:
     return sc is not None and sc.transient
 
 
+def is_symptom(reason: str) -> bool:
+    sc = scope_of(reason)
+    return sc is not None and sc.symptom
+
+
 @dataclass
 class Round:
     """One round (repeat) of a metric: its value (None when the run gave no figure) and the
@@ -348,27 +363,33 @@ def metric_summary(metric: str, rounds: list[Round]) -> dict[str, Any] | None:
     transient one (steal, background load) leaves that round out instead, said in "notes" (the
     rounds with a value are all used when every one was disturbed, and then the figure is
     invalid); any other makes the metric invalid, as an interval wider than its kind's
-    PRECISION does."""
+    PRECISION does. A symptom of a disturbance (a missed rate, a client-bound point) in a
+    disturbed round goes with that round."""
     kept: list[Round] = []
     disturbed: list[Round] = []
     lasting: list[str] = []
+    why_disturbed: list[str] = []
     for r in rounds:
         mine = [p for p in r.problems if affects(p, metric)]
-        lasting += ["; ".join(p for p in mine if not is_transient(p))]
-        disturbing = [p for p in mine if is_transient(p)]
+        # A missed rate or a client-bound point in a round that steal or other processes
+        # disturbed is that disturbance's doing (also for metrics the disturbance spares).
+        round_disturbed = any(is_transient(p) for p in r.problems)
+        disturbing = [p for p in mine if is_transient(p) or (round_disturbed and is_symptom(p))]
         if r.value is None:
-            lasting[-1] = "; ".join(mine)
+            lasting.append("; ".join(mine))
         elif disturbing:
+            lasting.append("; ".join(p for p in mine if p not in disturbing))
             disturbed.append(r)
+            why_disturbed.append("; ".join(disturbing))
         else:
+            lasting.append("; ".join(mine))
             kept.append(r)
     if not kept and not disturbed:
         return None
     runs = len(rounds)
     reasons = merge_reasons([x for x in lasting if x], runs)
     notes: list[str] = []
-    transient = merge_reasons(["; ".join(p for p in r.problems if affects(p, metric)
-                                         and is_transient(p)) for r in disturbed], runs)
+    transient = merge_reasons(why_disturbed, runs)
     if not kept:
         kept, disturbed = disturbed, []
         reasons += transient
