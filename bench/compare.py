@@ -13,8 +13,13 @@ run. For each server it takes two kinds of measurement:
                Valid only when the server's CPU was the saturated one. Closed loop without
                pipelining is recorded too and flagged client-bound when it is.
 
-Repeats are interleaved (A B C, A B C, ...) and a metric whose spread (max - min) / median
-exceeds 15% is marked invalid. Server counters are read at the moments loadgen marks the start
+Repeats are interleaved (A B C, A B C, ...). Each figure is the mean of its repeats with a 95%
+interval, and each ratio to the baseline comes with the interval of the ratio over the paired
+repeats (bench/iolab_bench/intervals.py); a figure whose interval is wider than its kind of
+metric allows (validity.PRECISION, each share with its reason) is marked invalid, as is one that
+a run's problem affects (validity.REASON_SCOPES: a client-bound closed loop marks its rate, not
+its cost per request). A repeat disturbed by steal or other processes' load is left out of the
+figures it affects, and said so. Server counters are read at the moments loadgen marks the start
 and end of its window; the cost of reading /stats itself is measured and subtracted. CPU comes
 from /proc (user and system over all threads) or, for iolab servers, from their own rusage.
 
@@ -168,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
                           f"server {cell['server_total_us']:.2f} us/req"
                           + (f"  ({'; '.join(cell['invalid'])})" if cell["invalid"] else ""),
                           flush=True)
-    summary = summarize_cells(add_user_above_floor(cells))
+    summary = summarize_cells(add_user_above_floor(cells), baseline)
     print()
-    print_table(summary, baseline)
+    print_table(summary, baseline, accounting)
     print_floor_note(summary, baseline)
     for spec, why in skipped.items():
         print(f"  skipped {spec}: {why}")

@@ -2,9 +2,17 @@
 """compare_runs.py: two run folders side by side (`make compare A=run1 B=run2`).
 
 A run folder is what bench/run.py or `make micro` writes (results/runs/<ts>-<name>/). The harness
-part pairs the medians of harness/summary.json by (server, params, point, metric) and prints
-A, B and B/A; a metric that is not valid in either run keeps its '!' and the reason is listed
-below the table, so a ratio between an invalid and a valid figure is never shown bare. The micro
+part pairs the figures of harness/summary.json by (server, params, point, metric) and prints
+A and B (each the mean of its rounds ±half its 95% interval), B/A, and whether the two runs
+agree: "yes" when their 95% intervals overlap, "NO" when they do not (the difference is larger
+than both runs' own round-to-round variation), "?" when a run has no interval (one round, or a
+summary written before run.py gave intervals: its median is used). A metric that is not valid
+in either run keeps its '!' and the reason is listed below the table, so a ratio between an
+invalid and a valid figure is never shown bare. The last lines count the cells that agree, and
+those within 10% of each other (issue 26's test-retest target).
+
+Run it on two runs of the same scenario on your machine before trusting a difference between
+two other runs: a difference smaller than what two runs of the same code show is noise. The micro
 part hands each micro/<topic>.json present in both runs to Google Benchmark's own compare.py
 (Debian's libbenchmark-tools), which adds a Mann-Whitney U test when there are repetitions.
 
@@ -93,29 +101,78 @@ def key_of(s: dict[str, Any]) -> tuple[str, str, str, str]:
     return (s["server"], json.dumps(s["params"], sort_keys=True), s["point"], s["metric"])
 
 
+def value_of(s: dict[str, Any]) -> float:
+    """The headline figure: the mean of the rounds (the median in an older summary)."""
+    return float(s["mean"] if "mean" in s else s["median"])
+
+
+def interval_of(s: dict[str, Any]) -> tuple[float, float] | None:
+    if s.get("low") is None or s.get("high") is None:
+        return None
+    return float(s["low"]), float(s["high"])
+
+
+def agreement(sa: dict[str, Any], sb: dict[str, Any]) -> str:
+    """'yes' when the two runs' 95% intervals overlap, 'NO' when they do not, '?' when either
+    has no interval."""
+    ia, ib = interval_of(sa), interval_of(sb)
+    if ia is None or ib is None:
+        return "?"
+    return "yes" if ia[0] <= ib[1] and ib[0] <= ia[1] else "NO"
+
+
+def shown(s: dict[str, Any]) -> str:
+    text = fmt(value_of(s))
+    iv = interval_of(s)
+    if iv is not None and value_of(s):
+        text += f" ±{(iv[1] - iv[0]) / 2 / abs(value_of(s)):.0%}"
+    return text + (" !" if not s["valid"] else "")
+
+
 def harness_table(a_summary: list[dict[str, Any]], b_summary: list[dict[str, Any]],
-                  metrics: list[str]) -> tuple[list[list[str]], list[str], list[Any]]:
+                  metrics: list[str]
+                  ) -> tuple[list[list[str]], list[str], list[Any], list[tuple[Any, str, bool]]]:
+    """The table's rows, the reasons below it, the cells in one run only, and per row (B/A or
+    None, agreement, valid in both)."""
     a = {key_of(s): s for s in a_summary}
     b = {key_of(s): s for s in b_summary}
     keys = [k for k in a if k in b and k[3] in metrics]
     keys.sort(key=lambda k: (k[0], k[1], k[2], metrics.index(k[3])))
-    rows = [["server", "params", "point", "metric", "A", "B", "B/A"]]
+    rows = [["server", "params", "point", "metric", "A", "B", "B/A", "agree"]]
     reasons = []
+    stats: list[tuple[Any, str, bool]] = []
     for k in keys:
         sa, sb = a[k], b[k]
         marks = []
         for tag, s in (("A", sa), ("B", sb)):
             if not s["valid"]:
                 marks.append(tag)
-                reasons.append(f"  ! {tag} {k[0]} {k[2]} {k[3]}: {'; '.join(s['why_invalid'])}")
-        ratio = f"{sb['median'] / sa['median']:.2f}x" if sa["median"] else "-"
+                why = s.get("reasons", s.get("why_invalid")) or []
+                reasons.append(f"  ! {tag} {k[0]} {k[2]} {k[3]}: {'; '.join(why)}")
+        va, vb = value_of(sa), value_of(sb)
+        ratio = f"{vb / va:.2f}x" if va else "-"
         params = ",".join(f"{p}={v}" for p, v in json.loads(k[1]).items()) or "-"
-        rows.append([k[0], params, k[2], k[3],
-                     fmt(sa["median"]) + (" !" if not sa["valid"] else ""),
-                     fmt(sb["median"]) + (" !" if not sb["valid"] else ""),
-                     ratio + (" !" if marks else "")])
+        rows.append([k[0], params, k[2], k[3], shown(sa), shown(sb),
+                     ratio + (" !" if marks else ""), agreement(sa, sb)])
+        stats.append((vb / va if va else None, agreement(sa, sb), not marks))
     only = sorted({(k[0], k[2]) for k in set(a) ^ set(b) if k[3] in metrics})
-    return rows, reasons, only
+    return rows, reasons, only, stats
+
+
+def agreement_lines(stats: list[tuple[Any, str, bool]]) -> list[str]:
+    """How many cells agree within their intervals and within 10%, over all and over the
+    cells valid in both runs."""
+    both_valid = [r for r in stats if r[2]]
+    lines = []
+    for label, chosen in (("all cells", stats), ("cells valid in both runs", both_valid)):
+        if not chosen:
+            continue
+        overlap = sum(r[1] == "yes" for r in chosen)
+        known = sum(r[1] != "?" for r in chosen)
+        near = sum(r[0] is not None and abs(r[0] - 1) <= 0.10 + 1e-12 for r in chosen)
+        lines.append(f"{label}: {overlap} of {known} agree within their 95% intervals; "
+                     f"{near} of {len(chosen)} within 10%")
+    return lines
 
 
 def fmt(value: float) -> str:
@@ -176,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             missing = [str(d) for d, s in ((a_dir, a_summary), (b_dir, b_summary)) if s is None]
             print(f"\nharness: no harness/summary.json in {', '.join(missing)}")
         else:
-            rows, reasons, only = harness_table(
+            rows, reasons, only, stats = harness_table(
                 a_summary, b_summary, opts.metric or DEFAULT_METRICS)
             print()
             if len(rows) == 1:
@@ -184,9 +241,12 @@ def main(argv: list[str] | None = None) -> int:
                 status = 1
             else:
                 print_table(rows)
-                print("(medians over repeats; '!' = not valid in that run, reasons below)")
+                print("(mean of the rounds ±half its 95% interval; agree: the two runs' 95% "
+                      "intervals overlap; '!' = not valid in that run, reasons below)")
                 for r in reasons:
                     print(r)
+                for line in agreement_lines(stats):
+                    print(line)
             if only:
                 print("in one run only: " + ", ".join(f"{s} {p}" for s, p in only))
         if not opts.no_micro:

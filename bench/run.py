@@ -12,7 +12,9 @@ instructions per request under callgrind. It writes:
   results/runs/<timestamp>-<scenario>/
     manifest.json           machine, build, pinning, offered rate, schema_version
     harness/results.jsonl   one row per cell, repeat and point, flushed as it is measured
-    harness/summary.json    medians and validity per server, cell and metric
+    harness/summary.json    per server, cell, point and metric: the mean of the rounds, its 95%
+                            interval, the ratio to the baseline with its interval over the
+                            paired rounds, validity and its reasons (validity.py)
   results/latest -> that folder (unless --no-latest; tests never repoint it)
 
 Every process it starts is stopped before it exits, also on Ctrl-C, which leaves a consistent
@@ -31,6 +33,7 @@ Usage: bench/run.py [--scenario quick] [--results-dir results] [--quick-repeats 
        bench/run.py --target HOST:PORT [--label NAME] [--scenario quick] [--client-cpu N]
        bench/run.py --scenario netns          (root and iproute2's `ip`)
        bench/run.py --list
+       bench/run.py --resummarize RUN_FOLDER   (summary.json again from its rows)
 """
 
 import argparse
@@ -41,7 +44,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from iolab_bench import ROOT, HarnessError
+from iolab_bench import ROOT, HarnessError, tables, validity
 from iolab_bench.machine import netns_env
 from iolab_bench.runner import INTERRUPT_REPORTED, run_scenario
 from iolab_bench.scenarios import SCENARIOS, load_scenario
@@ -51,6 +54,21 @@ from iolab_bench.servers import NETNS_WRAPPER
 def interrupt(*_: Any) -> NoReturn:
     """SIGTERM: stop as Ctrl-C does (servers stopped, rows so far kept)."""
     raise KeyboardInterrupt()
+
+
+def resummarize(folder: Path) -> None:
+    """summary.json of a run folder from its rows, against the baseline its manifest names (the
+    committed fixture runs are kept up to date so)."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    lines = (folder / "harness" / "results.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines if line.strip()]
+    servers = list(dict.fromkeys(r["server"] for r in rows))
+    baseline = manifest.get("baseline") or ("nginx" if "nginx" in servers else servers[0])
+    summary = validity.summarize_rows(rows, baseline)
+    (folder / "harness" / "summary.json").write_text(json.dumps(summary, indent=1))
+    tables.print_summary(summary, baseline, manifest.get("cpu_accounting"))
+    tables.print_rounds(rows)
+    print(f"run: wrote {folder / 'harness' / 'summary.json'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,10 +89,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--client-cpu", type=int)
     p.add_argument("--perf", action="store_true", help="cross-check syscalls with perf tracepoints")
     p.add_argument("--bin-dir", default=str(ROOT / "build/bin"))
+    p.add_argument("--resummarize", metavar="RUN_FOLDER",
+                   help="write RUN_FOLDER's harness/summary.json again from its results.jsonl "
+                        "with this version's statistics, print its table, and measure nothing")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="override a scenario field, e.g. --set duration_s=1 "
                         "--set 'servers=[\"threads\"]'")
     opts = p.parse_args(argv)
+    if opts.resummarize:
+        resummarize(Path(opts.resummarize))
+        return 0
     if opts.list:
         for f in sorted(SCENARIOS.glob("*.json")):
             print(f"{f.stem:12} {json.loads(f.read_text()).get('description', '')}")

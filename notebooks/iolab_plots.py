@@ -2,7 +2,7 @@
 
 Design. A run folder (written by bench/run.py and bench/micro/run_micro.py; results/README.md
 has the schema) holds the machine's manifest, one harness row per server, cell, point and
-repeat, the summary run.py computed from those rows (medians and validity), and Google
+repeat, the summary run.py computed from those rows (means, intervals, validity), and Google
 Benchmark JSON. The notebooks each answer one question; this module does the mechanics, so a
 notebook only loads, plots and explains:
 
@@ -11,16 +11,18 @@ notebook only loads, plots and explains:
   (a scenario, points, micro suites); Results.find() picks the newest run that has it and
   missing() says in one line why a notebook has nothing to draw.
 - A chart is always drawn from a tidy table: one row per bar or point with its value (the
-  median over repeats), the spread of the repeats (lo, hi), the count, whether it is valid and
-  why not. TABLES names the function that builds each chart's table from the run; save() writes
+  mean of the rounds), its 95% interval (lo, hi), the count, whether it is valid and why not
+  (a run folder written before run.py gave intervals: the median and the min and max of the
+  repeats). TABLES names the function that builds each chart's table from the run; save() writes
   that table as <chart>.csv beside <chart>.png and <chart>.svg and refuses a table the
   registered function does not reproduce. So every committed chart can be rebuilt from the
   committed rows and checked (tests/notebooks/regenerate_test.py compares the tables, not
   pixels).
-- Validity is run.py's (errors, client-bound, repeats spread over 15%, steal, listen
-  overflows): taken from harness/summary.json where the metric is there, and worked out with
-  run.py's own rules from the rows for the few metrics the summary does not carry (the user/sys
-  split, the parts of memory per connection, cache misses). An invalid cell is drawn hatched
+- Validity is run.py's (the run's problems that affect the metric, an interval wider than its
+  kind of metric allows: bench/iolab_bench/validity.py): taken from harness/summary.json where
+  the metric is there, and worked out with run.py's own rules from the rows for the few
+  metrics the summary does not carry (the user/sys split, the parts of memory per connection,
+  cache misses). An invalid cell is drawn hatched
   and faded, with a numbered note carrying its reason; a cell without any figure (the server
   failed, or is a reference server without counters, or was not installed) keeps a
   placeholder that says why. Nothing is dropped.
@@ -49,10 +51,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 COLUMNS = ["run", "x", "series", "value", "lo", "hi", "n", "valid", "reason"]
 REFERENCES = ("nginx", "gin", "nethttp")
-MAX_SPREAD = validity.MAX_SPREAD
+# The rule of run folders written before run.py gave intervals (issue 26): a metric whose
+# repeats spread (max - min) / median over 15% was invalid, latency percentiles exempt.
+OLD_MAX_SPREAD = 0.15
 MAX_STEAL_PCT = 100.0 * validity.MAX_STEAL
-# Latency percentiles are exempt from the spread rule in run.py's summary (tails vary by
-# nature); the same exemption applies to the percentiles the summary does not carry.
 NO_SPREAD_RULE = ("p50_us", "p90_us", "p99_us", "p999_us", "max_us")
 
 # One colour per server everywhere, so a reader can follow a model from chart to chart. The
@@ -347,22 +349,34 @@ def _no_figure_reason(server: str, group: list[dict[str, Any]], metric: str) -> 
 
 def cell_figure(run: Run, server: str, params: dict[str, Any], point: str, metric: str,
                 group: list[dict[str, Any]]) -> tuple[float, float, float, int, bool, str]:
-    """(value, lo, hi, n, valid, reason) of one cell: the summary's median and validity when
-    the summary has the metric, else run.py's rules applied to the rows here."""
+    """(value, lo, hi, n, valid, reason) of one cell: the mean, 95% interval and validity that
+    run.py's summary gives (validity.metric_summary over the cell's rows, also for the metrics
+    summary.json does not carry). A summary written before run.py gave intervals (it has medians,
+    no "mean") is read as it was then: its median, the min and max of the repeats, and the
+    spread rule for the metrics it does not carry."""
     get = METRICS[metric]
     measured = [r for r in group if r.get("rps") is not None or point in ("memory", "cache")]
     values = [v for v in (get(r) for r in measured) if v is not None]
     if not values:
         return (math.nan, math.nan, math.nan, 0, False, _no_figure_reason(server, group, metric))
-    lo, hi = min(values), max(values)
     s = _summary_entry(run, server, params, point, metric)
+    if any("mean" in e for e in run.summary):
+        # run.py's own function over the rows: what summary.json says, and a chart that follows
+        # its rows (regenerate_test changes a row under a chart).
+        s = validity.metric_summary(metric, validity.rounds_of(group, get))
+    if s is not None and "mean" in s:
+        def bound(x: Any) -> float:
+            return math.nan if x is None else float(x)
+        return (s["mean"], bound(s["low"]), bound(s["high"]), s["n"], bool(s["valid"]),
+                "; ".join(s["reasons"]))
+    lo, hi = min(values), max(values)
     if s is not None:
         return (s["median"], lo, hi, s["n"], bool(s["valid"]), "; ".join(s["why_invalid"]))
     median = statistics.median(values)
     why = validity.merge_reasons(
         [r["invalid_reason"] for r in group if r.get("invalid_reason")], len(group))
     spread = (hi - lo) / median if median else 0.0
-    if len(values) >= 2 and spread > MAX_SPREAD and metric not in NO_SPREAD_RULE:
+    if len(values) >= 2 and spread > OLD_MAX_SPREAD and metric not in NO_SPREAD_RULE:
         why.append(f"spread {spread:.0%}")
     return (median, lo, hi, len(values), not why, "; ".join(why))
 

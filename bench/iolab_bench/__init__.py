@@ -7,14 +7,16 @@ lines over it; the lab checks, the notebooks' plotting module and the tests impo
               --target someone else started, a server in a network namespace
   measure     one measured run of one kind against any of those servers, and the memory and
               instruction points
-  validity    what makes a run or a figure invalid; medians, spreads and summaries; the
-              precision each kind of metric is held to
+  validity    what makes a run invalid and which metrics each problem marks; the summaries
+              (mean, 95% interval, paired ratio to the baseline, validity); the precision
+              each kind of metric is held to
   intervals   95% intervals of a metric's rounds and of its ratio to the baseline (scipy)
   scenarios   scenario files, the cells of their matrix, CPU placement per cell
   runfolder   the run folder: manifest, rows and their schema
   sweeps      connections needed to reach the peak (closed-loop sweeps)
   tables      the printed tables and notes
-  runner      a scenario, cell by cell, into a run folder (bench/run.py)
+  runner      a scenario, cell by cell and round by round (more rounds where intervals are
+              still wide), into a run folder (bench/run.py)
   figures     where a figure of a run folder comes from (claims ledger, lab READMEs)
   claims      the claims ledger (bench/claims.py)
 

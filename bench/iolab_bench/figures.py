@@ -6,10 +6,11 @@ kinds of source, as JSON objects:
 
   harness row   {"scenario": "c10k", "server": "select", "point": "fixed_rate",
                  "metric": "server_cpu_us", "params": {"idle_connections": 900}}
-                a median from harness/summary.json (validity.summarize_rows(): metrics rps,
-                server_cpu_us, syscalls_per_req, p99_us, user_kb_per_conn, ...), with its
-                validity. "params" must match a cell exactly; without it the server and point
-                must have a single cell.
+                the mean of its rounds from harness/summary.json (validity.summarize_rows():
+                metrics rps, server_cpu_us, syscalls_per_req, p99_us, user_kb_per_conn, ...),
+                with its 95% interval and validity (the median, in a summary written before
+                the summaries had means). "params" must match a cell exactly; without it the
+                server and point must have a single cell.
   micro         {"micro": "syscalls", "benchmark": "BM_Getppid", "field": "real_time"}
                 a field of one benchmark in micro/<suite>.json (Google Benchmark's JSON);
                 real_time and cpu_time are converted to nanoseconds; any other field is a
@@ -44,6 +45,8 @@ class Figure:
     why_invalid: list[str] = field(default_factory=list)
     run: Path | None = None      # the run folder it came from
     where: str = ""       # human-readable source
+    low: float | None = None    # its 95% interval, where the source has one
+    high: float | None = None
 
     def describe(self) -> str:
         return self.where + ("" if self.valid else f" (not valid: {'; '.join(self.why_invalid)})")
@@ -190,7 +193,8 @@ def harness_figure(runs: list[RunFolder], source: dict[str, Any]) -> Figure | No
         why = list(s.get("why_invalid") or [])
         if not run.finished:
             why.append("run not finished")
-        return Figure(float(s["median"]), not why, why, run.dir, where)
+        value = float(s["mean"] if "mean" in s else s["median"])
+        return Figure(value, not why, why, run.dir, where, s.get("low"), s.get("high"))
     return None
 
 

@@ -163,6 +163,10 @@ def cell_from(server: AnyServer, kind: str, offered_rate: float | None, report: 
         "listen_overflows": overflows,
     }
     cell["server_total_us"] = cell["server_user_us"] + cell["server_sys_us"]
+    if a.get("cpu_clock_s") is not None and b.get("cpu_clock_s") is not None:
+        # The server's own CPU clock (its /stats): a check on the total above, which the kernel
+        # scales to the same run time.
+        cell["server_cpu_clock_us"] = (b["cpu_clock_s"] - a["cpu_clock_s"]) * 1e6 / requests
     # Other processes' CPU on this machine: only meaningful when the server runs here too.
     cell["background_cpus"] = (machine.background_cpus(marks, user_s + sys_s, client_s, wall)
                                if server.pid() else None)

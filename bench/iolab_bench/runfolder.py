@@ -80,6 +80,7 @@ def row_from_cell(sc: dict[str, Any], spec: str, params: dict[str, Any], point: 
                                       "sys": cell.get("server_sys_us")},
                            "client": {"user": cell.get("client_user_us"),
                                       "sys": cell.get("client_sys_us")}},
+        "server_cpu_clock_us_per_req": cell.get("server_cpu_clock_us"),
         "syscalls_per_req": cell.get("syscalls_per_request"),
         "perf_syscalls_per_req": cell.get("perf_syscalls_per_request"),
         "ctx_switches_per_req": cell["ctx_per_request"],

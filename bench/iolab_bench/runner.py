@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import math
 import subprocess
 import sys
 import time
@@ -38,6 +39,9 @@ class Progress:
     def __init__(self, total: int) -> None:
         self.total, self.done = total, 0
         self.started = time.monotonic()
+
+    def seconds_per_row(self) -> float:
+        return (time.monotonic() - self.started) / self.done if self.done else 0.0
 
     def __call__(self, text: str) -> None:
         self.done += 1
@@ -98,6 +102,18 @@ def prepare(sc: dict[str, Any], opts: argparse.Namespace) -> Context:
     run = Run(sc, opts.results_dir, point_latest=not opts.no_latest, label=label)
     doc = runfolder.manifest(sc, server_cpu, client_cpu, placement)
     doc["repeats"] = opts.repeats or sc["repeats"]
+    # More rounds where intervals are still wide, within the time budget (extra_rounds).
+    # --repeats N asks for N rounds: no extra ones unless max_repeats is --set too.
+    fixed_rounds = opts.repeats is not None and not any(
+        item.startswith("max_repeats=") for item in getattr(opts, "set", []))
+    doc["rounds"] = {"min": doc["repeats"],
+                     "max": doc["repeats"] if fixed_rounds else
+                     max(doc["repeats"], int(sc.get("max_repeats") or 0)),
+                     "budget_s": sc.get("budget_s"), "stopped": None}
+    doc["cpu_accounting"] = machine.cpu_accounting()
+    doc["cpu_accounting_note"] = (
+        "the total CPU per request (user + system) is the scheduler's run time, exact; on a "
+        "tick-sampled kernel only its split into user and system is an estimate")
     doc["interrupted"] = False
     doc["skipped"] = {}
     doc["mode"] = "target" if target else "netns" if ns else "local"
@@ -167,11 +183,10 @@ def load_points(ctx: Context) -> list[str]:
 
 
 def measure_loads(ctx: Context, s: AnyServer, spec: str, cell: Cell, repeat: int,
-                  client_cpu: int | None, load: Load) -> None:
+                  client_cpu: int | None, load: Load, points: list[str]) -> None:
     """The cell's load points against a started server, one row each. After a failure that
     killed the server, the points after it get a row too: a dead server is reported for every
     cell it did not serve, not left out."""
-    points = load_points(ctx)
     label = f"{spec} {cell.params or ''}"
     for index, point in enumerate(points):
         try:
@@ -223,11 +238,13 @@ def measure_cache(ctx: Context, spec: str, cell: Cell) -> None:
         ctx.progress(f"{spec} {cell.params or ''} cache: FAILED: {e}")
 
 
-def measure_cell(ctx: Context, spec: str, cell: Cell, repeat: int) -> None:
+def measure_cell(ctx: Context, spec: str, cell: Cell, repeat: int,
+                 only: list[str] | None = None) -> None:
     """One server in one cell of the matrix, in one repeat: a server started for the cell (with
-    the cell's arguments, on the cell's CPUs), its load points, and in the first repeat its
-    memory and cache points."""
+    the cell's arguments, on the cell's CPUs), its load points (`only` those in an extra round),
+    and in the first repeat its memory and cache points."""
     points = ctx.sc["points"]
+    loads = only if only is not None else load_points(ctx)
     full_spec = spec + (":" + " ".join(cell.server_args) if cell.server_args and
                         spec not in servers.REFERENCES else "")
     server_cpu, client_cpu = placed(cell.params.get("placement"), ctx.server_cpu, ctx.client_cpu)
@@ -237,21 +254,77 @@ def measure_cell(ctx: Context, spec: str, cell: Cell, repeat: int) -> None:
     try:
         with ctx.open_server(full_spec, server_cpu) as s:
             s.overhead = servers.stats_overhead(s)
-            measure_loads(ctx, s, spec, cell, repeat, client_cpu, load)
+            measure_loads(ctx, s, spec, cell, repeat, client_cpu, load, loads)
             if repeat == 0 and "memory" in points and isinstance(s, Server):
                 measure_memory(ctx, s, spec, cell)
     except HarnessError as e:
-        for point in load_points(ctx):
+        for point in loads:
             ctx.run.add(base_row(ctx.sc, spec, cell.params, point, repeat, str(e)))
             ctx.progress(f"{spec} {cell.params or ''} {point}: FAILED: {e}")
     if repeat == 0 and "cache" in points and spec not in servers.REFERENCES:
         measure_cache(ctx, spec, cell)
 
 
+def wide_points(summary: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    """(server, params as JSON, point) of the load points with a figure in the table that is
+    invalid only for want of precision (its interval too wide, or every round disturbed by
+    steal or background load): more rounds can make it valid. A figure with a lasting reason
+    (errors, a missed rate, client-bound) cannot be helped by more rounds and gets none."""
+    shown = {(c[1], c[2]) for c in tables.run_columns(summary)}
+    out = set()
+    for s in summary:
+        if s["point"] not in POINT_KIND or s["valid"] or (s["point"], s["metric"]) not in shown:
+            continue
+        if all(validity.is_precision_reason(w) or validity.is_transient(w)
+               for w in s["reasons"]):
+            out.add((s["server"], json.dumps(s["params"], sort_keys=True), s["point"]))
+    return out
+
+
+def extra_rounds(ctx: Context, found: list[str], cells: list[Cell], baseline: str,
+                 deadline: float) -> None:
+    """Rounds where the variance is: after the scenario's `repeats` rounds of every cell, more
+    short interleaved rounds for the load points whose intervals are still too wide (and for the
+    baseline's same point, so that every ratio keeps its pairs), until every figure is precise,
+    a point has `max_repeats` rounds, or the time budget (`budget_s` from the start of the
+    first round) is spent. Why it stopped goes into the manifest."""
+    rounds = ctx.doc["rounds"]
+    repeat = rounds["min"]
+    stopped = "every figure precise enough"
+    while True:
+        if repeat >= rounds["max"]:
+            stopped = f"at the most rounds ({rounds['max']})"
+            break
+        wide = wide_points(validity.summarize_rows(ctx.run.rows, baseline))
+        if not wide:
+            stopped = "every figure precise enough, or invalid for a reason rounds cannot fix"
+            break
+        plan = []
+        for spec in found:
+            for cell in cells:
+                pj = json.dumps(cell.params, sort_keys=True)
+                points = [p for p in load_points(ctx)
+                          if (spec, pj, p) in wide
+                          or (spec == baseline and any((o, pj, p) in wide for o in found))]
+                if points:
+                    plan.append((spec, cell, points))
+        ctx.progress.total += sum(len(p) for _, _, p in plan)
+        for spec, cell, points in plan:
+            per_point = ctx.progress.seconds_per_row()
+            if time.monotonic() + per_point * len(points) > deadline:
+                ctx.progress.total = ctx.progress.done
+                stopped = f"time budget of {float(rounds['budget_s']):g} s spent"
+                rounds["stopped"] = stopped
+                return
+            measure_cell(ctx, spec, cell, repeat, points)
+        repeat += 1
+    rounds["stopped"] = stopped
+
+
 def finish(ctx: Context, baseline: str) -> None:
     """summary.json, connections_to_peak.jsonl and the printed tables."""
     run, doc = ctx.run, ctx.doc
-    summary = validity.summarize_rows(run.rows)
+    summary = validity.summarize_rows(run.rows, baseline)
     (run.dir / "harness" / "summary.json").write_text(json.dumps(summary, indent=1))
     doc["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     peaks = connections_to_peak(run.rows) if "connections" in ctx.sc["matrix"] else []
@@ -260,8 +333,11 @@ def finish(ctx: Context, baseline: str) -> None:
             for p in peaks:
                 f.write(json.dumps(p, sort_keys=True) + "\n")
     print()
-    tables.print_summary(summary, baseline)
+    tables.print_summary(summary, baseline, doc.get("cpu_accounting"))
     tables.print_failures(run.rows, summary)
+    tables.print_rounds(run.rows)
+    if doc.get("rounds", {}).get("stopped"):
+        print(f"  extra rounds: {doc['rounds']['stopped']}")
     if peaks:
         tables.print_peaks(peaks)
     for spec, why in doc["skipped"].items():
@@ -282,10 +358,13 @@ def run_scenario(sc: dict[str, Any], opts: argparse.Namespace) -> Run:
         ctx.progress = Progress(
             repeats * len(found) * len(cells) * len(load_points(ctx))
             + len(found) * len(cells) * sum(1 for p in points if p in ("memory", "cache")))
+        budget = ctx.doc["rounds"]["budget_s"]
+        deadline = time.monotonic() + float(budget) if budget else math.inf
         for repeat in range(repeats):
             for spec in found:
                 for cell in cells:
                     measure_cell(ctx, spec, cell, repeat)
+        extra_rounds(ctx, found, cells, baseline, deadline)
         finish(ctx, baseline)
         return ctx.run
     except KeyboardInterrupt:

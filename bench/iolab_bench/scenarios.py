@@ -22,6 +22,10 @@ def load_scenario(name: str) -> dict[str, Any]:
     sc.setdefault("name", name)
     sc.setdefault("points", ["fixed_rate", "saturation", "closed_loop"])
     sc.setdefault("repeats", 3)
+    # More rounds, up to max_repeats, for the points whose intervals are still too wide, while
+    # the measuring has taken less than budget_s seconds (runner.extra_rounds); none by default.
+    sc.setdefault("max_repeats", None)
+    sc.setdefault("budget_s", None)
     sc.setdefault("warmup_s", 1)
     sc.setdefault("duration_s", 3)
     sc.setdefault("connections", 64)

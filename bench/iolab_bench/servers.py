@@ -244,6 +244,7 @@ class Server:
                 # rusage counts threads that have exited too (thread-per-connection).
                 snap["user_s"] = stats["cpu_user_us"] / 1e6
                 snap["sys_s"] = stats["cpu_sys_us"] / 1e6
+                snap["cpu_clock_s"] = cpu_clock_s(stats)
                 snap["ctx"] = (stats["voluntary_context_switches"]
                                + stats["involuntary_context_switches"])
             except urllib.error.HTTPError as e:
@@ -278,6 +279,13 @@ def fetch_stats(host: str, port: int | None) -> Any:
         return json.loads(r.read())
 
 
+def cpu_clock_s(stats: dict[str, Any]) -> float | None:
+    """The process CPU clock from /stats (CLOCK_PROCESS_CPUTIME_ID: the scheduler's run time,
+    exact where the user/system split is tick-sampled); None from a server built before it."""
+    clock = stats.get("cpu_clock_us")
+    return None if clock is None else clock / 1e6
+
+
 def stats_snapshot(server: "Server | RemoteServer") -> dict[str, Any]:
     """Server.snapshot's keys, all from /stats (nothing from this machine's /proc)."""
     snap: dict[str, Any] = {"t": time.monotonic()}
@@ -285,6 +293,7 @@ def stats_snapshot(server: "Server | RemoteServer") -> dict[str, Any]:
     snap["stats"] = stats
     snap["user_s"] = stats["cpu_user_us"] / 1e6
     snap["sys_s"] = stats["cpu_sys_us"] / 1e6
+    snap["cpu_clock_s"] = cpu_clock_s(stats)
     snap["ctx"] = stats["voluntary_context_switches"] + stats["involuntary_context_switches"]
     snap["rss_kb"] = stats["rss_kb"]
     return snap

@@ -2,9 +2,11 @@
 the floor note), run.py's summary table, its failures and the connections to the peak."""
 
 import json
+import re
 from typing import Any
 
 from .sweeps import PEAK_FRACTION
+from . import validity
 from .validity import group_rows, merge_reasons
 
 Summary = list[dict[str, Any]]
@@ -15,6 +17,46 @@ def fixed(value: float, digits: int) -> str:
     lands a hair below zero."""
     text = f"{value:.{digits}f}"
     return text.lstrip("-") if float(text) == 0 else text
+
+
+def half_width(s: dict[str, Any]) -> str:
+    """'±4%': half the 95% interval as a share of the mean; '' for one round, '±?' when there is
+    no interval."""
+    if s.get("n", 0) < 2:
+        return ""
+    if s.get("low") is None or s.get("high") is None:
+        return " ±?"
+    if s["mean"] == 0:
+        return f" ±{(s['high'] - s['low']) / 2:.2g}"
+    return f" ±{(s['high'] - s['low']) / 2 / abs(s['mean']):.0%}"
+
+
+def ratio_text(s: dict[str, Any]) -> str:
+    """' (0.95x 0.91-0.99)': the ratio to the baseline and its 95% interval over the paired
+    rounds; '' without a ratio."""
+    if s.get("ratio") is None:
+        return ""
+    if s.get("ratio_low") is None or s.get("ratio_high") is None:
+        return f" ({s['ratio']:.2f}x)"
+    return f" ({s['ratio']:.2f}x {s['ratio_low']:.2f}..{s['ratio_high']:.2f})"
+
+
+def figure_text(s: dict[str, Any], digits: int, ratio: bool = False) -> str:
+    """A summary entry as a table cell: mean ±half-interval, the ratio when asked, '!' when not
+    valid."""
+    text = fixed(s["mean"], digits) + half_width(s) + (ratio_text(s) if ratio else "")
+    return text + ("" if s["valid"] else " !")
+
+
+INTERVAL_NOTE = ("mean of the rounds ±half its 95% interval; (ratio to {baseline} and its 95% "
+                 "interval over the paired rounds); '!' = not valid, reasons below")
+
+
+def print_accounting(accounting: str | None) -> None:
+    """The user/system split's status, once for the whole table."""
+    if accounting:
+        print(f"CPU per request: the total (user + system) is the scheduler's own run time; "
+              f"the user/system split is the kernel's accounting: {accounting}")
 
 
 def print_columns(rows: list[list[str]]) -> None:
@@ -41,23 +83,23 @@ COMPARE_COLUMNS = [
     ("p99 us", "fixed", "p99_us", 0, False)]
 
 
-def print_table(summary: Summary, baseline: str | None) -> Summary:
-    """compare.py's table: one line per server, median ±half-spread, '!' where not valid."""
+def print_table(summary: Summary, baseline: str | None, accounting: str | None = None) -> Summary:
+    """compare.py's table: one line per server, mean ±half its 95% interval, the ratio to the
+    baseline with its interval over the paired rounds, '!' where not valid."""
     def get(server: str | None, kind: str, metric: str) -> dict[str, Any] | None:
         for row in summary:
             if row["server"] == server and row["kind"] == kind and row["metric"] == metric:
                 return row
         return None
 
-    def fmt(row: dict[str, Any] | None, digits: int = 1,
-            ratio_to: dict[str, Any] | None = None) -> str:
+    def fmt(row: dict[str, Any] | None, digits: int = 1, ratio: bool = False) -> str:
         if row is None:
             return "-"
-        text = fixed(row["median"], digits)
-        if ratio_to is not None and ratio_to["median"]:
-            text += f" ({row['median'] / ratio_to['median']:.2f}x)"
-        text += f" ±{row['spread'] * 50:.0f}%"
-        return text + ("" if row["valid"] else " !")
+        shown = dict(row)
+        if ratio and baseline is not None:
+            base = get(baseline, row["kind"], row["metric"])
+            validity.with_ratio(shown, base if base is not row else None)
+        return figure_text(shown, digits, ratio and shown.get("ratio") is not None)
 
     servers = list(dict.fromkeys(r["server"] for r in summary))
     # A column no server has a figure for (user beyond syscalls without --perf) is left out.
@@ -67,15 +109,13 @@ def print_table(summary: Summary, baseline: str | None) -> Summary:
     for s in servers:
         row = [s]
         for _, kind, metric, digits, ratio in cols:
-            base = get(baseline, kind, metric) if ratio and baseline and s != baseline else None
-            row.append(fmt(get(s, kind, metric), digits, base))
+            row.append(fmt(get(s, kind, metric), digits, ratio and s != baseline))
         rows.append(row)
     print_columns(rows)
-    print(f"(median ±half-spread; ratios against {baseline}; '!' = invalid: see below)")
+    print("(" + INTERVAL_NOTE.format(baseline=baseline) + ")")
+    print_accounting(accounting)
     client_cpu = [r for r in summary if r["metric"] == "client_user_us"]
-    for r in summary:
-        if not r["valid"]:
-            print(f"  ! {r['server']} {r['kind']} {r['metric']}: {'; '.join(r['why_invalid'])}")
+    print_reasons([dict(r, point=r["kind"], params={}) for r in summary])
     return client_cpu
 
 
@@ -88,15 +128,18 @@ def print_floor_note(summary: Summary, baseline: str | None) -> None:
     base_row = row_of(baseline, "server_user_us")
     if floor_row is None or baseline == "floor":
         return
-    if base_row is not None and base_row["median"] > 0:
+    if base_row is not None and base_row["mean"] > 0:
         valid = floor_row["valid"] and base_row["valid"]
-        ratio = (f", {floor_row['median'] / base_row['median']:.2f}x {baseline}'s"
+        shown = validity.with_ratio(dict(floor_row, ratio=None), base_row)
+        times = (ratio_text(shown).strip(" ()") if shown["ratio"] is not None
+                 else f"{floor_row['mean'] / base_row['mean']:.2f}x")
+        ratio = (f", {times} {baseline}'s"
                  f"{'' if valid else ' (! not valid: see above)'}: no server's user CPU ratio to "
                  f"{baseline} can measure below that on this machine")
     else:  # a run too short for the kernel to have billed the baseline any user time
         ratio = "" if floor_row["valid"] else " (! not valid: see above)"
     print(f"floor: a responder that makes the system calls and nothing else was billed "
-          f"{fixed(floor_row['median'], 2)} us user per request here{ratio}; "
+          f"{fixed(floor_row['mean'], 2)} us user per request here{ratio}; "
           f"'user above floor' compares the user-space work")
 
 
@@ -119,9 +162,21 @@ RUN_COLUMNS = [
     ("instr/req", "cache", "instructions_per_req", 0)]
 
 
-def print_summary(summary: Summary, baseline: str | None) -> None:
-    """run.py's table: one line per server and cell parameters, medians over the repeats, ratios
-    of throughput and CPU to the baseline, '!' where not valid and the reasons below."""
+def run_columns(summary: Summary) -> list[tuple[str, str, str, int]]:
+    """The columns of run.py's table that have a figure in this summary."""
+    columns = list(RUN_COLUMNS)
+    if not any(s["point"] == "fixed_rate" for s in summary):
+        # No fixed rate (the pipelining scenario): the closed loop's per-request counts instead.
+        columns[2:2] = [("syscalls/req", "closed_loop", "syscalls_per_req", 2),
+                        ("ctx/req", "closed_loop", "ctx_switches_per_req", 3)]
+    return [c for c in columns
+            if any(s["point"] == c[1] and s["metric"] == c[2] for s in summary)]
+
+
+def print_summary(summary: Summary, baseline: str | None, accounting: str | None = None) -> None:
+    """run.py's table: one line per server and cell parameters, the mean of the rounds ±half its
+    95% interval, ratios of throughput and CPU to the baseline with their intervals over the
+    paired rounds, '!' where not valid, and below each reason with the metrics it marks."""
     def get(server: str | None, params: dict[str, Any], point: str,
             metric: str) -> dict[str, Any] | None:
         for s in summary:
@@ -130,15 +185,9 @@ def print_summary(summary: Summary, baseline: str | None) -> None:
                 return s
         return None
 
-    columns = list(RUN_COLUMNS)
     keys = list(dict.fromkeys((s["server"], json.dumps(s["params"], sort_keys=True))
                               for s in summary))
-    if not any(s["point"] == "fixed_rate" for s in summary):
-        # No fixed rate (the pipelining scenario): the closed loop's per-request counts instead.
-        columns[2:2] = [("syscalls/req", "closed_loop", "syscalls_per_req", 2),
-                        ("ctx/req", "closed_loop", "ctx_switches_per_req", 3)]
-    present = [c for c in columns
-               if any(s["point"] == c[1] and s["metric"] == c[2] for s in summary)]
+    present = run_columns(summary)
     table = [["server", "params"] + [c[0] for c in present]]
     for server, params_json in keys:
         params = json.loads(params_json)
@@ -148,28 +197,68 @@ def print_summary(summary: Summary, baseline: str | None) -> None:
             if s is None:
                 line.append("-")
                 continue
-            text = fixed(s["median"], digits)
+            shown = dict(s)
             base = get(baseline, params, point, metric) if baseline and server != baseline else None
-            if base and base["median"] and metric in ("rps", "server_cpu_us"):
-                text += f" ({s['median'] / base['median']:.2f}x)"
-            line.append(text + ("" if s["valid"] else " !"))
+            ratio = base is not None and metric in ("rps", "server_cpu_us")
+            if ratio:
+                validity.with_ratio(shown, base)
+            line.append(figure_text(shown, digits, ratio))
         table.append(line)
     print_columns(table)
-    print(f"(medians over repeats; ratios against {baseline}; '!' = not valid, reasons below)")
+    print("(" + INTERVAL_NOTE.format(baseline=baseline) + ")")
+    print_accounting(accounting)
+    print_reasons(summary)
+
+
+def print_reasons(summary: Summary) -> None:
+    """Per server, cell and point: each reason once, with the metrics it marks (an interval too
+    wide names its metric), then the rounds left out of some figures."""
     reasons: dict[tuple[str, str, str], dict[str, list[str]]] = {}
+    notes: dict[tuple[str, str, str], dict[str, list[str]]] = {}
     for s in summary:
-        if not s["valid"]:
-            key = (s["server"], params_text(s["params"]), s["point"])
-            reasons.setdefault(key, {})
-            for w in s["why_invalid"]:
-                reasons[key].setdefault(w, []).append(s["metric"])
-    for (server, params_shown, point), whys in reasons.items():
-        run_reasons = [w for w in whys if not w.startswith("spread")]
-        spreads = [f"{m} {w.split()[1]}" for w, metrics in whys.items() if w.startswith("spread")
-                   for m in metrics]
-        text = "; ".join(run_reasons
-                         + ([f"repeats disagree: {', '.join(spreads)}"] if spreads else []))
-        print(f"  ! {server} {params_shown + ' ' if params_shown else ''}{point}: {text}")
+        key = (s["server"], params_text(s["params"]), s["point"])
+        for w in s["reasons"] if not s["valid"] else []:
+            reasons.setdefault(key, {}).setdefault(w, []).append(s["metric"])
+        for w in s.get("notes") or []:
+            notes.setdefault(key, {}).setdefault(w, []).append(s["metric"])
+    for mark, table in (("!", reasons), (".", notes)):
+        for (server, params_shown, point), whys in table.items():
+            parts, wide = [], []
+            for w, metrics in whys.items():
+                m = PRECISION_REASON.match(w)
+                if m:  # "interval 79% of the value over 3 rounds (at most 10%)"
+                    wide += [f"{metric} {m['width']} (at most {m['limit']})" for metric in metrics]
+                elif w.startswith("no interval"):
+                    wide += [f"{metric} {w}" for metric in metrics]
+                else:
+                    parts.append(f"{w} [{', '.join(metrics)}]")
+            if wide:
+                parts.append("interval too wide: " + ", ".join(wide))
+            print(f"  {mark} {server} {params_shown + ' ' if params_shown else ''}{point}: "
+                  + "; ".join(parts))
+
+
+PRECISION_REASON = re.compile(r"interval (?P<width>\S+)(?: of the value| wide) over [0-9]+ rounds "
+                              r"\(at most (?P<limit>[^)]+)\)")
+
+
+def print_rounds(rows: list[dict[str, Any]]) -> None:
+    """How many rounds each server and cell got, per point (the runner gives more rounds to
+    the cells whose intervals were still wide)."""
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for r in rows:
+        if r["point"] in ("memory", "cache"):
+            continue
+        key = (r["server"], params_text(r["params"]))
+        counts.setdefault(key, {}).setdefault(r["point"], 0)
+        counts[key][r["point"]] += 1
+    if not counts:
+        return
+    points = list(dict.fromkeys(p for c in counts.values() for p in c))
+    print("rounds per cell (" + "/".join(points) + "): " + ", ".join(
+        f"{server}{' ' + params if params else ''} "
+        + "/".join(str(c.get(p, "-")) for p in points)
+        for (server, params), c in counts.items()))
 
 
 def print_failures(rows: list[dict[str, Any]], summary: Summary) -> int:

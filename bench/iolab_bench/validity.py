@@ -1,13 +1,20 @@
 """Validity and statistics: what makes one run invalid (errors, steal, background load, listen
-overflows, a missed offered rate, a client-bound closed loop), and the summaries that take the
-median of the repeats, their spread, and say per metric whether the figure is valid and why not.
+overflows, a missed offered rate, a client-bound closed loop), and the summaries that give each
+metric the mean of its rounds with a 95% interval (intervals.py), its ratio to the baseline over
+the paired rounds with that ratio's interval, and whether the figure is valid and why not.
 
-PRECISION states, per kind of metric, how wide its 95% interval (intervals.py) may be before the
-figure is invalid, with the reason; precision_problem applies it. (The summaries below still
-judge max - min over the repeats; issue 26 moves them to the intervals.)
+A figure is invalid when a problem of one of its runs affects its kind of metric (REASON_SCOPES:
+a client-bound closed loop marks its rate, not its system calls per request), or when its
+interval is wider than its kind's PRECISION (each with its reason). Steal and background load
+disturb a round rather than describe the server: such a round is left out of the figures it
+affects (said in the summary's "notes") and the runner measures more rounds where intervals are
+still wide (runner.extra_rounds).
 
 compare.py summarizes cells (one per server, kind and repeat); run.py summarizes rows (one per
-server, cell parameters, point and repeat, as written to results.jsonl).
+server, cell parameters, point and repeat, as written to results.jsonl). Both summaries carry
+mean, low, high, method, n, values, ratio, ratio_low, ratio_high, valid, reasons (why_invalid is
+the same list, for older readers), notes, and median and spread of the same rounds for readers
+of older summaries.
 """
 
 import json
@@ -18,7 +25,6 @@ from typing import Any, Callable
 
 from .intervals import Interval, mean_interval, ratio_interval
 
-MAX_SPREAD = 0.15
 MAX_RATE_SHORTFALL = 0.02
 MAX_STEAL = 0.02
 # CPU used by everything else on the machine during a window, in CPUs: another build or test on
@@ -75,12 +81,6 @@ def merge_reasons(reasons: list[str], runs: int) -> list[str]:
     return sorted(out)
 
 
-def median_and_spread(values: list[float]) -> tuple[float, float]:
-    """The median of the repeats and their spread, (max - min) / median (0 for a zero median)."""
-    median = statistics.median(values)
-    return median, (max(values) - min(values)) / median if median else 0.0
-
-
 # compare.py: the metrics of each kind of cell.
 METRICS = {
     "saturation": ["rps", "server_total_us"],
@@ -90,33 +90,6 @@ METRICS = {
               "client_sys_us", "syscalls_per_request", "perf_syscalls_per_request",
               "ctx_per_request", "p50_us", "p99_us"],
 }
-
-
-def summarize_cells(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """compare.py: median, spread and validity per (server, kind, metric)."""
-    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for cell in cells:
-        out.setdefault((cell["server"], cell["kind"]), []).append(cell)
-    summary = []
-    for (server, kind), group in out.items():
-        for metric in METRICS[kind]:
-            values = [c[metric] for c in group if c.get(metric) is not None]
-            if not values:
-                continue
-            median, spread = median_and_spread(values)
-            problems = [p for c in group for p in c["invalid"]]
-            if metric == "server_user_above_floor_us":
-                problems += [p for c in group for p in c.get("floor_invalid", [])]
-            reasons = merge_reasons(problems, len(group))
-            if len(values) >= 2 and spread > MAX_SPREAD and metric not in ("p99_us",):
-                reasons.append(f"spread {spread:.0%}")
-            if kind == "closed" and any(r.startswith("client-bound") for r in reasons):
-                reasons = ([r for r in reasons if not r.startswith("client-bound")]
-                           + ["client-bound"])
-            summary.append({"server": server, "kind": kind, "metric": metric, "median": median,
-                            "spread": spread, "n": len(values), "values": values,
-                            "valid": not reasons, "why_invalid": reasons})
-    return summary
 
 
 def _cpu(side: str, part: str | None = None) -> Callable[[dict[str, Any]], Any]:
@@ -158,27 +131,6 @@ def group_rows(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[di
     return groups
 
 
-def summarize_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """run.py: median and validity per (server, params, point, metric), like summarize_cells."""
-    out = []
-    for (server, params, point), group in group_rows(rows).items():
-        reasons = merge_reasons([r["invalid_reason"] for r in group if r["invalid_reason"]],
-                                len(group))
-        for name, get in ROW_METRICS.items():
-            values = [v for v in (get(r) for r in group if r.get("rps") is not None or
-                                  r["point"] in ("memory", "cache")) if v is not None]
-            if not values:
-                continue
-            median, spread = median_and_spread(values)
-            why = list(reasons)
-            if len(values) >= 2 and spread > MAX_SPREAD and name not in ("p99_us", "p50_us"):
-                why.append(f"spread {spread:.0%}")
-            out.append({"server": server, "params": json.loads(params), "point": point,
-                        "metric": name, "median": median, "spread": spread, "n": len(values),
-                        "valid": not why, "why_invalid": why})
-    return out
-
-
 # Validity from precision (issue 26): a metric is invalid when its 95% interval (intervals.py) is
 # wider than a share of its value, one share per kind of metric; a small count is judged on its
 # absolute width instead. Each reason names only the metrics of its own kind.
@@ -201,10 +153,15 @@ PRECISION: dict[str, Precision] = {
                            "total CPU per request (user + system): the scheduler's exact run "
                            "time, so its width is only round-to-round variation; held to the "
                            "10% within which two runs must agree"),
-    "cpu_split": Precision(0.20, None,
-                           "user or system CPU per request alone: on a tick-sampled kernel the "
-                           "split of the exact total is an estimate (said once in the table "
-                           "header and the manifest), so its interval may span 20%"),
+    "cpu_split": Precision(0.20, 1.0,
+                           "user or system CPU per request alone: the total is exact, but a "
+                           "tick-sampled kernel (said once in the table header and the "
+                           "manifest) splits it by which mode each 4 ms tick (HZ=250) landed "
+                           "in; a window of a few hundred ticks of server CPU at 10-20,000 "
+                           "requests/s moves the split by a few tenths of a us per request "
+                           "from round to round, so a width of 1 us per request is that "
+                           "sampling, not a server that does not repeat; above 5 us per "
+                           "request the 20% share governs"),
     "syscalls": Precision(0.10, None,
                           "system calls per request: nearly fixed by the code path for each "
                           "request, so a width above 10% means windows that do not line up"),
@@ -241,6 +198,7 @@ METRIC_KIND: dict[str, str] = {
     "syscalls_per_req": "syscalls",
     "ctx_per_request": "ctx_switches", "ctx_switches_per_req": "ctx_switches",
     "p50_us": "latency_median", "p99_us": "latency_tail",
+    "p90_us": "latency_tail", "p999_us": "latency_tail",
     "allocs_per_req": "count", "instructions_per_req": "count",
     "user_kb_per_conn": "memory", "kernel_stack_kb_per_conn": "memory",
 }
@@ -312,3 +270,248 @@ def row_ratio_interval(group: list[dict[str, Any]], baseline: list[dict[str, Any
     if not rounds:
         return None
     return ratio_interval([ours[k] for k in rounds], [theirs[k] for k in rounds])
+
+
+# A reason marks only the kinds of metric it affects (issue 26): a client-bound closed loop
+# says nothing about the cost of each request it served. Matched on cell_problems' wording; a
+# reason not listed here (a failed run, a server that died) marks every metric.
+TIMED = ("throughput", "cpu_total", "cpu_split", "latency_median", "latency_tail",
+         "ctx_switches")
+EVERY_KIND = tuple(PRECISION)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The kinds of metric a run's problem marks; `transient`: a disturbance of the round
+    (left out, not held against the server); `symptom`: what a disturbance of the same round
+    also causes (the server short of CPU misses the rate or leaves the client idle), so in a
+    disturbed round it is left out with the round."""
+
+    pattern: str
+    kinds: tuple[str, ...]
+    transient: bool
+    reason: str
+    symptom: bool = False
+
+
+REASON_SCOPES = [
+    Scope(r"^[0-9]+ errors$", EVERY_KIND, False,
+          "failed requests change the rate, the latency and every figure per request"),
+    Scope(r"^steal ", TIMED, True,
+          "time stolen by the hypervisor slows whatever ran (rate, CPU time, latency, "
+          "involuntary switches), not what the code path counts (system calls, allocations); "
+          "a disturbance of that round, not of the server: the round is left out of the "
+          "figures it affects and another round measured in its place"),
+    Scope(r"^background load ", TIMED, True,
+          "other processes' CPU on the machine preempts the server or the client: as steal"),
+    Scope(r"^[0-9]+ listen overflows$", ("throughput", "latency_median", "latency_tail"), False,
+          "a dropped SYN is retried a second later: it delays requests and lowers the rate, "
+          "the cost of each request served is unchanged"),
+    Scope(r"^achieved ", EVERY_KIND, False,
+          "the server did not keep up with the offered rate: every figure of the point was "
+          "measured under another load than the other servers' (in a round disturbed by "
+          "steal or background load, that disturbance's doing: left out with the round)",
+          symptom=True),
+    Scope(r"^client-bound", ("throughput", "latency_median", "latency_tail"), False,
+          "the client, not the server, capped the rate: the rate and the waiting say nothing "
+          "of the server; what each request served cost it still does (in a disturbed round, "
+          "the server lost its CPU to the disturbance: left out with the round)",
+          symptom=True),
+]
+
+
+def scope_of(reason: str) -> Scope | None:
+    """The scope of one run's problem ('floor: ' problems are the floor's own), or None for a
+    reason that marks every metric."""
+    text = reason.removeprefix("floor: ")
+    return next((sc for sc in REASON_SCOPES if re.match(sc.pattern, text)), None)
+
+
+def affects(reason: str, metric: str) -> bool:
+    """Whether a run's problem makes `metric` of that run invalid (or, for a transient one,
+    leaves that round out of it)."""
+    sc = scope_of(reason)
+    kind = METRIC_KIND.get(metric)
+    return sc is None or kind is None or kind in sc.kinds
+
+
+def is_transient(reason: str) -> bool:
+    sc = scope_of(reason)
+    return sc is not None and sc.transient
+
+
+def is_symptom(reason: str) -> bool:
+    sc = scope_of(reason)
+    return sc is not None and sc.symptom
+
+
+@dataclass
+class Round:
+    """One round (repeat) of a metric: its value (None when the run gave no figure) and the
+    run's problems."""
+
+    repeat: int
+    value: float | None
+    problems: list[str]
+
+
+def metric_summary(metric: str, rounds: list[Round]) -> dict[str, Any] | None:
+    """Mean, 95% interval, validity and reasons of one metric over its rounds; None when no
+    round has a figure. The ratio keys are None here: with_ratio fills them.
+
+    A problem marks the metric only when it affects the metric's kind (REASON_SCOPES). A
+    transient one (steal, background load) leaves that round out instead, said in "notes" (the
+    rounds with a value are all used when every one was disturbed, and then the figure is
+    invalid); any other makes the metric invalid, as an interval wider than its kind's
+    PRECISION does. A symptom of a disturbance (a missed rate, a client-bound point) in a
+    disturbed round goes with that round."""
+    kept: list[Round] = []
+    disturbed: list[Round] = []
+    lasting: list[str] = []
+    why_disturbed: list[str] = []
+    for r in rounds:
+        mine = [p for p in r.problems if affects(p, metric)]
+        # A missed rate or a client-bound point in a round that steal or other processes
+        # disturbed is that disturbance's doing (also for metrics the disturbance spares).
+        round_disturbed = any(is_transient(p) for p in r.problems)
+        disturbing = [p for p in mine if is_transient(p) or (round_disturbed and is_symptom(p))]
+        if r.value is None:
+            lasting.append("; ".join(mine))
+        elif disturbing:
+            lasting.append("; ".join(p for p in mine if p not in disturbing))
+            disturbed.append(r)
+            why_disturbed.append("; ".join(disturbing))
+        else:
+            lasting.append("; ".join(mine))
+            kept.append(r)
+    if not kept and not disturbed:
+        return None
+    runs = len(rounds)
+    reasons = merge_reasons([x for x in lasting if x], runs)
+    notes: list[str] = []
+    transient = merge_reasons(why_disturbed, runs)
+    if not kept:
+        kept, disturbed = disturbed, []
+        reasons += transient
+    elif disturbed:
+        notes.append(f"{len(disturbed)} of {runs} rounds left out: {'; '.join(transient)}")
+    values = [float(r.value) for r in kept if r.value is not None]
+    iv = mean_interval(values)
+    imprecise = precision_problem(metric, iv) if metric in METRIC_KIND else None
+    if imprecise:
+        reasons.append(imprecise)
+    elif len(values) < 2 <= len(values) + len(disturbed):
+        # Measured more than once, but only one round was undisturbed: no interval to judge.
+        reasons.append(f"no interval (1 undisturbed round of {len(values) + len(disturbed)})")
+    out: dict[str, Any] = {
+        "metric": metric, "mean": iv.estimate, "low": iv.low, "high": iv.high,
+        "method": iv.method, "n": iv.n, "values": values,
+        "repeats": [r.repeat for r in kept if r.value is not None],
+        # Kept for readers of older summaries: the median of the same rounds (not the headline
+        # figure) and their spread, (max - min) / mean (no longer a validity rule).
+        "median": statistics.median(values),
+        "spread": (max(values) - min(values)) / abs(iv.estimate) if iv.estimate else 0.0,
+        "ratio": None, "ratio_low": None, "ratio_high": None,
+        "valid": not reasons, "reasons": reasons, "why_invalid": reasons, "notes": notes}
+    return out
+
+
+def ratio_of(s: dict[str, Any], base: dict[str, Any]) -> Interval | None:
+    """A summary entry's ratio to the baseline's entry of the same metric, over the rounds both
+    kept, paired by repeat (the runs interleave the servers within each repeat): the interval
+    of the ratio itself (Kalibera and Jones), not two separate spreads. None when they share no
+    round or the baseline's mean over them is zero."""
+    theirs = dict(zip(base.get("repeats") or [], base.get("values") or []))
+    pairs = [(a, theirs[k]) for k, a in zip(s.get("repeats") or [], s.get("values") or [])
+             if k in theirs]
+    if not pairs or statistics.fmean(b for _, b in pairs) == 0:
+        return None
+    return ratio_interval([a for a, _ in pairs], [b for _, b in pairs])
+
+
+def with_ratio(s: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
+    """Fills a summary entry's ratio, ratio_low, ratio_high (and ratio_method, ratio_n) against
+    the baseline's entry; they stay None without one."""
+    r = ratio_of(s, base) if base is not None else None
+    if r is not None:
+        s.update(ratio=r.estimate, ratio_low=r.low, ratio_high=r.high, ratio_method=r.method,
+                 ratio_n=r.n)
+    return s
+
+
+def _rounds_of_cells(group: list[dict[str, Any]], metric: str) -> list[Round]:
+    out: list[Round] = []
+    for c in group:
+        problems = list(c["invalid"])
+        if metric == "server_user_above_floor_us":
+            problems += c.get("floor_invalid", [])
+        value = c.get(metric)
+        if value is not None or problems:
+            out.append(Round(c.get("repeat", len(out)), None if value is None else float(value),
+                             problems))
+    return out
+
+
+def summarize_cells(cells: list[dict[str, Any]],
+                    baseline: str | None = None) -> list[dict[str, Any]]:
+    """compare.py: mean, interval, ratio to the baseline and validity per (server, kind,
+    metric)."""
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for cell in cells:
+        out.setdefault((cell["server"], cell["kind"]), []).append(cell)
+    summary = []
+    for (server, kind), group in out.items():
+        for metric in METRICS[kind]:
+            s = metric_summary(metric, _rounds_of_cells(group, metric))
+            if s is None:
+                continue
+            reasons = s["reasons"]
+            if kind == "closed" and any(r.startswith("client-bound") for r in reasons):
+                reasons = ([r for r in reasons if not r.startswith("client-bound")]
+                           + ["client-bound"])
+            s.update(reasons=reasons, why_invalid=reasons, valid=not reasons)
+            summary.append({"server": server, "kind": kind, **s})
+    by_key = {(s["server"], s["kind"], s["metric"]): s for s in summary}
+    for s in summary:
+        if baseline and s["server"] != baseline:
+            with_ratio(s, by_key.get((baseline, s["kind"], s["metric"])))
+    return summary
+
+
+def rounds_of(group: list[dict[str, Any]], get: Callable[[dict[str, Any]], Any]) -> list[Round]:
+    """The rounds of one metric (read from a row by `get`) over run.py's rows of one server,
+    cell and point: failed rows as rounds without a value, with their reasons."""
+    out: list[Round] = []
+    for r in group:
+        problems = r["invalid_reason"].split("; ") if r["invalid_reason"] else []
+        measured = r.get("rps") is not None or r["point"] in ("memory", "cache")
+        value = get(r) if measured else None
+        if value is None and not problems:
+            continue  # a metric this server has no counter for (nginx's system calls)
+        out.append(Round(r["repeat"], None if value is None else float(value), problems))
+    return out
+
+
+def summarize_rows(rows: list[dict[str, Any]],
+                   baseline: str | None = None) -> list[dict[str, Any]]:
+    """run.py: mean, interval, ratio to the baseline's same cell and point, and validity per
+    (server, params, point, metric), like summarize_cells."""
+    out = []
+    for (server, params, point), group in group_rows(rows).items():
+        for name in ROW_METRICS:
+            s = metric_summary(name, rounds_of(group, ROW_METRICS[name]))
+            if s is not None:
+                out.append({"server": server, "params": json.loads(params), "point": point,
+                            **s})
+    by_key = {(s["server"], json.dumps(s["params"], sort_keys=True), s["point"], s["metric"]): s
+              for s in out}
+    for s in out:
+        if baseline and s["server"] != baseline:
+            with_ratio(s, by_key.get((baseline, json.dumps(s["params"], sort_keys=True),
+                                      s["point"], s["metric"])))
+    return out
+
+
+def is_precision_reason(reason: str) -> bool:
+    """Whether a summary's reason is its interval being too wide (precision_problem's)."""
+    return reason.startswith("interval ") or reason.startswith("no interval")

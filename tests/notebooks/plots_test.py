@@ -2,9 +2,10 @@
 """Unit tests of notebooks/iolab_plots.py without Jupyter (Debian's matplotlib and pandas).
 
 On the committed fixture run and on small modified copies of it: finding the run folders and
-the run each notebook draws from, the tables behind the charts (medians and validity from the
-summary, the rows' own reasons, placeholders for what has no figure, run.py's spread rule for
-the metrics the summary does not carry, Google Benchmark errors), and the charts themselves
+the run each notebook draws from, the tables behind the charts (means, intervals and validity
+from the summary, an older summary's medians read as then, the rows' own reasons, placeholders
+for what has no figure, run.py's rules for the metrics the summary does not carry, Google
+Benchmark errors), and the charts themselves
 (machine and run in the title, units on the axes, invalid cells hatched with a numbered note,
 reproducible SVG, the table saved beside the images and checked against its registered
 function).
@@ -126,21 +127,46 @@ class Loading(Copy):
 
 
 class Tables(Copy):
-    def test_summary_median_and_validity_rows_spread(self) -> None:
+    def test_summary_mean_interval_and_validity(self) -> None:
         res = ip.load(self.copy)
         run = ip.run_for("01-io-models", res)
         t = ip.table("01-saturation-rps", res)
         self.assertEqual(list(t.columns), ip.COLUMNS)
+        seen = 0
         for entry in run.summary:
             if entry["point"] == "saturation" and entry["metric"] == "rps":
+                seen += 1
                 row = t[t["x"] == entry["server"]].iloc[0]
-                self.assertEqual(row["value"], entry["median"])
+                self.assertEqual(row["value"], entry["mean"])
                 self.assertEqual(bool(row["valid"]), entry["valid"])
-                self.assertEqual(row["reason"], "; ".join(entry["why_invalid"]))
+                self.assertEqual(row["reason"], "; ".join(entry["reasons"]))
                 values = [r["rps"] for r in run.rows if r["server"] == entry["server"]
                           and r["point"] == "saturation"]
+                self.assertAlmostEqual(row["value"], sum(values) / len(values))
                 self.assertEqual((row["lo"], row["hi"], row["n"]),
-                                 (min(values), max(values), len(values)))
+                                 (entry["low"], entry["high"], len(values)))
+        self.assertGreater(seen, 0)
+
+    def test_summary_written_before_intervals_is_read_as_then(self) -> None:
+        # A run folder from before issue 26 (results/reference/ has some): its medians, the
+        # min and max of its repeats, and the 15% spread rule for what it does not carry.
+        path = self.copy / "quick" / "harness" / "summary.json"
+        keys = ("server", "params", "point", "metric", "median", "spread", "n", "valid",
+                "why_invalid")
+        old = [{k: v for k, v in e.items() if k in keys} for e in json.loads(path.read_text())]
+        path.write_text(json.dumps(old))
+        res = ip.load(self.copy)
+        run = ip.run_for("01-io-models", res)
+        t = ip.table("01-saturation-rps", res)
+        entry = next(e for e in old if e["point"] == "saturation" and e["metric"] == "rps")
+        row = t[t["x"] == entry["server"]].iloc[0]
+        values = [r["rps"] for r in run.rows if r["server"] == entry["server"]
+                  and r["point"] == "saturation"]
+        self.assertEqual((row["value"], row["lo"], row["hi"]),
+                         (entry["median"], min(values), max(values)))
+        sys_row = ip.table("01-cpu-per-request", res)
+        sys_row = sys_row[(sys_row["series"] == "system")].iloc[0]
+        self.assertNotIn("interval", sys_row["reason"])
 
     def test_servers_not_run_keep_a_placeholder(self) -> None:
         t = ip.table("01-saturation-rps", ip.load(self.copy))
@@ -177,8 +203,8 @@ class Tables(Copy):
         self.assertIn("reference server", row["reason"])
 
     def test_metric_outside_the_summary_uses_run_py_rules(self) -> None:
-        # server_sys_us is not in summary.json: median of the rows, invalid past a 15% spread,
-        # plus the rows' own reasons; latency percentiles are exempt from the spread rule.
+        # server_sys_us and p90 are not in summary.json: run.py's rules over the rows (the mean,
+        # its interval against the metric's precision, the rows' own reasons).
         rows = self.rows("quick")
         mine = [r for r in rows if r["server"] == "threads" and r["point"] == "fixed_rate"]
         mine[0]["cpu_us_per_req"]["server"]["sys"] = 10.0
@@ -192,11 +218,15 @@ class Tables(Copy):
         sys_row = t[(t["x"] == "threads") & (t["series"] == "system")].iloc[0]
         self.assertEqual(sys_row["value"], 15.0)
         self.assertFalse(sys_row["valid"])
-        self.assertEqual(sys_row["reason"], "3 errors in 1 of 2 runs; spread 67%")
+        # 10 and 20: a t-interval of 127 wide, 847% of the mean (a CPU split: at most 20%).
+        self.assertEqual(sys_row["reason"], "3 errors in 1 of 2 runs; interval 847% of the "
+                                            "value over 2 rounds (at most 20%)")
+        self.assertAlmostEqual(sys_row["hi"] - sys_row["lo"], 127.06, places=2)
         p90 = ip.table("02-latency-percentiles", res)
         p90 = p90[(p90["x"] == "p90") & (p90["series"] == "threads")].iloc[0]
         self.assertEqual(p90["value"], 500.0)
-        self.assertEqual(p90["reason"], "3 errors in 1 of 2 runs")
+        self.assertTrue(p90["reason"].startswith("3 errors in 1 of 2 runs; interval "),
+                        p90["reason"])
 
     def test_memory_of_the_first_cell_only(self) -> None:
         res = ip.load(self.copy)

@@ -22,6 +22,13 @@ def summary_row(server, point, metric, median, valid=True, why=()):
             "spread": 0.01, "n": 3, "valid": valid, "why_invalid": list(why)}
 
 
+def interval_row(server, metric, mean, low, high, valid=True):
+    """A summary entry as run.py writes it since issue 26: mean and 95% interval."""
+    return {"server": server, "params": {}, "point": "fixed_rate", "metric": metric,
+            "mean": mean, "low": low, "high": high, "method": "t", "median": mean,
+            "spread": 0.01, "n": 3, "valid": valid, "reasons": [], "why_invalid": []}
+
+
 def make_run(root, name, rows, cpu="Test CPU", micro=None):
     run = Path(root) / name
     (run / "harness").mkdir(parents=True)
@@ -69,8 +76,30 @@ class CompareRunsTest(unittest.TestCase):
         status, out, _ = run_main(str(a), str(b), "--no-micro")
         self.assertEqual(status, 0)
         line = next(ln for ln in out.splitlines() if ln.startswith("nginx"))
-        self.assertTrue(line.rstrip().endswith("!"), line)
+        self.assertIn("1.05x !", line)
         self.assertIn("! B nginx saturation rps: spread 40%", out)
+
+    def test_agreement_within_intervals(self) -> None:
+        # Overlapping intervals agree; disjoint ones do not; an old summary (a median, no
+        # interval) cannot say.
+        a = make_run(self.root, "a", [interval_row("epoll_et", "rps", 100, 95, 105),
+                                      interval_row("epoll_et", "server_cpu_us", 10.0, 9.8, 10.2),
+                                      summary_row("epoll_et", "fixed_rate", "p50_us", 50)])
+        b = make_run(self.root, "b", [interval_row("epoll_et", "rps", 108, 104, 112),
+                                      interval_row("epoll_et", "server_cpu_us", 11.0, 10.7, 11.3),
+                                      summary_row("epoll_et", "fixed_rate", "p50_us", 60)])
+        status, out, _ = run_main(str(a), str(b), "--no-micro")
+        self.assertEqual(status, 0, out)
+        lines = out.splitlines()
+        rps = next(ln for ln in lines if " rps " in ln)
+        cpu = next(ln for ln in lines if "server_cpu_us" in ln)
+        p50 = next(ln for ln in lines if "p50_us" in ln)
+        self.assertTrue(rps.endswith("yes"), rps)
+        self.assertIn("100 ±5%", rps)
+        self.assertTrue(cpu.endswith("NO"), cpu)
+        self.assertTrue(p50.endswith("?"), p50)
+        self.assertIn("all cells: 1 of 2 agree within their 95% intervals; 2 of 3 within 10%",
+                      out)
 
     def test_different_machines_are_called_out(self) -> None:
         a = make_run(self.root, "a", [summary_row("x", "saturation", "rps", 1)], cpu="CPU one")

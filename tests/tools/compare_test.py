@@ -141,13 +141,22 @@ class FloorTest(unittest.TestCase):
         self.assertNotIn("server_user_above_floor_us", cells[1])  # the floor itself
         rows = {(r["server"], r["metric"]): r for r in validity.summarize_cells(cells)}
         above = rows[("epoll_et", "server_user_above_floor_us")]
-        self.assertEqual(len(above["values"]), 2)
-        for value, expected in zip(above["values"], (0.5, 0.6)):
-            self.assertAlmostEqual(value, expected)
-        # The floor run's problem makes the difference invalid, not epoll_et's own figures.
-        self.assertIn("floor: steal 5% in 1 of 3 runs", above["why_invalid"])
+        # The floor run's steal leaves repeat 1 out of the difference (said in its notes), not
+        # out of epoll_et's own figures.
+        self.assertEqual(above["repeats"], [0])
+        self.assertAlmostEqual(above["values"][0], 0.5)
+        self.assertEqual(above["notes"],
+                         ["1 of 2 rounds left out: floor: steal 5% in 1 of 2 runs"])
+        self.assertEqual(rows[("epoll_et", "server_user_us")]["n"], 3)
         self.assertFalse([r for r in rows[("epoll_et", "server_user_us")]
-                         ["why_invalid"] if "floor" in r])
+                         ["why_invalid"] + rows[("epoll_et", "server_user_us")]["notes"]
+                         if "floor" in r])
+        # A lasting floor problem (errors) makes the difference invalid.
+        cells[3]["invalid"] = ["7 errors"]
+        measure.add_user_above_floor(cells)
+        rows = {(r["server"], r["metric"]): r for r in validity.summarize_cells(cells)}
+        self.assertIn("floor: 7 errors in 1 of 2 runs",
+                      rows[("epoll_et", "server_user_above_floor_us")]["why_invalid"])
 
     def test_floor_in_a_run_gives_the_column_and_the_note(self) -> None:
         out, err = io.StringIO(), io.StringIO()
@@ -252,14 +261,17 @@ class CompareTest(unittest.TestCase):
             compare.parse_args(["--kinds", "bogus"])
         self.assertEqual(ctx.exception.code, 2)
 
-    def test_spread_invalidates(self) -> None:
+    def test_a_wide_interval_invalidates(self) -> None:
+        # 100, 100, 130: mean 110, the 95% t-interval 78% of it (throughput: at most 10%).
         cells = [{"server": "a", "kind": "closed", "rps": v, "invalid": []}
                  for v in (100, 100, 130)]
         row = validity.summarize_cells(cells)[0]
         self.assertFalse(row["valid"])
-        self.assertIn("spread 30%", row["why_invalid"])
+        self.assertEqual(row["why_invalid"],
+                         ["interval 78% of the value over 3 rounds (at most 10%)"])
+        self.assertAlmostEqual(row["mean"], 110.0)
         cells = [{"server": "a", "kind": "closed", "rps": v, "invalid": []}
-                 for v in (100, 105, 110)]
+                 for v in (100, 101, 102)]
         self.assertTrue(validity.summarize_cells(cells)[0]["valid"])
 
     def test_background_load_invalidates(self) -> None:

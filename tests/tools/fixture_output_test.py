@@ -79,24 +79,32 @@ def sweep_rows(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return out
 
 
+def print_entries(summary: List[Dict[str, Any]]) -> None:
+    """A summary, one entry per line (its lists of rounds would take a line per number)."""
+    for entry in summary:
+        print(json.dumps(entry, default=str))
+
+
 def render() -> str:
     out = io.StringIO()
     with redirect_stdout(out):
         for run in RUNS:
             rows = fixture_rows(run)
             print(f"==== run.py summary: {run}")
-            summary = validity.summarize_rows(rows)
-            print(json.dumps(summary, indent=1))
-            tables.print_summary(summary, "nginx" if any(r["server"] == "nginx" for r in rows)
-                                 else rows[0]["server"])
+            baseline = ("nginx" if any(r["server"] == "nginx" for r in rows)
+                        else rows[0]["server"])
+            summary = validity.summarize_rows(rows, baseline)
+            print_entries(summary)
+            tables.print_summary(summary, baseline, "tick-sampled (a stand-in line)")
             tables.print_failures(rows, summary)
+            tables.print_rounds(rows)
         # Without a fixed rate (the pipelining scenario's table) and with a server that failed.
         print("==== run.py summary: quick, saturation only, one server failed")
         rows = [r for r in fixture_rows("quick") if r["point"] == "saturation"]
         rows += [{"server": "gin", "scenario": "quick", "params": {}, "point": "saturation",
                   "repeat": i, "valid": False, "invalid_reason": f"gin: exited at start: {i}"}
                  for i in range(2)]
-        summary = validity.summarize_rows(rows)
+        summary = validity.summarize_rows(rows, "epoll_et")
         tables.print_summary(summary, "epoll_et")
         tables.print_failures(rows, summary)
         print("==== run.py connections to the peak")
@@ -106,8 +114,8 @@ def render() -> str:
         for run in ("quick", "c10k"):
             print(f"==== compare.py summary: {run}")
             cells = compare_cells(fixture_rows(run))
-            summary = validity.summarize_cells(cells)
-            print(json.dumps(summary, indent=1, default=str))
+            summary = validity.summarize_cells(cells, "epoll_et")
+            print_entries(summary)
             for baseline in ("epoll_et", "floor"):
                 tables.print_table(summary, baseline)
                 tables.print_floor_note(summary, baseline)

@@ -20,7 +20,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import run  # bench/ on PYTHONPATH (CTest sets it): the command line
-from iolab_bench import HarnessError, runfolder, scenarios, servers
+from iolab_bench import HarnessError, runfolder, runner, scenarios, servers, validity
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,6 +97,32 @@ class RunTest(unittest.TestCase):
             summary = json.loads((folder / "harness/summary.json").read_text())
             self.assertTrue(any(s["metric"] == "rps" for s in summary))
             self.assertIn("sat req/s", out)
+            self.assertEqual(processes_under(bin_dir), [])
+
+    def test_extra_rounds_go_to_the_wide_points_and_the_baseline(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            bin_dir = private_bin(tmp)
+            results = Path(tmp) / "results"
+            code, out, _ = run_main("--scenario", "quick", "--results-dir", str(results),
+                                    "--bin-dir", str(bin_dir), "--no-latest",
+                                    "--set", "repeats=2", "--set", "max_repeats=3",
+                                    "--set", "budget_s=600",
+                                    "--set", 'servers=["epoll_et","threads"]', *FAST)
+            self.assertEqual(code, 0, out)
+            _, rows, manifest = read_run(results)
+            self.assertEqual(manifest["rounds"]["min"], 2)
+            self.assertEqual(manifest["rounds"]["max"], 3)
+            self.assertTrue(manifest["rounds"]["stopped"])
+            # The third round measured exactly the points whose figures were imprecise after
+            # two (0.4 s windows: some always are), plus the baseline's same points.
+            first = [r for r in rows if r["repeat"] < 2]
+            wide = runner.wide_points(validity.summarize_rows(first, "epoll_et"))
+            expected = {(s, p) for s, _, p in wide}
+            expected |= {("epoll_et", p) for _, _, p in wide}
+            third = {(r["server"], r["point"]) for r in rows if r["repeat"] == 2}
+            self.assertTrue(wide, "no imprecise figure after two rounds of 0.4 s")
+            self.assertEqual(third, expected)
+            self.assertIn("rounds per cell (fixed_rate/saturation/closed_loop): epoll_et ", out)
             self.assertEqual(processes_under(bin_dir), [])
 
     def test_crash_mid_run_is_an_invalid_cell_and_the_run_goes_on(self) -> None:

@@ -224,7 +224,7 @@ TEST(StatsTest, StatsJsonIsOneLineWithTheDesignKeys) {
   for (const char* key :
        {"pid", "requests", "stats_requests", "connections_accepted", "connections_open",
         "connections_refused", "bytes_in", "bytes_out", "allocations", "allocated_bytes",
-        "cpu_user_us", "cpu_sys_us", "voluntary_context_switches",
+        "cpu_user_us", "cpu_sys_us", "cpu_clock_us", "voluntary_context_switches",
         "involuntary_context_switches", "rss_kb", "fd_soft_limit", "fd_hard_limit",
         "syscalls.read", "syscalls.write", "syscalls.accept", "syscalls.epoll_wait",
         "syscalls.epoll_ctl", "syscalls.select", "syscalls.io_uring_enter",
