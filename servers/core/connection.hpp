@@ -60,9 +60,10 @@ class HeapResource final : public std::pmr::memory_resource {
     if (alignment <= alignof(std::max_align_t)) return ::operator new(bytes);
     return ::operator new(bytes, std::align_val_t(alignment));
   }
-  void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override {
-    if (alignment <= alignof(std::max_align_t)) return ::operator delete(p, bytes);
-    ::operator delete(p, bytes, std::align_val_t(alignment));
+  // Unsized: clang declares the sized forms only with -fsized-deallocation.
+  void do_deallocate(void* p, std::size_t, std::size_t alignment) override {
+    if (alignment <= alignof(std::max_align_t)) return ::operator delete(p);
+    ::operator delete(p, std::align_val_t(alignment));
   }
   bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
     return dynamic_cast<const HeapResource*>(&other) != nullptr;
