@@ -27,6 +27,15 @@ std::size_t RequestPath::serve(std::string_view request) {
   Response resp(mr);
   impl_->app.handle(req, resp);
   impl_->out.clear();
+  // As Connection::emit(): a fixed route on a keep-alive HTTP/1.1 request copies its prebuilt
+  // response.
+  if (impl_->head.keep_alive && !impl_->head.connection_keep_alive && impl_->head.method != "HEAD" &&
+      resp.fixed()) {
+    if (const std::string_view whole = impl_->app.fixed_response(resp); !whole.empty()) {
+      impl_->out.append(whole);
+      return impl_->out.size();
+    }
+  }
   impl_->app.append_head(resp, impl_->head.keep_alive, impl_->head.connection_keep_alive,
                          impl_->out);
   impl_->out.append(resp.body);

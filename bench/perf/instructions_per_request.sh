@@ -2,6 +2,12 @@
 # Instructions and cache misses per request of a server, counted (not timed) by valgrind.
 #
 #   bench/perf/instructions_per_request.sh MODEL [REQUESTS] [PATH]     e.g. pooled 20000 /ping
+#   SERVER_FLAGS="--defer-taskrun 0 --recv-multishot 0" bench/perf/instructions_per_request.sh io_uring
+#
+# server_io_uring with its defaults (SINGLE_ISSUER|DEFER_TASKRUN, multishot recv on a provided-
+# buffer ring) blocks in io_uring_enter under valgrind 3.19 before it is ready or before it
+# answers; with COOP_TASKRUN and one-shot recv (the flags above) it runs: the same core per
+# request, a different submission per read.
 #
 # Runs build/bin/server_MODEL under callgrind with instrumentation off, warms it up, switches
 # counting on (callgrind_control -i on) for exactly REQUESTS keep-alive requests from loadgen,
@@ -34,7 +40,7 @@ stop_server() {
 cleanup() { [[ -n ${KEEP:-} ]] && echo "kept $work" >&2 && return; stop_server; rm -rf "$work"; }
 trap cleanup EXIT
 valgrind --tool=callgrind --instr-atstart=no --cache-sim=yes --callgrind-out-file="$work/out" \
-  "$bin/server_$model" --port 0 > "$work/stdout" 2> "$work/stderr" &
+  "$bin/server_$model" --port 0 ${SERVER_FLAGS:-} > "$work/stdout" 2> "$work/stderr" &
 pid=$!
 for _ in $(seq 300); do grep -q listening "$work/stdout" 2>/dev/null && break; sleep 0.1; done
 port=$(sed -n 's/.*listening on [0-9.]*:\([0-9]*\) .*/\1/p' "$work/stdout")

@@ -4,11 +4,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <algorithm>
 #include <cassert>
 #include <charconv>
 #include <cstring>
+#include <new>
 #include <system_error>
 #include <thread>
 
@@ -130,7 +132,10 @@ void text_body(Response& out, int status, std::string_view text) {
 
 App::App(std::string_view model, const ContentSource& content)
     : model_(model), server_header_("Server: iolab-" + std::string(model) + "\r\n"),
-      ok_prefix_("HTTP/1.1 200 OK\r\n" + server_header_ + "Date: "), content_(content) {}
+      ok_prefix_("HTTP/1.1 200 OK\r\n" + server_header_ + "Date: "), content_(content) {
+  static std::atomic<std::uint64_t> next_id{1};
+  id_ = next_id.fetch_add(1, std::memory_order_relaxed);
+}
 
 void App::handle(const Request& req, Response& out) const {
   const std::string_view path = req.path;
@@ -266,6 +271,61 @@ void App::append_head(const Response& resp, bool keep_alive, bool echo_keep_aliv
   put(connection);
   put("\r\n");
   assert(p == out.data() + out.size());
+}
+
+std::string_view App::fixed_response(const Response& resp) const {
+  // Keyed by the App and by where the content type and text live: both are constants of
+  // handle(), so the same route finds the same entry. Rebuilt when the second changes.
+  struct Entry {
+    std::uint64_t app = 0;
+    const char* type = nullptr;
+    std::size_t type_len = 0;
+    const char* text = nullptr;
+    std::size_t text_len = 0;
+    long long second = -1;
+    std::size_t len = 0;
+    char bytes[256];  // /ping's response is about 150
+  };
+  constexpr std::size_t kEntries = 3;
+  thread_local Entry cache[kEntries];
+  thread_local std::size_t victim = 0;
+  const HttpDate date = http_date_now();
+  Entry* e = nullptr;
+  for (Entry& c : cache) {
+    if (c.app == id_ && c.type == resp.content_type.data() && c.type_len == resp.content_type.size() &&
+        c.text == resp.text.data() && c.text_len == resp.text.size()) {
+      if (c.second == date.second) return {c.bytes, c.len};
+      e = &c;
+      break;
+    }
+  }
+  if (e == nullptr) {
+    e = &cache[victim];
+    victim = (victim + 1) % kEntries;
+  }
+  // Formatted by append_head() itself, so the bytes are the slow path's; into a stack buffer,
+  // so a rebuild allocates nothing (the pooled server counts zero allocations per request).
+  e->app = 0;
+  char scratch[2 * sizeof e->bytes];
+  std::pmr::monotonic_buffer_resource arena(scratch, sizeof scratch, std::pmr::null_memory_resource());
+  std::pmr::string out(&arena);
+  try {
+    out.reserve(sizeof e->bytes);
+    append_head(resp, true, false, out);
+    out.append(resp.text);
+  } catch (const std::bad_alloc&) {
+    return {};  // longer than the scratch buffer: too long to keep
+  }
+  if (out.size() > sizeof e->bytes) return {};
+  std::memcpy(e->bytes, out.data(), out.size());
+  e->len = out.size();
+  e->app = id_;
+  e->type = resp.content_type.data();
+  e->type_len = resp.content_type.size();
+  e->text = resp.text.data();
+  e->text_len = resp.text.size();
+  e->second = date.second;
+  return {e->bytes, e->len};
 }
 
 std::string App::refusal_response() const {

@@ -58,6 +58,12 @@ struct Response {
   std::uint64_t body_length() const {
     return body.size() + text.size() + static_body.size() + file.length;
   }
+  // A 200 whose only body is the constant `text` (/ping, /plaintext): App::fixed_response()
+  // can hand out its bytes whole.
+  bool fixed() const {
+    return status == 200 && body.empty() && static_body.empty() && file.length == 0 &&
+           allow.empty() && !close && !work;
+  }
 };
 
 // The 16 MiB body source of /bytes and /file: byte i is 'a' + i % 26, in a memfd that is also
@@ -94,6 +100,11 @@ class App {
   // Connection header: "close" when false, "keep-alive" when `echo_keep_alive` (HTTP/1.0).
   void append_head(const Response& resp, bool keep_alive, bool echo_keep_alive,
                    std::pmr::string& out) const;
+  // The whole response to `resp` when fixed() holds, on a keep-alive HTTP/1.1 connection (no
+  // Connection header): the bytes append_head() and the text would give, built at most once
+  // per second per thread and kept, so a request to a fixed route copies one string instead
+  // of formatting a head. Empty when it does not fit the cache (then format as usual).
+  std::string_view fixed_response(const Response& resp) const;
   // The whole 503 response a server sends to a connection it refuses (--max-conns, pools).
   std::string refusal_response() const;
 
@@ -101,6 +112,7 @@ class App {
   std::string model_;
   std::string server_header_;  // "Server: iolab-<model>\r\n"
   std::string ok_prefix_;      // "HTTP/1.1 200 OK\r\n" + server_header_ + "Date: "
+  std::uint64_t id_;           // names this App in fixed_response()'s per-thread cache
   const ContentSource& content_;
 };
 

@@ -20,7 +20,9 @@ std::chrono::nanoseconds coarse_resolution() {
   return resolution;
 }
 
-std::string_view http_date() {
+std::string_view http_date() { return http_date_now().text; }
+
+HttpDate http_date_now() {
   thread_local time_t cached_second = -1;
   thread_local char cached[40];
   thread_local std::size_t cached_len = 0;
@@ -32,7 +34,7 @@ std::string_view http_date() {
     cached_len = strftime(cached, sizeof cached, "%a, %d %b %Y %H:%M:%S GMT", &utc);
     cached_second = ts.tv_sec;
   }
-  return {cached, cached_len};
+  return {{cached, cached_len}, static_cast<long long>(cached_second)};
 }
 
 }  // namespace iolab

@@ -21,5 +21,11 @@ std::chrono::nanoseconds coarse_resolution();
 
 // "Sun, 06 Nov 1994 08:49:37 GMT", formatted at most once per second per thread.
 std::string_view http_date();
+// The same, with the second it names (what a cache built from the date is keyed on).
+struct HttpDate {
+  std::string_view text;
+  long long second;
+};
+HttpDate http_date_now();
 
 }  // namespace iolab

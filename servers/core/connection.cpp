@@ -231,6 +231,16 @@ void Connection::dispatch() {
 
 void Connection::emit(const Response& resp) {
   const bool keep_alive = keep_alive_ && !resp.close;
+  if (keep_alive && !echo_keep_alive_ && !head_only_ && resp.fixed()) {
+    // A fixed route (/ping): its whole response is prebuilt; one copy.
+    if (const std::string_view whole = app_.fixed_response(resp); !whole.empty()) {
+      out_.append(whole);
+      static_body_ = {};
+      static_sent_ = 0;
+      file_ = {};
+      return;
+    }
+  }
   // One allocation for the response instead of a string doubling its way up.
   out_.reserve(out_.size() + kResponseHeadReserve +
                (head_only_ ? 0 : resp.body.size() + resp.text.size()));

@@ -31,6 +31,7 @@
 #include <array>
 #include <cstddef>
 #include <memory_resource>
+#include <new>
 #include <optional>
 #include <span>
 
@@ -52,15 +53,35 @@ class ConnectionMemory {
   virtual void release_buffer(std::span<char> buffer) = 0;
 };
 
+// operator new and delete, called directly: std::pmr::new_delete_resource() takes the aligned
+// overloads (a wrapper more on every allocation and free, for an alignment malloc already gives).
+class HeapResource final : public std::pmr::memory_resource {
+  void* do_allocate(std::size_t bytes, std::size_t alignment) override {
+    if (alignment <= alignof(std::max_align_t)) return ::operator new(bytes);
+    return ::operator new(bytes, std::align_val_t(alignment));
+  }
+  // Unsized: clang declares the sized forms only with -fsized-deallocation.
+  void do_deallocate(void* p, std::size_t, std::size_t alignment) override {
+    if (alignment <= alignof(std::max_align_t)) return ::operator delete(p);
+    ::operator delete(p, std::align_val_t(alignment));
+  }
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
+    return dynamic_cast<const HeapResource*>(&other) != nullptr;
+  }
+};
+
 // How typical servers allocate: operator new for everything, buffers included.
 class HeapMemory final : public ConnectionMemory {
  public:
-  std::pmr::memory_resource* request_resource() override { return std::pmr::new_delete_resource(); }
+  std::pmr::memory_resource* request_resource() override { return &resource_; }
   void reset_request_resource() override {}
   std::span<char> acquire_buffer(std::size_t min_bytes) override {
     return {new char[min_bytes], min_bytes};
   }
   void release_buffer(std::span<char> buffer) override { delete[] buffer.data(); }
+
+ private:
+  HeapResource resource_;
 };
 
 struct ConnectionLimits {

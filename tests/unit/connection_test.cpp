@@ -217,6 +217,29 @@ TEST_F(ConnectionTest, SingleRequestGetsExactResponse) {
   EXPECT_TRUE(d.conn().output().empty());
 }
 
+// /ping and /plaintext answer with bytes App::fixed_response() keeps per thread: they must be
+// what append_head() formats, and one App's bytes must never reach another's connection (each
+// App below lives on the stack in turn, most likely at the same address as the one before).
+TEST_F(ConnectionTest, FixedRouteBytesAreEachAppsOwn) {
+  for (const std::string model : {"one", "two", "one"}) {
+    const App own(model, content());
+    FakeDriver d(own, limits, memory);
+    d.run(std::string(kPing) + std::string(kPlaintext));
+    const auto r = parse_responses(d.written());
+    ASSERT_EQ(r.size(), 2u);
+    EXPECT_EQ(r[0].header("Server"), "iolab-" + model);
+    EXPECT_EQ(r[1].header("Server"), "iolab-" + model);
+    Response resp(std::pmr::new_delete_resource());
+    resp.content_type = "application/json";
+    resp.text = R"({"message":"pong"})";
+    ASSERT_TRUE(resp.fixed());
+    std::pmr::string formatted;
+    own.append_head(resp, true, false, formatted);
+    formatted.append(resp.text);
+    EXPECT_EQ(normalize_dates(own.fixed_response(resp)), normalize_dates(formatted));
+  }
+}
+
 TEST_F(ConnectionTest, RoutesAnswerAsTheDesignSays) {
   FakeDriver d(app(), limits, memory);
   d.run(std::string(kPlaintext) + "GET /missing HTTP/1.1\r\nHost: a\r\n\r\n" +
