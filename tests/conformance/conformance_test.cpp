@@ -1,5 +1,5 @@
 // Black-box HTTP/1.1 conformance suite: every server binary against what all servers share
-// (README.md, "Run a server"; flags in servers/core/options.cpp).
+// (README.md, "Run a server"; flags in servers/core/os/options.cpp).
 //
 // One value-parameterized suite (googletest's sample7 shape): each test starts its own server
 // process on port 0 with short timeouts, talks to it over loopback with a strict client

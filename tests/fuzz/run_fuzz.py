@@ -56,43 +56,43 @@ MAX_LEN = {"parser": 24576, "chunked": 8192, "connection": 1024}
 # name: (target, file in servers/core, text to replace, replacement, what it breaks)
 MUTANTS = {
     "parser_overread": (
-        "parser", "http_parser.cpp",
+        "parser", "http/http_parser.cpp",
         "std::memchr(in.data() + from, '\\n', in.size() - from)",
         "std::memchr(in.data() + from, '\\n', in.size() - from + 1)",
         "find_lf reads one byte past the buffer"),
     "parser_hint": (
-        "parser", "http_parser.cpp",
+        "parser", "http/http_parser.cpp",
         "return {ParseStatus::kIncomplete, 0, line_start, 0};",
         "return {ParseStatus::kIncomplete, 0, in.size(), 0};",
         "the resume hint claims the unfinished line was searched"),
     "parser_hint_skip": (
-        "parser", "http_parser.cpp",
+        "parser", "http/http_parser.cpp",
         "std::size_t line_start = scanned > headers_start ? scanned : headers_start;",
         "std::size_t line_start = scanned > headers_start ? "
         "(scanned + 2 <= in.size() ? scanned + 2 : scanned) : headers_start;",
         "a resumed search starts two bytes late and can miss the blank line"),
     "chunked_split": (
-        "chunked", "http_parser.cpp",
+        "chunked", "http/http_parser.cpp",
         "remaining_ -= take;",
         "remaining_ = take < remaining_ && take > 0 && available < 3 ? 0 : remaining_ - take;",
         "chunk data cut into tiny pieces loses its remainder"),
     "chunked_framing": (
-        "chunked", "http_parser.cpp",
+        "chunked", "http/http_parser.cpp",
         "      case State::kDataLf:\n        if (c != '\\n') return fail(i);",
         "      case State::kDataLf:",
         "any byte accepted after the CR that ends chunk data"),
     "connection_head_body": (
-        "connection", "connection.cpp",
+        "connection", "http/connection.cpp",
         "  if (!head_only_) {\n    out_.append(resp.body);",
         "  if (true) {\n    out_.append(resp.body);",
         "a HEAD response carries its body"),
     "connection_keeps_view": (
-        "connection", "connection.cpp",
+        "connection", "http/connection.cpp",
         "    const std::string_view rest = external_;\n    external_ = {};",
         "    const std::string_view rest = external_;\n    if (rest.size() < 2) external_ = {};",
         "on_input keeps a view into the kernel's buffer after returning"),
     "connection_leftover": (
-        "connection", "connection.cpp",
+        "connection", "http/connection.cpp",
         "      end_ += rest.size();\n    }\n  } else {",
         "      end_ += rest.size() - (rest.size() > 7 ? 1 : 0);\n    }\n  } else {",
         "on_input drops the last byte of a leftover"),
