@@ -1,16 +1,9 @@
 #include "app.hpp"
 
-#include <sys/mman.h>
-#include <time.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <algorithm>
 #include <cassert>
 #include <charconv>
 #include <cstring>
-#include <system_error>
-#include <thread>
 
 #include "clock.hpp"
 #include "stats.hpp"
@@ -26,36 +19,6 @@ Request::Request(const http::RequestHead& head, std::pmr::memory_resource* mr)
   for (std::size_t i = 0; i < head.header_count; ++i) {
     headers.emplace_back(head.headers[i].name, head.headers[i].value);
   }
-}
-
-void DeferredWork::run() const {
-  std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
-}
-
-ContentSource::ContentSource() {
-  fd_ = memfd_create("iolab-content", MFD_CLOEXEC);
-  if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "memfd_create");
-  if (ftruncate(fd_, static_cast<off_t>(kSize)) != 0) {
-    throw std::system_error(errno, std::generic_category(), "ftruncate content file");
-  }
-  void* map = mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
-  if (map == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap content");
-  // One period of the pattern, then doubling copies: about 5 ms instead of 60 for a byte loop.
-  auto* bytes = static_cast<char*>(map);
-  std::uint64_t filled = 26;
-  for (std::uint64_t i = 0; i < filled; ++i) bytes[i] = byte_at(i);
-  while (filled < kSize) {
-    const std::uint64_t n = std::min(filled, kSize - filled);
-    std::memcpy(bytes + filled, bytes, n);  // period 26 divides `filled`: the pattern continues
-    filled += n;
-  }
-  mprotect(map, kSize, PROT_READ);
-  data_ = bytes;
-}
-
-ContentSource::~ContentSource() {
-  if (data_) munmap(const_cast<char*>(data_), kSize);
-  if (fd_ >= 0) ::close(fd_);
 }
 
 std::string_view reason_phrase(int status) {
@@ -101,23 +64,6 @@ std::optional<std::uint64_t> number_param(std::string_view query, std::string_vi
   const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
   if (ec != std::errc() || end != text->data() + text->size() || value > max) return std::nullopt;
   return value;
-}
-
-// Burns `us` microseconds of this thread's CPU time (not wall time: a preempted handler still
-// does the same work). The thread clock is a system call, so it is read only every ~20 us of
-// spinning on the vDSO's monotonic clock.
-void burn_cpu_us(std::uint64_t us) {
-  auto nanos = [](clockid_t clock) {
-    timespec ts{};
-    clock_gettime(clock, &ts);
-    return ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
-  };
-  const std::int64_t end = nanos(CLOCK_THREAD_CPUTIME_ID) + static_cast<std::int64_t>(us) * 1000;
-  while (nanos(CLOCK_THREAD_CPUTIME_ID) < end) {
-    const std::int64_t spin_until = nanos(CLOCK_MONOTONIC) + 20'000;
-    while (nanos(CLOCK_MONOTONIC) < spin_until) {
-    }
-  }
 }
 
 void text_body(Response& out, int status, std::string_view text) {

@@ -41,8 +41,12 @@ struct FileRegion {
 // blocking pool. The response is sent after it.
 struct DeferredWork {
   std::uint32_t sleep_ms = 0;
-  void run() const;  // blocks the calling thread
+  void run() const;  // blocks the calling thread (os/work.cpp)
 };
+
+// Burns `us` microseconds of the calling thread's CPU time, not wall time: a preempted handler
+// still does the same work (/work; os/work.cpp).
+void burn_cpu_us(std::uint64_t us);
 
 struct Response {
   explicit Response(std::pmr::memory_resource* mr) : body(mr) {}
@@ -61,7 +65,8 @@ struct Response {
 };
 
 // The 16 MiB body source of /bytes and /file: byte i is 'a' + i % 26, in a memfd that is also
-// mapped read-only, so /bytes is a view and /file a region of the same bytes.
+// mapped read-only, so /bytes is a view and /file a region of the same bytes. The application
+// only reads it; making it is the operating system's part (os/content_source.cpp).
 class ContentSource {
  public:
   static constexpr std::uint64_t kSize = 16 * 1024 * 1024;
