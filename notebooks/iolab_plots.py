@@ -15,7 +15,7 @@ notebook only loads, plots and explains:
   why not. TABLES names the function that builds each chart's table from the run; save() writes
   that table as <chart>.csv beside <chart>.png and <chart>.svg and refuses a table the
   registered function does not reproduce. So every committed chart can be rebuilt from the
-  committed rows and checked (tests/notebooks/regenerate_test.py compares the tables, not
+  committed rows and checked (tests/harness/regenerate_test.py compares the tables, not
   pixels).
 - Validity is run.py's (errors, client-bound, repeats spread over 15%, steal, listen
   overflows): taken from harness/summary.json where the metric is there, and worked out with

@@ -6,4 +6,3 @@ foreach(suite LoadgenTest CompareTest RunTest)
     COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/harness_test.py ${CMAKE_BINARY_DIR}/bin ${suite})
   set_tests_properties(robustness.${suite} PROPERTIES LABELS "fault;tools" RUN_SERIAL TRUE TIMEOUT 300)
 endforeach()
-iolab_python_path()  # bench/iolab_bench (and notebooks/, labs/) for the Python tests

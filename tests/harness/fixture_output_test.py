@@ -4,8 +4,8 @@
 Renders what run.py and compare.py print and write after their measurements (summary.json,
 the summary table, failures, connections to the peak; compare's summary and table with the
 "user beyond syscalls" and "user above floor" columns and the floor note) and what claims.py
-prints, over tests/notebooks/fixture-run, and compares the text with
-tests/tools/expected/fixture-output.txt. It was captured before the harness became a package
+prints, over tests/harness/fixture-run, and compares the text with
+tests/harness/expected/fixture-output.txt. It was captured before the harness became a package
 (issue 24): a refactor that changes a figure or a format fails here.
 
 The compare.py cells are made from the fixture's rows (one cell per row and kind; 'select'
@@ -28,7 +28,7 @@ from typing import Any, Dict, List
 from iolab_bench import claims, measure, scenarios, sweeps, tables, validity
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURE = ROOT / "tests" / "notebooks" / "fixture-run"
+FIXTURE = ROOT / "tests" / "harness" / "fixture-run"
 EXPECTED = Path(__file__).resolve().parent / "expected" / "fixture-output.txt"
 RUNS = ("quick", "affinity", "c10k", "cache", "pooling")
 

@@ -25,4 +25,3 @@ set_property(TEST micro.perf_tools APPEND PROPERTY ENVIRONMENT_MODIFICATION
 add_test(NAME micro.run_micro
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/run_micro_test.py)
 set_tests_properties(micro.run_micro PROPERTIES LABELS tools TIMEOUT 60)
-iolab_python_path()  # bench/iolab_bench (and notebooks/, labs/) for the Python tests

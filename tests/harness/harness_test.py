@@ -9,7 +9,7 @@ every loadgen the tools start here is a small shim in a private bin folder that 
 a folder before exec'ing the real program (the PID stays the same across exec), and the test
 waits for each recorded PID to be gone.
 
-The misbehaving servers are tests/robustness/fake_server.py in its modes; the well-behaved one
+The misbehaving servers are tests/harness/fake_server.py in its modes; the well-behaved one
 is the real build/bin/server_epoll_et.
 
   /usr/bin/python3 harness_test.py BIN_DIR [LoadgenTest|CompareTest|RunTest ...]

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The committed charts regenerate from the committed rows (every figure in them is measured).
 
-For the fixture run (tests/notebooks/fixture-run, whose charts/ keeps the tables only) and for
+For the fixture run (tests/harness/fixture-run, whose charts/ keeps the tables only) and for
 every machine under results/reference/ (charts with their images), each chart's table is rebuilt
 from the run folders with iolab_plots and compared with the committed <chart>.csv. A table that
 no longer matches means the rows or the plotting code changed without the charts being drawn

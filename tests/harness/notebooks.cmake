@@ -18,4 +18,3 @@ set_tests_properties(notebooks.plots notebooks.clean notebooks.regenerate notebo
 # One test for all nine: make charts' own path, one notebook after another.
 add_test(NAME notebooks.execute COMMAND /usr/bin/python3 ${nb_tests}/execute_test.py)
 set_tests_properties(notebooks.execute PROPERTIES LABELS tools TIMEOUT 900)
-iolab_python_path()  # bench/iolab_bench (and notebooks/, labs/) for the Python tests

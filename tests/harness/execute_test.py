@@ -4,7 +4,7 @@
   execute_test.py [NOTEBOOK...]     (default: all of notebooks/NN-*.ipynb)
 
 It runs notebooks/charts.py draw (Debian's Jupyter, the project kernel, RESULTS and CHARTS in
-the environment) on a scratch copy of tests/notebooks/fixture-run, which has data for every
+the environment) on a scratch copy of tests/harness/fixture-run, which has data for every
 notebook, and checks: one line per notebook saying what it drew, that every chart registered
 for the notebook was written as PNG, SVG and CSV, that each CSV is the table rebuilt from the
 rows and equals the committed one in fixture-run/charts, and that the source notebooks were

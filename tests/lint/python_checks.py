@@ -10,7 +10,7 @@ mypy takes one module name once per run, and twelve labs have a script called `c
 a validity.py in both exercise/ and solution/), so it runs in as few batches as keep the names
 apart; its cache (--cache-dir, in the build tree under CTest) makes the later batches cheap.
 
-Usage: tests/tools/python_checks.py flake8|mypy [--cache-dir DIR] [FILE...]
+Usage: tests/lint/python_checks.py flake8|mypy [--cache-dir DIR] [FILE...]
        (files given: only those, e.g. a deliberately bad one to see the check fail)
 Exit status: 0 clean, 1 findings (printed), 2 the tool is missing.
 """
