@@ -281,6 +281,18 @@ TEST(OptionsTest, EveryFlag) {
   EXPECT_EQ(o.extra_value("--stack-kb"), 256);
 }
 
+// A model asking for a flag it never declared is a programming error: refused by name, never
+// a read past the end of the map.
+TEST(OptionsTest, ExtraValueRefusesAnUndeclaredFlag) {
+  const Options o = parse({});
+  try {
+    (void)o.extra_value("--stack-kbytes");
+    ADD_FAILURE() << "extra_value returned for a flag that was never declared";
+  } catch (const std::logic_error& e) {
+    EXPECT_NE(std::string(e.what()).find("--stack-kbytes"), std::string::npos) << e.what();
+  }
+}
+
 TEST(OptionsTest, EqualsSyntax) {
   const Options o = parse({"--port=9090", "--sendfile=on", "--max-body-bytes=0", "--pin=3"});
   EXPECT_EQ(o.port, 9090);

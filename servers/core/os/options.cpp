@@ -9,6 +9,15 @@
 
 namespace iolab {
 
+long Options::extra_value(std::string_view name) const {
+  const auto it = extra.find(name);
+  if (it == extra.end()) {
+    throw std::logic_error("Options::extra_value: " + std::string(name) +
+                           " is not a flag this server declared");
+  }
+  return it->second;
+}
+
 namespace {
 
 struct Parser {

@@ -33,7 +33,9 @@ struct Options {
   bool sendfile = true;
   std::map<std::string, long, std::less<>> extra;
 
-  long extra_value(std::string_view name) const { return extra.find(name)->second; }
+  // The value of an ExtraFlag the model declared. A name it never declared is a programming
+  // error: std::logic_error naming it.
+  long extra_value(std::string_view name) const;
 };
 
 // Exits the process on --help (status 0) and on errors (status 2).
