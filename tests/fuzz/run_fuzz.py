@@ -44,13 +44,10 @@ TARGETS = ("parser", "chunked", "connection")
 # Seeds for each target: the connection target also starts from the parser's requests.
 SEEDS = {"parser": ["parser"], "chunked": ["chunked"], "connection": ["connection", "parser"]}
 # Longest input per target. The parser's limit is past its 16 KiB header cap. A connection input
-# is a whole client stream driven three ways, each response up to ~100 KB: 2 KiB (a dozen or more
-# requests) keeps every branch reachable (the same coverage as 24 KiB in a 60 s trial) at ~2,500
-# executions per second; at 24 KiB the corpus grew to 17 KB units and it ran 285 per second.
-# Its invariants need only a few pipelined requests (the body limit is 200 bytes, so 413 and
-# chunked framing fit too): at 1 KiB (five or more requests) `make fuzz FUZZ_TARGETS=connection
-# FUZZ_RUNS=10000000` under nice 19 on the shared 2-CPU machine ran 10 million executions in 59
-# minutes (2,844 per second of wall time, about 15 minutes of CPU), reaching 744 edges.
+# is a whole client stream driven three ways, each response up to ~100 KB, so its cost grows
+# with its length: it is capped at the shortest stream that still holds what its invariants
+# need, a few pipelined requests (the body limit is 200 bytes, so 413 and chunked framing fit):
+# 1 KiB, five or more requests. README.md (Reliability) has the trials that chose these limits.
 MAX_LEN = {"parser": 24576, "chunked": 8192, "connection": 1024}
 
 # name: (target, file in servers/core, text to replace, replacement, what it breaks)
