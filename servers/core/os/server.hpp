@@ -16,7 +16,8 @@
 namespace iolab {
 
 struct SharedState {
-  explicit SharedState(std::string_view model) : app(model, content), refusal(app.refusal_response()) {}
+  explicit SharedState(std::string_view model)
+      : app(model, content), refusal(app.refusal_response()) {}
   SharedState(const SharedState&) = delete;
   SharedState& operator=(const SharedState&) = delete;
 
