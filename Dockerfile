@@ -4,7 +4,7 @@
 # Debian packages (all of them: the one image serves the server, bench and charts services of
 # docker-compose.yml), then `make build` configures and builds into build/. Nothing is
 # installed any other way, so the image can only drift from `make` if the Makefile does.
-# tests/tools/containers_test.py checks that these RUN lines name a deps set and make targets
+# tests/harness/containers_test.py checks that these RUN lines name a deps set and make targets
 # that exist. No Docker engine runs on the project's machines: see README "Run it in containers".
 #
 #   docker build -t iolab:local .                       (docker-compose build does the same)

@@ -25,7 +25,7 @@
 #   DEFINITIONS  more compile definitions
 #
 # A student file may replace a function that iolab_core also defines, when the core keeps that
-# function in a file of its own (servers/core/send_file.cpp): the linker takes the student's
+# function in a file of its own (servers/core/os/send_file.cpp): the linker takes the student's
 # definition and never pulls the library's member that holds the other one.
 #
 # The exercise variant is compiled without -Werror: a half-finished starter that warns (an

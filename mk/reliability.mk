@@ -1,4 +1,4 @@
-# Reliability: fuzzing, sanitizers, soak (tests/fuzz, tests/soak, tests/robustness; README.md).
+# Reliability: fuzzing, sanitizers, soak (tests/fuzz, tests/soak, tests/harness; README.md).
 #   make fuzz            libFuzzer targets one after another, long: FUZZ_SECONDS=600 per target, FUZZ_RUNS=N
 #   make fuzz-mutants    prove each fuzz invariant fires on a deliberately broken core
 #   make test-asan       unit + conformance suites built with clang ASan+UBSan (build-asan/)
@@ -9,7 +9,7 @@
 # sanitizers, so the coroutine server would overflow its stack there. The ASan build
 # is the root project's (IOLAB_SANITIZE), whose clang runtimes are shared libraries
 # (-shared-libsan, see CMakeLists.txt); the rpath below lets its binaries find them. The TSan
-# build is tests/tsan's own project (tests/tsan/CMakeLists.txt says why).
+# build is tests/sanitizers' own project (tests/sanitizers/CMakeLists.txt says why).
 
 FUZZ_SECONDS ?= 600
 FUZZ_RUNS ?=
@@ -51,7 +51,7 @@ test-asan:
 
 test-tsan:
 	@scripts/install-deps.sh test
-	cmake -S tests/tsan -B build-tsan $(GENERATOR) -DCMAKE_CXX_COMPILER=clang++
+	cmake -S tests/sanitizers -B build-tsan $(GENERATOR) -DCMAKE_CXX_COMPILER=clang++
 	cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && $(TSAN_ENV) bin/scheduler_test
 	cd build-tsan && $(TSAN_ENV) IOLAB_BIN_DIR=$(CURDIR)/build-tsan/bin bin/conformance_test \

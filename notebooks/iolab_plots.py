@@ -16,7 +16,7 @@ notebook only loads, plots and explains:
   repeats). TABLES names the function that builds each chart's table from the run; save() writes
   that table as <chart>.csv beside <chart>.png and <chart>.svg and refuses a table the
   registered function does not reproduce. So every committed chart can be rebuilt from the
-  committed rows and checked (tests/notebooks/regenerate_test.py compares the tables, not
+  committed rows and checked (tests/harness/regenerate_test.py compares the tables, not
   pixels).
 - Validity is run.py's (the run's problems that affect the metric, an interval wider than its
   kind of metric allows: bench/iolab_bench/validity.py): taken from harness/summary.json where

@@ -616,7 +616,7 @@ def draw_chart(results: list[ClaimResult], runs: list[figures.RunFolder], result
     ax.grid(axis="x", alpha=0.35)
     fig.tight_layout()
     # Beside ledger.md, the table it draws; charts/ holds the notebooks' charts, each with the
-    # CSV its figures are checked against (tests/notebooks/regenerate_test.py).
+    # CSV its figures are checked against (tests/harness/regenerate_test.py).
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fig.savefig(out / f"{name}.png", dpi=110)

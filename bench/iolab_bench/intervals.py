@@ -38,7 +38,7 @@ from typing import Any, Sequence
 
 CONFIDENCE = 0.95
 # From this many rounds the bootstrap is used; below it the t-interval and Fieller's interval
-# (tests/tools/intervals_test.py measures the coverage of both on either side).
+# (tests/harness/intervals_test.py measures the coverage of both on either side).
 MIN_BOOTSTRAP_ROUNDS = 20
 N_RESAMPLES = 2000
 RANDOM_STATE = 26

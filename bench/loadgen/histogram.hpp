@@ -17,7 +17,7 @@
 // position of its highest set bit (one count-leading-zeros instruction) and a shift. Two values
 // in the same slot are "equivalent"; every query answers with a representative of a slot
 // (lowest, highest or middle equivalent value), so answers are exact to the slot's width, which
-// is at most value / 10^figures. The published test vectors (tests/tools/histogram_test.cpp)
+// is at most value / 10^figures. The published test vectors (tests/unit/loadgen/histogram_test.cpp)
 // check this implementation against the reference one.
 //
 // Coordinated omission: record_corrected() adds the samples a stalled closed-loop client did not

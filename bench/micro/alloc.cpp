@@ -4,14 +4,14 @@
 //   - BM_MallocFree/bytes:N is glibc's fast path (its per-thread cache): a few nanoseconds.
 //     With threads:2 each thread mostly hits its own cache, so "contended" malloc stays cheap
 //     until blocks cross threads.
-//   - BM_ObjectPool is servers/core/pool.hpp's free list (what the pooled server takes a
+//   - BM_ObjectPool is servers/core/os/pool.hpp's free list (what the pooled server takes a
 //     connection from); BM_ObjectPoolLocked is one pool shared by threads behind a mutex, the
 //     shape of a global pool: with threads:2 the lock line bounces between the CPUs.
 //   - BM_RequestMemory/arena:0 builds one request and response the way the plain servers do
 //     (owned strings, header vector, response string from operator new); arena:1 builds the
 //     same objects from the pooled server's per-request arena over its BlockPool, released
 //     after each request. heap_allocs_per_request and heap_bytes_per_request count what reached
-//     operator new (servers/core/alloc_counter.cpp is linked in): C09/C10 claim pooling nearly
+//     operator new (servers/core/os/alloc_counter.cpp is linked in): C09/C10 claim pooling nearly
 //     doubles throughput and cuts bytes per operation 16x; here is the allocator's share of it.
 //
 // Usage: build/bin/micro_alloc [--benchmark_filter=Request] [--benchmark_format=json]

@@ -11,7 +11,7 @@
 //   - BM_CountersAdjacent vs BM_CountersPadded: two threads each bump their own counter. When
 //     the counters share a cache line and the threads run on two CPUs, the line bounces between
 //     them (false sharing); on one CPU there is nothing to bounce (C12: where threads run
-//     changes what the cache does). servers/core/stats.hpp pads per-thread counters for this.
+//     changes what the cache does). servers/core/http/stats.hpp pads per-thread counters for this.
 //     locked:1 uses fetch_add, which shows it most. In a VM the bouncing also depends on the
 //     host: two vCPUs that are SMT siblings of one host core share their L1 and barely bounce.
 //   - BM_ConnTableScan: finding the next deadline among N connections, with the deadline inside

@@ -2,7 +2,7 @@
 """perf_parse.py: turns the text output of perf and strace into tables and JSON.
 
 The bench/perf/*.sh scripts run the tools; this module reads what they wrote, so the parsing is
-tested on fixtures (tests/micro/perf_tools_test.py) and the scripts stay short.
+tested on fixtures (tests/harness/perf_tools_test.py) and the scripts stay short.
 
   perf_parse.py syscalls perf-trace  FILE [--json]   `perf trace -s` summary (all threads summed)
   perf_parse.py syscalls strace      FILE [--json]   `strace -c` summary

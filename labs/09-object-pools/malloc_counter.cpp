@@ -1,6 +1,6 @@
 // Counts every call into the C allocator, not only operator new, for lab09_server's /stats.
 //
-// The servers link servers/core/alloc_counter.cpp, which replaces operator new. A memory
+// The servers link servers/core/os/alloc_counter.cpp, which replaces operator new. A memory
 // resource that called malloc() directly would slip past it, so the lab server counts one level
 // lower: it defines malloc and its siblings itself (glibc lets a program replace them; the
 // definitions in the executable take precedence over libc's, for libstdc++'s operator new too)

@@ -389,7 +389,8 @@ SLOW_CONFORMANCE = ["HeaderTimeoutNotExtendedByDrippedBytes", "SlowlorisClosedAn
 
 
 # Cases the model servers pass and no lab teaches: lab solutions close the way the labs show.
-NOT_IN_LABS = ["Status413ReachesAClientStillSending"]  # lingering close (servers/core/linger.hpp)
+# Lingering close (servers/core/os/linger.hpp) is not asked of the labs.
+NOT_IN_LABS = ["Status413ReachesAClientStillSending"]
 
 
 def conformance(opts: argparse.Namespace, binary: Path, include: Iterable[str] | None = None,

@@ -65,6 +65,7 @@
 #include "options.hpp"
 #include "run_work.hpp"
 #include "scheduler.hpp"
+#include "server.hpp"
 #include "stats.hpp"
 #include "sys.hpp"
 #include "task.hpp"
@@ -86,13 +87,9 @@ const ExtraFlag kExtraFlags[] = {{"--blocking-threads", 256, 1, 10'000,
                                   "threads for blocking work (/sleep), started on demand"}};
 
 // Process-wide, read-only once the workers run (except the atomic counter).
-struct Shared {
-  Options options;
-  ContentSource content;
-  App app{kModel, content};
+struct Shared : SharedState {
+  Shared() : SharedState(kModel) {}
   HeapMemory memory;
-  std::string refusal = app.refusal_response();
-  std::atomic<std::size_t> open_connections{0};
 };
 
 // Per-connection state lives in serve_connection's frame: the socket, the protocol, and this
@@ -193,15 +190,8 @@ Task<void> serve_connection(Shared& shared, UniqueFd fd) {
   try {
     co_await serve_steps(shared, std::move(fd));
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "server_%.*s: closing a connection: %s\n", static_cast<int>(kModel.size()),
-                 kModel.data(), e.what());
-    count(Counter::kConnectionErrors);
+    count_connection_error(kModel, e.what());
   }
-}
-
-void refuse(Shared& shared, UniqueFd socket) {
-  ::send(socket.get(), shared.refusal.data(), shared.refusal.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-  count(Counter::kConnectionsRefused);
 }
 
 void on_accepted(Shared& shared, UniqueFd fd) {
@@ -287,13 +277,11 @@ int main(int argc, char** argv) {
     const bool idle = scheduler->stop(kShutdownGrace);
     print_scheduler_stats(*scheduler);
     if (!idle) {  // blocking work (/sleep) still running: its coroutines cannot be destroyed
-      std::printf("%s\n", stats_json(kModel).c_str());
-      std::fflush(stdout);
+      print_final_stats(kModel);
       std::_Exit(0);
     }
     scheduler.reset();  // destroys the connection coroutines: their sockets close
-    std::printf("%s\n", stats_json(kModel).c_str());
-    std::fflush(stdout);
+    print_final_stats(kModel);
     return 0;
   } catch (const std::system_error& e) {
     std::fprintf(stderr, "%s: %s\n", program.c_str(), e.what());

@@ -12,7 +12,7 @@
 //   - Spinning: a worker looking for work to steal is "spinning". Whoever makes work runnable
 //     wakes an idle worker only when nobody spins (the spinner will find the work) and there
 //     is an idle worker; a spinner that finds work wakes the next one if it was the last. Waking
-//     is a cross-CPU wake-up (25-58 us on the VMs this was measured on), so it is rationed.
+//     is a cross-CPU wake-up, dearer than most of the work it hands over, so it is rationed.
 //   - The poller (netpoller) is one epoll instance shared by all workers. Sockets are
 //     registered once, edge-triggered, for reading and writing. An idle worker parks *in*
 //     epoll_wait, with the timeout of the earliest timer; the kernel wakes exactly one waiter per

@@ -16,8 +16,8 @@
 //     for one completion would return at once with just that: two enters per request. The loop
 //     waits for (sends expected inline + 1) instead: one enter a request. A send is expected
 //     inline if the connection's last one was; a wrong guess is bounded by kFoldWait. That
-//     bound is long on purpose: a 2 ms timeout on every wait cost 12% more CPU per request here
-//     (a near timer changes how the idle vCPU sleeps and wakes) without ever expiring.
+//     bound is long on purpose: a near timer on every wait changes how an idle CPU sleeps and
+//     wakes, which costs CPU per request even when it never expires (lab 04, going further).
 //   - user_data packs operation, slot and the slot's generation (ring.hpp): a completion from a
 //     slot's earlier tenant must not reach the new one. A connection is freed only after its
 //     last completion, since the kernel may write into its buffers until then.
@@ -95,6 +95,7 @@
 #include "net.hpp"
 #include "options.hpp"
 #include "ring.hpp"
+#include "server.hpp"
 #include "stats.hpp"
 #include "sys.hpp"
 
@@ -133,13 +134,9 @@ constexpr ExtraFlag kExtraFlags[] = {
 };
 
 // Process-wide, read-only once the loops run (except the atomic counter).
-struct Shared {
-  Options options;
-  ContentSource content;
-  App app{kModel, content};
+struct Shared : SharedState {
+  Shared() : SharedState(kModel) {}
   HeapMemory memory;
-  std::string refusal = app.refusal_response();
-  std::atomic<std::size_t> open_connections{0};
   RingSetup ring_setup{};
   bool multishot = true;
   bool multishot_accept = true;
@@ -473,9 +470,7 @@ void drive(Loop& loop, Client* c) {
   try {
     drive_steps(loop, c);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "server_%.*s: closing a connection: %s\n", static_cast<int>(kModel.size()),
-                 kModel.data(), e.what());
-    count(Counter::kConnectionErrors);
+    count_connection_error(kModel, e.what());
     begin_close(loop, c);
   }
 }
@@ -483,9 +478,7 @@ void drive(Loop& loop, Client* c) {
 void accept_client(Loop& loop, int fd, TimePoint now) {
   if (loop.stopping || loop.shared.open_connections.load(std::memory_order_relaxed) >=
                            loop.shared.options.max_conns) {
-    const UniqueFd refused(fd);
-    ::send(fd, loop.shared.refusal.data(), loop.shared.refusal.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-    return count(Counter::kConnectionsRefused);
+    return refuse(loop.shared, UniqueFd(fd));
   }
   std::uint32_t slot;
   if (loop.free_slots.empty()) {
@@ -661,11 +654,7 @@ struct Started {
 
 void event_loop(Loop& loop, std::promise<Started>& started) {
   Shared& shared = loop.shared;
-  if (!shared.options.pin.empty()) {
-    const int cpu =
-        shared.options.pin[static_cast<std::size_t>(loop.index) % shared.options.pin.size()];
-    pin_current_thread(std::span<const int>(&cpu, 1));
-  }
+  pin_worker(shared.options, loop.index);
   // Created here, not in main(): a SINGLE_ISSUER ring belongs to the thread that made it.
   if (const int r = iolab_queue_init(loop.ring, shared.ring_setup, loop.ring_flags); r < 0) {
     return started.set_value({r, "io_uring_queue_init"});
@@ -808,8 +797,7 @@ int main(int argc, char** argv) {
       if (::write(loop->wakeup.get(), &one, sizeof one) < 0) std::perror("eventfd write");
     }
     for (auto& t : threads) t.join();
-    std::printf("%s\n", stats_json(kModel).c_str());
-    std::fflush(stdout);
+    print_final_stats(kModel);
     return 0;
   } catch (const std::system_error& e) {
     std::fprintf(stderr, "%s: %s\n", program.c_str(), e.what());

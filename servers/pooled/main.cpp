@@ -51,6 +51,7 @@
 #include "net.hpp"
 #include "options.hpp"
 #include "pool.hpp"
+#include "server.hpp"
 #include "stats.hpp"
 #include "sys.hpp"
 
@@ -67,12 +68,8 @@ constexpr Millis kMaxWait{1000};      // epoll_wait timeout when no timer is due
 constexpr std::size_t kTurnBytes = 16 * 1024;  // bytes in and out per connection per turn
 
 // Process-wide, read-only once the loops run (except the atomic counter).
-struct Shared {
-  Options options;
-  ContentSource content;
-  App app{kModel, content};
-  std::string refusal = app.refusal_response();
-  std::atomic<std::size_t> open_connections{0};
+struct Shared : SharedState {
+  Shared() : SharedState(kModel) {}
 };
 
 // Per-connection state: the socket, the protocol, and what the last edges said.
@@ -253,16 +250,9 @@ void drive(Loop& loop, Client* c) {
   try {
     drive_steps(loop, c);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "server_%.*s: closing a connection: %s\n", static_cast<int>(kModel.size()),
-                 kModel.data(), e.what());
-    count(Counter::kConnectionErrors);
+    count_connection_error(kModel, e.what());
     close_client(loop, c);
   }
-}
-
-void refuse(Shared& shared, UniqueFd socket) {
-  ::send(socket.get(), shared.refusal.data(), shared.refusal.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-  count(Counter::kConnectionsRefused);
 }
 
 void on_accept(Loop& loop, TimePoint now) {
@@ -351,11 +341,7 @@ int wait_timeout_ms(const Loop& loop, TimePoint now) {
 }
 
 void event_loop(Loop& loop) {
-  if (!loop.shared.options.pin.empty()) {
-    const auto& pin = loop.shared.options.pin;
-    const int cpu = pin[static_cast<std::size_t>(loop.index) % pin.size()];
-    pin_current_thread(std::span<const int>(&cpu, 1));
-  }
+  pin_worker(loop.shared.options, loop.index);
   epoll_event events[kMaxEvents];
   while (!loop.stopping) {
     // Posted connections have work: only look for new events, do not wait for them.
@@ -420,8 +406,7 @@ int main(int argc, char** argv) {
       if (::write(loop->wakeup.get(), &one, sizeof one) < 0) std::perror("eventfd write");
     }
     for (auto& t : threads) t.join();
-    std::printf("%s\n", stats_json(kModel).c_str());
-    std::fflush(stdout);
+    print_final_stats(kModel);
     return 0;
   } catch (const std::system_error& e) {
     std::fprintf(stderr, "%s: %s\n", program.c_str(), e.what());

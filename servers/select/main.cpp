@@ -53,6 +53,7 @@
 #include "linger.hpp"
 #include "net.hpp"
 #include "options.hpp"
+#include "server.hpp"
 #include "stats.hpp"
 #include "sys.hpp"
 
@@ -68,13 +69,9 @@ constexpr int kAcceptBatch = 64;      // accept4 calls per listener wake-up (fai
 constexpr Millis kMaxWait{1000};      // select timeout when no timer is due sooner
 
 // Process-wide, read-only once the loops run (except the atomic counter).
-struct Shared {
-  Options options;
-  ContentSource content;
-  App app{kModel, content};
+struct Shared : SharedState {
+  Shared() : SharedState(kModel) {}
   HeapMemory memory;
-  std::string refusal = app.refusal_response();
-  std::atomic<std::size_t> open_connections{0};
   std::atomic<bool> warned_fd_setsize{false};
 };
 
@@ -178,16 +175,9 @@ void drive(Loop& loop, Client* c, bool readable, bool writable) {
   try {
     drive_steps(loop, c, readable, writable);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "server_%.*s: closing a connection: %s\n", static_cast<int>(kModel.size()),
-                 kModel.data(), e.what());
-    count(Counter::kConnectionErrors);
+    count_connection_error(kModel, e.what());
     close_client(loop, c);
   }
-}
-
-void refuse(Shared& shared, UniqueFd socket) {
-  ::send(socket.get(), shared.refusal.data(), shared.refusal.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-  count(Counter::kConnectionsRefused);
 }
 
 void on_accept(Loop& loop, TimePoint now) {
@@ -225,11 +215,7 @@ void on_accept(Loop& loop, TimePoint now) {
 }
 
 void event_loop(Loop& loop) {
-  if (!loop.shared.options.pin.empty()) {
-    const auto& pin = loop.shared.options.pin;
-    const int cpu = pin[static_cast<std::size_t>(loop.index) % pin.size()];
-    pin_current_thread(std::span<const int>(&cpu, 1));
-  }
+  pin_worker(loop.shared.options, loop.index);
   const int listen_fd = loop.listener.get();
   const int wakeup_fd = loop.wakeup_read.get();
   while (!loop.stopping) {
@@ -334,8 +320,7 @@ int main(int argc, char** argv) {
       if (::write(loop->wakeup_write.get(), &byte, 1) < 0) std::perror("wake-up pipe write");
     }
     for (auto& t : threads) t.join();
-    std::printf("%s\n", stats_json(kModel).c_str());
-    std::fflush(stdout);
+    print_final_stats(kModel);
     return 0;
   } catch (const std::system_error& e) {
     std::fprintf(stderr, "%s: %s\n", program.c_str(), e.what());

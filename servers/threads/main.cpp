@@ -48,6 +48,7 @@
 #include "linger.hpp"
 #include "net.hpp"
 #include "options.hpp"
+#include "server.hpp"
 #include "stats.hpp"
 #include "sys.hpp"
 
@@ -64,15 +65,11 @@ const ExtraFlag kExtraFlags[] = {
     {"--stack-kb", 0, 0, 1 << 20, "stack of each connection thread in KiB, 0 = ulimit -s"}};
 
 // Process-wide state: what every thread shares.
-struct Server {
-  Options options;
-  ContentSource content;
-  App app{kModel, content};
+struct Shared : SharedState {
+  Shared() : SharedState(kModel) {}
   HeapMemory memory;
-  std::string refusal = app.refusal_response();
   pthread_attr_t thread_attr{};
   std::atomic<bool> stopping{false};
-  std::atomic<std::size_t> open_connections{0};
   std::mutex mutex;  // guards open_fds, so shutdown() never hits a reused descriptor number
   std::condition_variable all_closed;
   std::unordered_set<int> open_fds;
@@ -80,7 +77,7 @@ struct Server {
 
 // Per-connection state: the socket and the protocol; the thread's own stack holds the rest.
 struct ConnectionThread {
-  Server& server;
+  Shared& shared;
   UniqueFd socket;
   bool may_linger = false;  // at the end: the peer may still be sending (see linger.hpp)
 };
@@ -102,7 +99,7 @@ bool on_writable(ConnectionThread& ct, Connection& conn) {
   ssize_t n;
   do {
     n = out.iovcnt > 0 ? sys::writev(fd, out.iov.data(), out.iovcnt)
-                       : send_file_region(fd, out.file, ct.server.options.sendfile);
+                       : send_file_region(fd, out.file, ct.shared.options.sendfile);
   } while (n < 0 && errno == EINTR);
   if (n < 0) return false;  // reset, or no progress for the idle timeout (EAGAIN)
   conn.on_written(static_cast<std::size_t>(n), coarse_now());
@@ -130,15 +127,15 @@ bool on_readable(ConnectionThread& ct, Connection& conn, Millis& receive_timeout
 }
 
 void serve_connection(ConnectionThread& ct) {
-  Server& server = ct.server;
+  Shared& shared = ct.shared;
   const int fd = ct.socket.get();
   set_nodelay(fd);
-  const auto stall_ms = server.options.limits.idle_timeout.count();
+  const auto stall_ms = shared.options.limits.idle_timeout.count();
   const timeval send_timeout{static_cast<time_t>(stall_ms / 1000),
                              static_cast<suseconds_t>(stall_ms % 1000 * 1000)};
   sys::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout);
 
-  Connection conn(server.app, server.options.limits, server.memory, coarse_now());
+  Connection conn(shared.app, shared.options.limits, shared.memory, coarse_now());
   Millis receive_timeout{-1};
   bool ok = true;
   while (ok) {
@@ -164,51 +161,43 @@ void serve_connection(ConnectionThread& ct) {
 
 void* connection_main(void* arg) {
   auto* ct = static_cast<ConnectionThread*>(arg);
-  Server& server = ct->server;
+  Shared& shared = ct->shared;
   const int fd = ct->socket.get();
   try {  // the connection boundary: an exception closes this connection only, and is counted
     serve_connection(*ct);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "server_%.*s: closing a connection: %s\n", static_cast<int>(kModel.size()),
-                 kModel.data(), e.what());
-    count(Counter::kConnectionErrors);
+    count_connection_error(kModel, e.what());
   }
   count(Counter::kConnectionsClosed);
   {
-    std::lock_guard lock(server.mutex);
-    server.open_fds.erase(fd);
-    if (!server.stopping.load() && ct->may_linger && has_unread_input(fd)) {
+    std::lock_guard lock(shared.mutex);
+    shared.open_fds.erase(fd);
+    if (!shared.stopping.load() && ct->may_linger && has_unread_input(fd)) {
       linger_close(std::move(ct->socket));  // a lingering close (linger.hpp)
     }
     delete ct;  // closes the socket while shutdown() cannot pick its number
     // Under the mutex, which stop() holds when it checks the count: otherwise main could see
     // zero, return and destroy the condition variable while this thread still notifies it
-    // (a data race ThreadSanitizer reported at shutdown). Nothing of `server` is touched after.
-    if (server.open_connections.fetch_sub(1) == 1) server.all_closed.notify_all();
+    // (a data race ThreadSanitizer reported at shutdown). Nothing of `shared` is touched after.
+    if (shared.open_connections.fetch_sub(1) == 1) shared.all_closed.notify_all();
   }
   return nullptr;
 }
 
-void refuse(Server& server, UniqueFd socket) {
-  // Best effort and never blocking: a refused client learns why instead of seeing a reset.
-  ::send(socket.get(), server.refusal.data(), server.refusal.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-  count(Counter::kConnectionsRefused);
-}
-
-void on_accepted(Server& server, UniqueFd socket) {
-  if (server.open_connections.load() >= server.options.max_conns) return refuse(server, std::move(socket));
+void on_accepted(Shared& shared, UniqueFd socket) {
+  if (shared.open_connections.load() >= shared.options.max_conns) return refuse(shared, std::move(socket));
   const int fd = socket.get();
-  auto* ct = new ConnectionThread{server, std::move(socket)};
+  auto* ct = new ConnectionThread{shared, std::move(socket)};
   {
-    std::lock_guard lock(server.mutex);
-    server.open_fds.insert(fd);
+    std::lock_guard lock(shared.mutex);
+    shared.open_fds.insert(fd);
   }
-  server.open_connections.fetch_add(1);
+  shared.open_connections.fetch_add(1);
   count(Counter::kConnectionsAccepted);  // before the thread exists, so its close counts after
   pthread_t thread;
   const int rc = sys::inject(sys::Fault::kThread)
                      ? EAGAIN
-                     : pthread_create(&thread, &server.thread_attr, connection_main, ct);
+                     : pthread_create(&thread, &shared.thread_attr, connection_main, ct);
   if (rc == 0) {
     count(Counter::kThreadsCreated);
     return;
@@ -217,28 +206,25 @@ void on_accepted(Server& server, UniqueFd socket) {
   std::fprintf(stderr, "server_%.*s: pthread_create: %s; refusing the connection\n",
                static_cast<int>(kModel.size()), kModel.data(), std::strerror(rc));
   {
-    std::lock_guard lock(server.mutex);
-    server.open_fds.erase(fd);
+    std::lock_guard lock(shared.mutex);
+    shared.open_fds.erase(fd);
   }
-  server.open_connections.fetch_sub(1);
+  shared.open_connections.fetch_sub(1);
   UniqueFd refused = std::move(ct->socket);
   delete ct;
-  refuse(server, std::move(refused));
+  refuse(shared, std::move(refused));
 }
 
 // The threads model has no event loop: each acceptor blocks in accept(2) and hands every
 // connection to a new thread.
-void accept_loop(Server& server, int listen_fd, int index) {
-  if (!server.options.pin.empty()) {
-    const int cpu = server.options.pin[static_cast<std::size_t>(index) % server.options.pin.size()];
-    pin_current_thread(std::span<const int>(&cpu, 1));
-  }
+void accept_loop(Shared& shared, int listen_fd, int index) {
+  pin_worker(shared.options, index);
   bool paused = false;
-  while (!server.stopping.load()) {
+  while (!shared.stopping.load()) {
     const int fd = sys::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd >= 0) {
       paused = false;
-      on_accepted(server, UniqueFd(fd));
+      on_accepted(shared, UniqueFd(fd));
       continue;
     }
     if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -251,7 +237,7 @@ void accept_loop(Server& server, int listen_fd, int index) {
       count(Counter::kAcceptBackoffs);
       std::this_thread::sleep_for(kAcceptBackoff);
     } else if (errno != EINTR && errno != ECONNABORTED && errno != EPROTO &&
-               !server.stopping.load()) {
+               !shared.stopping.load()) {
       std::fprintf(stderr, "server_%.*s: accept: %s\n", static_cast<int>(kModel.size()),
                    kModel.data(), std::strerror(errno));
       std::this_thread::sleep_for(kAcceptBackoff);
@@ -259,16 +245,16 @@ void accept_loop(Server& server, int listen_fd, int index) {
   }
 }
 
-void stop(Server& server, std::vector<UniqueFd>& listeners, std::vector<std::thread>& acceptors) {
-  server.stopping.store(true);
+void stop(Shared& shared, std::vector<UniqueFd>& listeners, std::vector<std::thread>& acceptors) {
+  shared.stopping.store(true);
   // shutdown(2) on a listening socket wakes a thread blocked in accept(2) (it returns EINVAL).
   for (auto& l : listeners) sys::shutdown(l.get(), SHUT_RDWR);
   for (auto& t : acceptors) t.join();
-  std::unique_lock lock(server.mutex);
+  std::unique_lock lock(shared.mutex);
   // A blocked recv(2) returns 0 once its socket is shut down; the thread then exits.
-  for (int fd : server.open_fds) sys::shutdown(fd, SHUT_RDWR);
-  server.all_closed.wait_for(lock, kShutdownGrace,
-                             [&] { return server.open_connections.load() == 0; });
+  for (int fd : shared.open_fds) sys::shutdown(fd, SHUT_RDWR);
+  shared.all_closed.wait_for(lock, kShutdownGrace,
+                             [&] { return shared.open_connections.load() == 0; });
 }
 
 }  // namespace
@@ -277,14 +263,14 @@ int main(int argc, char** argv) {
   init_process_signals();
   const std::string program = "server_" + std::string(kModel);
   try {
-    auto server = std::make_unique<Server>();
-    server->options = parse_options(argc, argv, kModel, kDefaultMaxConns, kExtraFlags);
-    const Options& options = server->options;
+    auto shared = std::make_unique<Shared>();
+    shared->options = parse_options(argc, argv, kModel, kDefaultMaxConns, kExtraFlags);
+    const Options& options = shared->options;
     raise_fd_limit();
-    pthread_attr_init(&server->thread_attr);
-    pthread_attr_setdetachstate(&server->thread_attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_init(&shared->thread_attr);
+    pthread_attr_setdetachstate(&shared->thread_attr, PTHREAD_CREATE_DETACHED);
     if (const long stack_kb = options.extra_value("--stack-kb"); stack_kb > 0) {
-      const int rc = pthread_attr_setstacksize(&server->thread_attr,
+      const int rc = pthread_attr_setstacksize(&shared->thread_attr,
                                                static_cast<std::size_t>(stack_kb) * 1024);
       if (rc != 0) throw std::system_error(rc, std::generic_category(), "--stack-kb");
     }
@@ -292,21 +278,20 @@ int main(int argc, char** argv) {
       cpu_set_t set;
       CPU_ZERO(&set);
       for (int cpu : options.pin) CPU_SET(cpu, &set);
-      pthread_attr_setaffinity_np(&server->thread_attr, sizeof set, &set);
+      pthread_attr_setaffinity_np(&shared->thread_attr, sizeof set, &set);
     }
 
     std::vector<UniqueFd> listeners = listen_tcp(options.bind, options.port, options.threads, false);
     std::vector<std::thread> acceptors;
     for (int i = 0; i < options.threads; ++i) {
-      acceptors.emplace_back(accept_loop, std::ref(*server), listeners[static_cast<std::size_t>(i)].get(), i);
+      acceptors.emplace_back(accept_loop, std::ref(*shared), listeners[static_cast<std::size_t>(i)].get(), i);
     }
     print_ready_line(kModel, options.bind, local_port(listeners[0].get()), options.threads);
 
     wait_for_stop_signal();
-    stop(*server, listeners, acceptors);
-    std::printf("%s\n", stats_json(kModel).c_str());
-    std::fflush(stdout);
-    if (server->open_connections.load() > 0) std::_Exit(0);  // threads stuck in /sleep
+    stop(*shared, listeners, acceptors);
+    print_final_stats(kModel);
+    if (shared->open_connections.load() > 0) std::_Exit(0);  // threads stuck in /sleep
     return 0;
   } catch (const std::system_error& e) {
     std::fprintf(stderr, "%s: %s\n", program.c_str(), e.what());

@@ -4,7 +4,7 @@
   fault_test.py BIN_DIR CASE [--suffix _faults]
 
 Runs one case (a model and mode, below) against BIN_DIR/server_<model><suffix>, a build with
-fault injection compiled in (IOLAB_FAULT_INJECTION, servers/core/sys.hpp; the _faults binaries
+fault injection compiled in (IOLAB_FAULT_INJECTION, servers/core/os/sys.hpp; the _faults binaries
 of the main build, or the plain binaries of build-tsan, where the whole build has it). The server
 runs with IOLAB_FAULTS set, so every 2nd EPOLL_CTL_ADD of an accepted socket fails with ENOSPC,
 every 3rd accept4 with ENOMEM and every 2nd (or every) start of an on-demand thread with

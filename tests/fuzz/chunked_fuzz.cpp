@@ -1,4 +1,4 @@
-// libFuzzer target: the chunked-body decoder (http::ChunkedDecoder in servers/core/http_parser.*).
+// libFuzzer target: the chunked-body decoder (http::ChunkedDecoder in servers/core/http/http_parser.*).
 //
 // The input is what follows a request head with "Transfer-Encoding: chunked": a body, perhaps
 // followed by the next pipelined request. It is decoded whole, then again fed in pieces by two

@@ -1,4 +1,4 @@
-// libFuzzer target: the connection state machine (servers/core/connection.*) fed an arbitrary
+// libFuzzer target: the connection state machine (servers/core/http/connection.*) fed an arbitrary
 // byte stream, the way a server's I/O layer drives it.
 //
 // Each input is the whole stream a client sends before closing its side. It is driven three

@@ -1,4 +1,4 @@
-// libFuzzer target: the request-head parser (servers/core/http_parser.*).
+// libFuzzer target: the request-head parser (servers/core/http/http_parser.*).
 //
 // The parser is stateless but resumable: a server calls it again with the same bytes plus what
 // arrived since, passing back the `scanned` hint. So the input is parsed whole, then again as a

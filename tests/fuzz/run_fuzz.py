@@ -44,55 +44,52 @@ TARGETS = ("parser", "chunked", "connection")
 # Seeds for each target: the connection target also starts from the parser's requests.
 SEEDS = {"parser": ["parser"], "chunked": ["chunked"], "connection": ["connection", "parser"]}
 # Longest input per target. The parser's limit is past its 16 KiB header cap. A connection input
-# is a whole client stream driven three ways, each response up to ~100 KB: 2 KiB (a dozen or more
-# requests) keeps every branch reachable (the same coverage as 24 KiB in a 60 s trial) at ~2,500
-# executions per second; at 24 KiB the corpus grew to 17 KB units and it ran 285 per second.
-# Its invariants need only a few pipelined requests (the body limit is 200 bytes, so 413 and
-# chunked framing fit too): at 1 KiB (five or more requests) `make fuzz FUZZ_TARGETS=connection
-# FUZZ_RUNS=10000000` under nice 19 on the shared 2-CPU machine ran 10 million executions in 59
-# minutes (2,844 per second of wall time, about 15 minutes of CPU), reaching 744 edges.
+# is a whole client stream driven three ways, each response up to ~100 KB, so its cost grows
+# with its length: it is capped at the shortest stream that still holds what its invariants
+# need, a few pipelined requests (the body limit is 200 bytes, so 413 and chunked framing fit):
+# 1 KiB, five or more requests. README.md (Reliability) has the trials that chose these limits.
 MAX_LEN = {"parser": 24576, "chunked": 8192, "connection": 1024}
 
 # name: (target, file in servers/core, text to replace, replacement, what it breaks)
 MUTANTS = {
     "parser_overread": (
-        "parser", "http_parser.cpp",
+        "parser", "http/http_parser.cpp",
         "std::memchr(in.data() + from, '\\n', in.size() - from)",
         "std::memchr(in.data() + from, '\\n', in.size() - from + 1)",
         "find_lf reads one byte past the buffer"),
     "parser_hint": (
-        "parser", "http_parser.cpp",
+        "parser", "http/http_parser.cpp",
         "return {ParseStatus::kIncomplete, 0, line_start, 0};",
         "return {ParseStatus::kIncomplete, 0, in.size(), 0};",
         "the resume hint claims the unfinished line was searched"),
     "parser_hint_skip": (
-        "parser", "http_parser.cpp",
+        "parser", "http/http_parser.cpp",
         "std::size_t line_start = scanned > headers_start ? scanned : headers_start;",
         "std::size_t line_start = scanned > headers_start ? "
         "(scanned + 2 <= in.size() ? scanned + 2 : scanned) : headers_start;",
         "a resumed search starts two bytes late and can miss the blank line"),
     "chunked_split": (
-        "chunked", "http_parser.cpp",
+        "chunked", "http/http_parser.cpp",
         "remaining_ -= take;",
         "remaining_ = take < remaining_ && take > 0 && available < 3 ? 0 : remaining_ - take;",
         "chunk data cut into tiny pieces loses its remainder"),
     "chunked_framing": (
-        "chunked", "http_parser.cpp",
+        "chunked", "http/http_parser.cpp",
         "      case State::kDataLf:\n        if (c != '\\n') return fail(i);",
         "      case State::kDataLf:",
         "any byte accepted after the CR that ends chunk data"),
     "connection_head_body": (
-        "connection", "connection.cpp",
+        "connection", "http/connection.cpp",
         "  if (!head_only_) {\n    out_.append(resp.body);",
         "  if (true) {\n    out_.append(resp.body);",
         "a HEAD response carries its body"),
     "connection_keeps_view": (
-        "connection", "connection.cpp",
+        "connection", "http/connection.cpp",
         "    const std::string_view rest = external_;\n    external_ = {};",
         "    const std::string_view rest = external_;\n    if (rest.size() < 2) external_ = {};",
         "on_input keeps a view into the kernel's buffer after returning"),
     "connection_leftover": (
-        "connection", "connection.cpp",
+        "connection", "http/connection.cpp",
         "      end_ += rest.size();\n    }\n  } else {",
         "      end_ += rest.size() - (rest.size() > 7 ? 1 : 0);\n    }\n  } else {",
         "on_input drops the last byte of a leftover"),

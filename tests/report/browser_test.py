@@ -123,7 +123,7 @@ def make_reports(work: Path) -> list[Path]:
     for machine in sorted((HERE / "fixture-machines").iterdir()):
         if machine.is_dir():
             shutil.copytree(machine, reference / machine.name)
-    shutil.copytree(ROOT / "tests" / "notebooks" / "fixture-run", work / "fixture-run")
+    shutil.copytree(ROOT / "tests" / "harness" / "fixture-run", work / "fixture-run")
     pages = []
     for results in (reference, work / "fixture-run", work / "fixture-run" / "quick"):
         pages += write_report(results)

@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from iolab_bench import claims, report  # noqa: E402
 
-QUICK = ROOT / "tests" / "notebooks" / "fixture-run" / "quick"
+QUICK = ROOT / "tests" / "harness" / "fixture-run" / "quick"
 
 
 def row(**kw: Any) -> dict[str, Any]:

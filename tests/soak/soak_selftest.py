@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The soak's checks, shown to bite: soak.py against tests/robustness/fake_server.py in three
+"""The soak's checks, shown to bite: soak.py against tests/harness/fake_server.py in three
 modes, with small counts (a few seconds):
   good      must pass;
   leak_fd   keeps a descriptor open per accepted connection: must fail on descriptors;
@@ -20,7 +20,7 @@ import soak  # beside this file
 HERE = Path(__file__).resolve().parent
 
 BIN_DIR = (Path(sys.argv.pop(1)) if len(sys.argv) > 1 else HERE.parents[1] / "build/bin").resolve()
-FAKE = HERE.parent / "robustness" / "fake_server.py"
+FAKE = HERE.parent / "harness" / "fake_server.py"
 
 
 class SoakSelfTest(unittest.TestCase):

@@ -518,7 +518,7 @@ TEST_F(ConnectionTest, ContentLengthOverMaxBodyGets413AndCloses) {
   EXPECT_EQ(r[0].header("Connection"), "close");
 }
 
-// Lingering close (servers/core/linger.hpp) asks the socket only when the core says the peer
+// Lingering close (servers/core/os/linger.hpp) asks the socket only when the core says the peer
 // may still be sending: after an error, with bytes buffered past the last request, or mid-body;
 // never when the client asked to close or has closed.
 TEST_F(ConnectionTest, MayHaveUnreadInputOnlyWhenThePeerMayStillSend) {

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -15,14 +16,17 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 #include "net.hpp"
 #include "options.hpp"
+#include "server.hpp"
 #include "stats.hpp"
 
 namespace iolab {
@@ -281,6 +285,18 @@ TEST(OptionsTest, EveryFlag) {
   EXPECT_EQ(o.extra_value("--stack-kb"), 256);
 }
 
+// A model asking for a flag it never declared is a programming error: refused by name, never
+// a read past the end of the map.
+TEST(OptionsTest, ExtraValueRefusesAnUndeclaredFlag) {
+  const Options o = parse({});
+  try {
+    (void)o.extra_value("--stack-kbytes");
+    ADD_FAILURE() << "extra_value returned for a flag that was never declared";
+  } catch (const std::logic_error& e) {
+    EXPECT_NE(std::string(e.what()).find("--stack-kbytes"), std::string::npos) << e.what();
+  }
+}
+
 TEST(OptionsTest, EqualsSyntax) {
   const Options o = parse({"--port=9090", "--sendfile=on", "--max-body-bytes=0", "--pin=3"});
   EXPECT_EQ(o.port, 9090);
@@ -328,6 +344,63 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(OptionsDeathTest, HelpExitsWithStatusZero) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(parse({"--help"}), ::testing::ExitedWithCode(0), "");
+}
+
+// ---- the servers' shared boilerplate (server.hpp) -------------------------------------------
+
+TEST(ServerBoilerplateTest, RefuseSendsThe503ClosesAndCounts) {
+  const SharedState shared("test");
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  const std::uint64_t before = counter_total(Counter::kConnectionsRefused);
+  refuse(shared, UniqueFd(sv[0]));
+  EXPECT_EQ(counter_total(Counter::kConnectionsRefused), before + 1);
+  std::string got(4096, '\0');
+  const ssize_t n = ::read(sv[1], got.data(), got.size());
+  ASSERT_GT(n, 0);
+  got.resize(static_cast<std::size_t>(n));
+  EXPECT_EQ(got, shared.refusal);
+  EXPECT_EQ(got.rfind("HTTP/1.1 503 Service Unavailable\r\n", 0), 0u) << got;
+  char more;
+  EXPECT_EQ(::read(sv[1], &more, 1), 0) << "the refused socket was not closed";
+  ::close(sv[1]);
+}
+
+TEST(ServerBoilerplateTest, ConnectionErrorIsLoggedAndCounted) {
+  const std::uint64_t before = counter_total(Counter::kConnectionErrors);
+  ::testing::internal::CaptureStderr();
+  count_connection_error("test", "std::bad_alloc");
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(),
+            "server_test: closing a connection: std::bad_alloc\n");
+  EXPECT_EQ(counter_total(Counter::kConnectionErrors), before + 1);
+}
+
+TEST(ServerBoilerplateTest, PinWorkerWithoutPinLeavesTheThreadAlone) {
+  cpu_set_t before, after;
+  ASSERT_EQ(sched_getaffinity(0, sizeof before, &before), 0);
+  pin_worker(Options{}, 3);
+  ASSERT_EQ(sched_getaffinity(0, sizeof after, &after), 0);
+  EXPECT_TRUE(CPU_EQUAL(&before, &after));
+}
+
+TEST(ServerBoilerplateTest, PinWorkerTakesTheIndexRoundRobin) {
+  cpu_set_t allowed;
+  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  std::vector<int> cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE && cpus.size() < 2; ++cpu) {
+    if (CPU_ISSET(cpu, &allowed)) cpus.push_back(cpu);
+  }
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs this process may run on";
+  Options options;
+  options.pin = {cpus[1], cpus[0]};
+  cpu_set_t pinned;
+  std::thread worker([&] {  // its own thread: the test's thread keeps its CPUs
+    pin_worker(options, 3);  // index 3 of 2 CPUs: the second, cpus[0]
+    sched_getaffinity(0, sizeof pinned, &pinned);
+  });
+  worker.join();
+  EXPECT_EQ(CPU_COUNT(&pinned), 1);
+  EXPECT_TRUE(CPU_ISSET(cpus[0], &pinned));
 }
 
 }  // namespace

@@ -220,7 +220,7 @@ TEST(StatsTest, StatsJsonIsOneLineWithTheDesignKeys) {
   ASSERT_TRUE(JsonReader(json).parse(m)) << json;
   EXPECT_EQ(m[""], "{object}");
   EXPECT_EQ(m["model"], "test");
-  // The /stats counters every server reports (servers/core/stats.hpp and stats.cpp).
+  // The /stats counters every server reports (servers/core/http/stats.hpp and stats.cpp).
   for (const char* key :
        {"pid", "requests", "stats_requests", "connections_accepted", "connections_open",
         "connections_refused", "bytes_in", "bytes_out", "allocations", "allocated_bytes",

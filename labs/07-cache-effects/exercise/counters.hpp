@@ -1,7 +1,7 @@
 // Per-thread request counters for lab 07: the part you change.
 //
 // Each worker thread owns one ThreadCounters slot of a CounterTable and is the only thread that
-// writes it (a relaxed load and store, no locked instruction, like servers/core/stats.hpp);
+// writes it (a relaxed load and store, no locked instruction, like servers/core/http/stats.hpp);
 // a reader sums all slots now and then. No data is shared, yet as laid out below the slots of
 // different threads sit side by side in memory: four 16-byte slots fill one 64-byte cache line,
 // so every write by one thread takes that line away from the CPU that another thread is

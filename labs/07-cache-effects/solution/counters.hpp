@@ -1,7 +1,7 @@
 // Per-thread request counters for lab 07: the reference layout.
 //
 // Each worker thread owns one ThreadCounters slot of a CounterTable and is the only thread that
-// writes it (a relaxed load and store, no locked instruction, like servers/core/stats.hpp);
+// writes it (a relaxed load and store, no locked instruction, like servers/core/http/stats.hpp);
 // a reader sums all slots now and then.
 //
 // alignas(kCacheLine) on the slot type does two things at once: every slot starts on a line

@@ -1,7 +1,7 @@
 // Where lab09_server's memory comes from: the part you change.
 //
 // LoopMemory belongs to the event loop (one thread: nothing here needs a lock); each connection
-// has a ConnectionMemory built on it. The Connection state machine (servers/core/connection.hpp)
+// has a ConnectionMemory built on it. The Connection state machine (servers/core/http/connection.hpp)
 // asks it for two things:
 //   request_resource()        a std::pmr::memory_resource for everything one request needs:
 //                             the parsed Request (method, path, query, header vector, all owned
@@ -17,7 +17,7 @@
 // Exercise: make a steady stream of keep-alive requests allocation-free: after warm-up, not one
 // call of operator new per request. Change only this file (keep the two class names, the
 // constructors' parameters and the aliases at the bottom). The standard library has what you need (<memory_resource>); the
-// project's own answer is servers/core/pool.hpp.
+// project's own answer is servers/core/os/pool.hpp.
 #pragma once
 
 #include <cstddef>
@@ -52,7 +52,7 @@ class ConnectionMemory final : public iolab::ConnectionMemory {
 
 }  // namespace lab09
 
-// The names server_pooled's main.cpp uses (servers/core/loop_memory.hpp gives them its own).
+// The names server_pooled's main.cpp uses (servers/core/os/loop_memory.hpp gives them its own).
 namespace iolab {
 using LoopMemory = lab09::LoopMemory;
 using ClientMemory = lab09::ConnectionMemory;

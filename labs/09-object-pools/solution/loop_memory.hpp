@@ -1,7 +1,7 @@
 // Where lab09_server's memory comes from: the reference, from the standard library alone.
 //
 // LoopMemory belongs to the event loop (one thread: nothing here needs a lock); each connection
-// has a ConnectionMemory built on it. The Connection state machine (servers/core/connection.hpp)
+// has a ConnectionMemory built on it. The Connection state machine (servers/core/http/connection.hpp)
 // asks it for two things: request_resource() for everything one request needs (the parsed
 // Request with its owned strings and header vector, the Response, the output buffer), reset by
 // reset_request_resource() once all of it is destroyed; and the input buffer
@@ -20,7 +20,7 @@
 //     and rewinds to the inline block. A /ping fits in the inline block: no pool call at all.
 //   - Input buffers come straight from the loop's pool.
 // What it costs: the pool keeps its high-water mark of memory for good, and each connection
-// carries kInlineArena bytes even while idle (servers/core/pool.hpp's PooledMemory instead
+// carries kInlineArena bytes even while idle (servers/core/os/pool.hpp's PooledMemory instead
 // takes its arena blocks from the pool on demand, so idle connections hold nothing).
 #pragma once
 
@@ -76,7 +76,7 @@ class ConnectionMemory final : public iolab::ConnectionMemory {
 
 }  // namespace lab09
 
-// The names server_pooled's main.cpp uses (servers/core/loop_memory.hpp gives them its own).
+// The names server_pooled's main.cpp uses (servers/core/os/loop_memory.hpp gives them its own).
 namespace iolab {
 using LoopMemory = lab09::LoopMemory;
 using ClientMemory = lab09::ConnectionMemory;

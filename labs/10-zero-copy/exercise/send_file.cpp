@@ -1,8 +1,8 @@
 // send_file_region(), the file part of a /file response: the part you change.
 //
 // server_lab10 is server_epoll_et (servers/epoll_et/main.cpp) built with this file in place of
-// servers/core/send_file.cpp: its on_writable() sends a response's head with writev, then calls
-// send_file_region() (declared in servers/core/net.hpp) until the region is gone; a short send
+// servers/core/os/send_file.cpp: its on_writable() sends a response's head with writev, then calls
+// send_file_region() (declared in servers/core/os/net.hpp) until the region is gone; a short send
 // leaves the rest for the next EPOLLOUT edge.
 //
 // As written, both modes copy: pread(2) pulls the bytes from the page cache into a buffer in this
@@ -11,7 +11,7 @@
 //
 // Exercise: when use_sendfile is true, send the region with sendfile(2) so that no file data
 // passes through user space; keep the copying path for --sendfile off (it is the comparison).
-// Use the counted wrappers in servers/core/sys.hpp (sys::sendfile, ...) so /stats sees the
+// Use the counted wrappers in servers/core/os/sys.hpp (sys::sendfile, ...) so /stats sees the
 // calls. Read `man 2 sendfile` on its offset argument first: the same file is sent to many
 // connections at once.
 #include <cerrno>

@@ -4,7 +4,7 @@
 // file in place of servers/coro/run_work.cpp. One coroutine per connection runs on the M:N
 // work-stealing scheduler of servers/coro (N worker threads, per-worker run queues, stealing, one
 // epoll poller, timers, a blocking pool). When a handler's work must block (/sleep?ms=N sleeps N
-// ms in the calling thread: DeferredWork in servers/core/app.hpp), serve_connection() awaits
+// ms in the calling thread: DeferredWork in servers/core/http/app.hpp), serve_connection() awaits
 // run_work() and then goes on with the connection.
 //
 // Usage: server_lab11 [--port 8080] [--threads N workers] [--blocking-threads N] (--help)
