@@ -212,7 +212,8 @@ def print_summary(summary: Summary, baseline: str | None, accounting: str | None
 
 def print_reasons(summary: Summary) -> None:
     """Per server, cell and point: each reason once, with the metrics it marks (an interval too
-    wide names its metric), then the rounds left out of some figures."""
+    wide names its metric and width; 'no interval' is one reason, listed once with its metrics),
+    then the rounds left out of some figures."""
     reasons: dict[tuple[str, str, str], dict[str, list[str]]] = {}
     notes: dict[tuple[str, str, str], dict[str, list[str]]] = {}
     for s in summary:
@@ -228,8 +229,6 @@ def print_reasons(summary: Summary) -> None:
                 m = PRECISION_REASON.match(w)
                 if m:  # "interval 79% of the value over 3 rounds (at most 10%)"
                     wide += [f"{metric} {m['width']} (at most {m['limit']})" for metric in metrics]
-                elif w.startswith("no interval"):
-                    wide += [f"{metric} {w}" for metric in metrics]
                 else:
                     parts.append(f"{w} [{', '.join(metrics)}]")
             if wide:

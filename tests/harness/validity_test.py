@@ -186,6 +186,16 @@ class Tables(unittest.TestCase):
                                r"\(at most 50%\)")
         self.assertIn("±", text)
 
+    def test_no_interval_is_one_reason_listed_once_with_its_metrics(self) -> None:
+        rows = [row("select", "fixed_rate", i, 1000.0, why=None if i == 0 else "steal 9%")
+                for i in range(3)]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            tables.print_reasons(validity.summarize_rows(rows))
+        line = next(t for t in out.getvalue().splitlines() if t.startswith("  ! select"))
+        self.assertEqual(line.count("no interval"), 1, line)
+        self.assertRegex(line, r"no interval \(1 undisturbed round of 3\) \[rps, server_cpu_us")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
