@@ -6,17 +6,15 @@ ledger that cannot be evaluated, and that a page fetches nothing."""
 import json
 import re
 import shutil
-import sys
 import tempfile
 import unittest
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
+from iolab_bench import claims, report  # bench/ on PYTHONPATH (CTest, the Makefile)
 
-from iolab_bench import claims, report  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 QUICK = ROOT / "tests" / "harness" / "fixture-run" / "quick"
 
