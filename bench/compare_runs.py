@@ -9,7 +9,8 @@ than both runs' own round-to-round variation), "?" when a run has no interval (o
 summary written before run.py gave intervals: its median is used). A metric that is not valid
 in either run keeps its '!' and the reason is listed below the table, so a ratio between an
 invalid and a valid figure is never shown bare. The last lines count the cells that agree, and
-those within 10% of each other (issue 26's test-retest target).
+those within 10% of each other (issue 26's test-retest target; a small count such as context
+switches per request, judged on its absolute precision, within that: validity.agrees).
 
 Run it on two runs of the same scenario on your machine before trusting a difference between
 two other runs: a difference smaller than what two runs of the same code show is noise. The micro
@@ -29,6 +30,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from iolab_bench import validity
 
 GBENCH_COMPARE = Path("/usr/share/benchmark/compare.py")
 DEFAULT_METRICS = ["rps", "server_cpu_us", "server_user_us", "syscalls_per_req",
@@ -132,8 +135,9 @@ def shown(s: dict[str, Any]) -> str:
 def harness_table(a_summary: list[dict[str, Any]], b_summary: list[dict[str, Any]],
                   metrics: list[str]
                   ) -> tuple[list[list[str]], list[str], list[Any], list[tuple[Any, str, bool]]]:
-    """The table's rows, the reasons below it, the cells in one run only, and per row (B/A or
-    None, agreement, valid in both)."""
+    """The table's rows, the reasons below it, the cells in one run only, and per row (whether
+    the two figures agree within the test-retest target, validity.agrees; agreement of the
+    intervals; valid in both)."""
     a = {key_of(s): s for s in a_summary}
     b = {key_of(s): s for s in b_summary}
     keys = [k for k in a if k in b and k[3] in metrics]
@@ -154,14 +158,33 @@ def harness_table(a_summary: list[dict[str, Any]], b_summary: list[dict[str, Any
         params = ",".join(f"{p}={v}" for p, v in json.loads(k[1]).items()) or "-"
         rows.append([k[0], params, k[2], k[3], shown(sa), shown(sb),
                      ratio + (" !" if marks else ""), agreement(sa, sb)])
-        stats.append((vb / va if va else None, agreement(sa, sb), not marks))
+        stats.append((validity.agrees(k[3], va, vb), agreement(sa, sb), not marks))
     only = sorted({(k[0], k[2]) for k in set(a) ^ set(b) if k[3] in metrics})
     return rows, reasons, only, stats
 
 
+def validity_lines(summaries: list[tuple[str, list[dict[str, Any]]]]) -> list[str]:
+    """Per run, how many of its metric rows are valid, per load point and over the fixed-rate
+    and saturation points (issue 26's measure of a table that is not flagged for nothing)."""
+    lines = []
+    for tag, summary in summaries:
+        counts: dict[str, list[int]] = {}
+        for s in summary:
+            c = counts.setdefault(s["point"], [0, 0])
+            c[0] += bool(s["valid"])
+            c[1] += 1
+        core = [counts[p] for p in ("fixed_rate", "saturation") if p in counts]
+        parts = [f"{p} {v} of {n}" for p, (v, n) in counts.items()]
+        if core:
+            v, n = sum(c[0] for c in core), sum(c[1] for c in core)
+            parts.append(f"fixed-rate and saturation together {v} of {n} ({v / n:.0%})")
+        lines.append(f"valid metric rows in {tag}: " + ", ".join(parts))
+    return lines
+
+
 def agreement_lines(stats: list[tuple[Any, str, bool]]) -> list[str]:
-    """How many cells agree within their intervals and within 10%, over all and over the
-    cells valid in both runs."""
+    """How many cells agree within their intervals and within 10% (or, for a small count, within
+    its absolute precision: validity.agrees), over all and over the cells valid in both runs."""
     both_valid = [r for r in stats if r[2]]
     lines = []
     for label, chosen in (("all cells", stats), ("cells valid in both runs", both_valid)):
@@ -169,7 +192,7 @@ def agreement_lines(stats: list[tuple[Any, str, bool]]) -> list[str]:
             continue
         overlap = sum(r[1] == "yes" for r in chosen)
         known = sum(r[1] != "?" for r in chosen)
-        near = sum(r[0] is not None and abs(r[0] - 1) <= 0.10 + 1e-12 for r in chosen)
+        near = sum(bool(r[0]) for r in chosen)
         lines.append(f"{label}: {overlap} of {known} agree within their 95% intervals; "
                      f"{near} of {len(chosen)} within 10%")
     return lines
@@ -245,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
                       "intervals overlap; '!' = not valid in that run, reasons below)")
                 for r in reasons:
                     print(r)
+                for line in validity_lines([("A", a_summary), ("B", b_summary)]):
+                    print(line)
                 for line in agreement_lines(stats):
                     print(line)
             if only:

@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--server-cpu", type=int)
     p.add_argument("--client-cpu", type=int)
     p.add_argument("--perf", action="store_true", help="cross-check syscalls with perf tracepoints")
+    p.add_argument("--recalibrate", action="store_true",
+                   help="measure the offered rate again instead of reusing the one an earlier "
+                        "run of the scenario calibrated on this machine")
     p.add_argument("--bin-dir", default=str(ROOT / "build/bin"))
     p.add_argument("--resummarize", metavar="RUN_FOLDER",
                    help="write RUN_FOLDER's harness/summary.json again from its results.jsonl "

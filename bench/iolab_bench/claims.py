@@ -507,7 +507,7 @@ def ledger_markdown(results: list[ClaimResult], results_path: str | Path,
            "mean of its rounds with its 95% interval in brackets; '!' marks a figure the harness "
            "does not stand behind (the reason follows).", ""]
     if chart_name:
-        out += [f"![claims ledger](charts/{chart_name}.png)", ""]
+        out += [f"![claims ledger]({chart_name}.png)", ""]
     out += ["| id | claim | claimed | measured | verdict |", "|---|---|---|---|---|"]
     for r in results:
         c = r.claim

@@ -293,7 +293,9 @@ def offered_rate_text(m: dict[str, Any]) -> str:
     if isinstance(cal, dict) and cal.get("server"):
         how = (f" ({fmt(cal.get('fraction'))} of {cal['server']}'s closed-loop "
                f"{fmt(cal.get('closed_loop_rps'))} req/s"
-               + ("" if cal.get("valid", True) else "; that calibration was not valid") + ")")
+               + ("" if cal.get("valid", True) else "; that calibration was not valid")
+               + (f"; calibrated by the earlier run {cal['reused_from']}"
+                  if cal.get("reused_from") else "") + ")")
     return f"{fmt(rate)} req/s{how}"
 
 

@@ -2,8 +2,8 @@
 
 run_scenario prepares the run (CPUs, a --target's probe, the manifest), finds which servers
 exist here, calibrates the offered rate, then loops: for each repeat, server and cell of the
-matrix, measure_cell measures its load points (and, in the first repeat, its memory and cache
-points), each into one row. Every process it starts is stopped before it returns, also on
+matrix, measure_cell measures its load points, its memory point (every round of the first cell,
+the first round of the others) and, in the first repeat, its cache point, each into one row. Every process it starts is stopped before it returns, also on
 Ctrl-C, which leaves a consistent folder (rows so far, manifest marked interrupted). A server
 that crashes mid-run or never gets ready becomes invalid rows with the reason, and the run goes
 on.
@@ -155,14 +155,57 @@ def available_servers(ctx: Context) -> list[str]:
     return found
 
 
+# What makes two runs' offered rates interchangeable: the same machine, CPUs and placement.
+SAME_MACHINE = ("hostname", "cpu_model", "cpus_online", "kernel", "server_cpu", "client_cpu",
+                "placement", "mode", "target")
+
+
+def earlier_calibration(ctx: Context, baseline: str) -> tuple[str, dict[str, Any]] | None:
+    """The newest finished run of this scenario in the same results folder, on this machine,
+    whose offered rate was calibrated on the same baseline at the same fraction: its folder name
+    and manifest. None when there is none."""
+    here = ctx.run.dir
+    for path in sorted(here.parent.glob("*/manifest.json"), reverse=True):
+        if path.parent == here:
+            continue
+        try:
+            m = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        cal = m.get("calibration") or {}
+        if (m.get("scenario") != ctx.sc["name"] or not m.get("finished")
+                or m.get("interrupted") or not m.get("offered_rate") or cal.get("given")):
+            continue
+        if any(m.get(k) != ctx.doc.get(k) for k in SAME_MACHINE):
+            continue
+        if cal.get("server") != baseline or cal.get("fraction") != ctx.sc["rate_fraction"]:
+            continue
+        return path.parent.name, m
+    return None
+
+
 def calibrate(ctx: Context, baseline: str) -> None:
-    """The offered rate of the fixed-rate points: the scenario's, or a fraction of the
-    baseline's closed-loop rate, into the manifest."""
+    """The offered rate of the fixed-rate points, into the manifest: the scenario's; or the one
+    an earlier run of the scenario calibrated on this machine (earlier_calibration), so that
+    two runs measure their fixed-rate points at the same load and `make compare` compares like
+    with like (--recalibrate measures it again); or a fraction of the baseline's closed-loop
+    rate. That closed loop is client-bound on a small machine and moved by 20% between two
+    runs here, and CPU and latency per request at the fixed rate move with the load."""
     sc, doc = ctx.sc, ctx.doc
+    earlier = (earlier_calibration(ctx, baseline)
+               if "fixed_rate" in sc["points"] and not sc.get("offered_rate")
+               and not getattr(ctx.opts, "recalibrate", False) else None)
     if "fixed_rate" in sc["points"] and sc.get("offered_rate"):
         doc["offered_rate"] = float(sc["offered_rate"])
         doc["calibration"] = {"given": True}
         print(f"run: offered rate {doc['offered_rate']:.0f} req/s (set by the scenario)")
+    elif earlier is not None:
+        name, m = earlier
+        doc["offered_rate"] = float(m["offered_rate"])
+        doc["calibration"] = dict(m["calibration"], reused_from=name)
+        print(f"run: offered rate {doc['offered_rate']:.0f} req/s, as {name} calibrated it on "
+              f"this machine (the same load, so the two compare; --recalibrate measures it "
+              f"again)", flush=True)
     elif "fixed_rate" in sc["points"]:
         with ctx.open_server(baseline, ctx.server_cpu) as s:
             s.overhead = servers.stats_overhead(s)
@@ -208,18 +251,26 @@ def measure_loads(ctx: Context, s: AnyServer, spec: str, cell: Cell, repeat: int
                 break
 
 
-def measure_memory(ctx: Context, s: Server, spec: str, cell: Cell) -> None:
-    """Memory per idle connection (first repeat only), one row."""
+def memory_round(ctx: Context, cell: Cell, repeat: int) -> bool:
+    """Whether this round of a cell measures memory per connection: every round of the
+    scenario's repeats in the matrix's first cell (the cell the charts and claim C03 read, so
+    its figure gets an interval like every other), the first round in the other cells."""
+    return repeat == 0 or (repeat < ctx.doc["repeats"]
+                           and cell.params == matrix_cells(ctx.sc)[0].params)
+
+
+def measure_memory(ctx: Context, s: Server, spec: str, cell: Cell, repeat: int) -> None:
+    """Memory per idle connection in one round, one row."""
     try:
         mem = memory_point(s, ctx.loadgen, ctx.client_cpu, ctx.sc.get("idle", [1000, 3000]),
                            cell.path)
-        row = base_row(ctx.sc, spec, cell.params, "memory", 0)
+        row = base_row(ctx.sc, spec, cell.params, "memory", repeat)
         row["mem_per_conn"] = mem
         ctx.run.add(row)
         ctx.progress(f"{spec} memory: {mem['user_kb']:.2f} KB user, "
                      f"{mem['kernel_stack_kb']:.2f} KB kernel stack per connection")
     except HarnessError as e:
-        ctx.run.add(base_row(ctx.sc, spec, cell.params, "memory", 0, str(e)))
+        ctx.run.add(base_row(ctx.sc, spec, cell.params, "memory", repeat, str(e)))
         ctx.progress(f"{spec} {cell.params or ''} memory: FAILED: {e}")
 
 
@@ -242,7 +293,7 @@ def measure_cell(ctx: Context, spec: str, cell: Cell, repeat: int,
                  only: list[str] | None = None) -> None:
     """One server in one cell of the matrix, in one repeat: a server started for the cell (with
     the cell's arguments, on the cell's CPUs), its load points (`only` those in an extra round),
-    and in the first repeat its memory and cache points."""
+    its memory point (memory_round) and in the first repeat its cache point."""
     points = ctx.sc["points"]
     loads = only if only is not None else load_points(ctx)
     full_spec = spec + (":" + " ".join(cell.server_args) if cell.server_args and
@@ -255,8 +306,9 @@ def measure_cell(ctx: Context, spec: str, cell: Cell, repeat: int,
         with ctx.open_server(full_spec, server_cpu) as s:
             s.overhead = servers.stats_overhead(s)
             measure_loads(ctx, s, spec, cell, repeat, client_cpu, load, loads)
-            if repeat == 0 and "memory" in points and isinstance(s, Server):
-                measure_memory(ctx, s, spec, cell)
+            if (only is None and "memory" in points and isinstance(s, Server)
+                    and memory_round(ctx, cell, repeat)):
+                measure_memory(ctx, s, spec, cell, repeat)
     except HarnessError as e:
         for point in loads:
             ctx.run.add(base_row(ctx.sc, spec, cell.params, point, repeat, str(e)))
@@ -357,7 +409,8 @@ def run_scenario(sc: dict[str, Any], opts: argparse.Namespace) -> Run:
         points = ctx.sc["points"]
         ctx.progress = Progress(
             repeats * len(found) * len(cells) * len(load_points(ctx))
-            + len(found) * len(cells) * sum(1 for p in points if p in ("memory", "cache")))
+            + len(found) * len(cells) * sum(1 for p in points if p in ("memory", "cache"))
+            + len(found) * (repeats - 1) * ("memory" in points))
         budget = ctx.doc["rounds"]["budget_s"]
         deadline = time.monotonic() + float(budget) if budget else math.inf
         for repeat in range(repeats):

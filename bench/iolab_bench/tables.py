@@ -227,7 +227,7 @@ def print_reasons(summary: Summary) -> None:
             parts, wide = [], []
             for w, metrics in whys.items():
                 m = PRECISION_REASON.match(w)
-                if m:  # "interval 79% of the value over 3 rounds (at most 10%)"
+                if m:  # "interval ±79% of the value over 3 rounds (at most ±10%)"
                     wide += [f"{metric} {m['width']} (at most {m['limit']})" for metric in metrics]
                 else:
                     parts.append(f"{w} [{', '.join(metrics)}]")
@@ -237,7 +237,7 @@ def print_reasons(summary: Summary) -> None:
                   + "; ".join(parts))
 
 
-PRECISION_REASON = re.compile(r"interval (?P<width>\S+)(?: of the value| wide) over [0-9]+ rounds "
+PRECISION_REASON = re.compile(r"interval (?P<width>±\S+)(?: of the value)? over [0-9]+ rounds "
                               r"\(at most (?P<limit>[^)]+)\)")
 
 

@@ -33,7 +33,11 @@ command -v "$hyperfine" >/dev/null 2>&1 || {
 
 build_variant() {  # build_variant NAME EXTRA_CMAKE_ARGS... -> path of the binary on stdout
   local name=$1; shift
-  local dir=/tmp/iolab-startup-$(id -u)-$name   # kept between runs (rebuilds are quick); one per user
+  # Kept between runs (rebuilds are quick), one per user and source tree: CMake refuses a build
+  # folder configured from another checkout (a second clone, a git worktree).
+  local tree
+  tree=$(printf '%s' "$root" | md5sum | cut -c1-8)
+  local dir=/tmp/iolab-startup-$(id -u)-$tree-$name
   echo "startup: building server_$model ($name) in $dir" >&2
   if ! { cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@" &&
          cmake --build "$dir" -j 2 --target "server_$model"; } > "$dir.log" 2>&1; then

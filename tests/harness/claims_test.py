@@ -129,6 +129,10 @@ class RealLedgerTest(Fixture):
         self.assertEqual(len(re.findall(r"^\| C\d\d \|", ledger, re.M)), 20)
         self.assertIn("Fixture Xeon, 2 CPUs, Linux 6.1.0", ledger)
         self.assertTrue((run / "claims.png").stat().st_size > 1000)
+        # The ledger's picture is the chart written beside it (a link into charts/ was broken).
+        links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", ledger)
+        self.assertEqual(links, ["claims.png"])
+        self.assertTrue((run / links[0]).is_file())
         svg = (run / "claims.svg").read_text()
         self.assertNotIn("<dc:date>", svg)  # reproducible: no date in the metadata
         self.assertIn("Claims ledger: Fixture Xeon, 2 CPUs, Linux 6.1.0", svg)

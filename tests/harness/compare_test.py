@@ -262,13 +262,13 @@ class CompareTest(unittest.TestCase):
         self.assertEqual(ctx.exception.code, 2)
 
     def test_a_wide_interval_invalidates(self) -> None:
-        # 100, 100, 130: mean 110, the 95% t-interval 78% of it (throughput: at most 10%).
+        # 100, 100, 130: mean 110, the 95% t-interval ±39% of it (throughput: at most ±10%).
         cells = [{"server": "a", "kind": "closed", "rps": v, "invalid": []}
                  for v in (100, 100, 130)]
         row = validity.summarize_cells(cells)[0]
         self.assertFalse(row["valid"])
         self.assertEqual(row["why_invalid"],
-                         ["interval 78% of the value over 3 rounds (at most 10%)"])
+                         ["interval ±39% of the value over 3 rounds (at most ±10%)"])
         self.assertAlmostEqual(row["mean"], 110.0)
         cells = [{"server": "a", "kind": "closed", "rps": v, "invalid": []}
                  for v in (100, 101, 102)]

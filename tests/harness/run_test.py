@@ -125,6 +125,32 @@ class RunTest(unittest.TestCase):
             self.assertIn("rounds per cell (fixed_rate/saturation/closed_loop): epoll_et ", out)
             self.assertEqual(processes_under(bin_dir), [])
 
+    def test_a_second_run_reuses_the_offered_rate_of_the_first(self) -> None:
+        # Two runs calibrated separately measured their fixed-rate points at 59,000 and
+        # 71,900 requests/s (issue 26): the second run measures at the first one's load.
+        with tempfile.TemporaryDirectory() as tmp:
+            bin_dir = private_bin(tmp)
+            results = Path(tmp) / "results"
+            args = ["--scenario", "quick", "--results-dir", str(results), "--bin-dir",
+                    str(bin_dir), "--repeats", "1", "--set", 'servers=["epoll_et"]',
+                    "--set", 'points=["fixed_rate"]', *FAST]
+            manifests = []
+            for extra in ([], [], ["--recalibrate"], ["--set", "rate_fraction=0.25"]):
+                code, out, _ = run_main(*args, *extra)
+                self.assertEqual(code, 0, out)
+                newest = sorted((results / "runs").iterdir())[-1]
+                manifests.append((newest.name, out,
+                                  json.loads((newest / "manifest.json").read_text())))
+            (first, _, m1), (_, out2, m2), (_, out3, m3), (_, _, m4) = manifests
+            self.assertNotIn("reused_from", m1["calibration"])
+            self.assertEqual(m2["calibration"]["reused_from"], first)
+            self.assertEqual(m2["offered_rate"], m1["offered_rate"])
+            self.assertIn(f"as {first} calibrated it on this machine", out2)
+            self.assertNotIn("reused_from", m3["calibration"])  # --recalibrate
+            self.assertIn("calibrated on epoll_et", out3)
+            self.assertNotIn("reused_from", m4["calibration"])  # another fraction
+            self.assertEqual(processes_under(bin_dir), [])
+
     def test_crash_mid_run_is_an_invalid_cell_and_the_run_goes_on(self) -> None:
         crashy = ("#!/bin/sh\n"
                   f"exec timeout -s KILL 1.2 {BIN_DIR}/server_epoll_et \"$@\"\n")

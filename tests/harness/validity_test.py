@@ -121,8 +121,8 @@ class PerMetricReasons(unittest.TestCase):
                 for i, p99 in enumerate((1100.0, 8800.0, 4000.0))]
         p99 = entry(validity.summarize_rows(rows), "threads", "fixed_rate", "p99_us")
         self.assertFalse(p99["valid"])
-        self.assertRegex(p99["reasons"][0], r"^interval [0-9]+% of the value over 3 rounds "
-                                            r"\(at most 50%\)$")
+        self.assertRegex(p99["reasons"][0], r"^interval ±[0-9]+% of the value over 3 rounds "
+                                            r"\(at most ±25%\)$")
         self.assertIsNotNone(p99["low"])
         rows = [row("threads", "fixed_rate", i, 1000.0, p99=p99)
                 for i, p99 in enumerate((1100.0, 1180.0, 1050.0))]
@@ -182,8 +182,8 @@ class Tables(unittest.TestCase):
         self.assertEqual(text.count("tick-sampled"), 1)
         self.assertIn("epoll_et saturation: client-bound (server CPU 40%) in 3 of 3 runs "
                       "[rps, p50_us, p99_us]", text)
-        self.assertRegex(text, r"epoll_et fixed_rate: interval too wide: p99_us [0-9]+% "
-                               r"\(at most 50%\)")
+        self.assertRegex(text, r"epoll_et fixed_rate: interval too wide: p99_us ±[0-9]+% "
+                               r"\(at most ±25%\)")
         self.assertIn("±", text)
 
     def test_no_interval_is_one_reason_listed_once_with_its_metrics(self) -> None:

@@ -2,7 +2,7 @@
 """Writes tests/report/fixture-machines/synthetic-fixture-machine/: a SYNTHETIC second machine
 for make report's side-by-side page (tests only; no figure in it was measured).
 
-It is the AMD EPYC reference's quick run (results/reference/amd-epyc-2cpu-vm/quick) with its
+It is the AMD EPYC reference's quick run (results/reference/amd-epyc-2cpu-vm-v1/quick, iolab's first round) with its
 manifest renamed to a machine that does not exist and its summary figures scaled by fixed
 factors, plus the keys issue 26 adds to summary rows (mean, low, high, method, ratio,
 ratio_low, ratio_high), so the pages are tested with both the summaries of today and the ones
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE = ROOT / "results" / "reference" / "amd-epyc-2cpu-vm" / "quick"
+SOURCE = ROOT / "results" / "reference" / "amd-epyc-2cpu-vm-v1" / "quick"
 DEST = Path(__file__).resolve().parent / "fixture-machines" / "synthetic-fixture-machine"
 # Per metric: this fake machine is 30% slower per request and saturates 20% lower.
 SCALE = {"rps": 0.8, "server_cpu_us": 1.3, "server_user_us": 1.3, "client_cpu_us": 1.3,
