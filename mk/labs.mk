@@ -4,6 +4,7 @@
 #   make lab-NN-check    check your work on lab NN's exercise/   (SOLUTION=1: the reference)
 #   make labs-check      check every lab's solution/
 #   make lab-figures     fill the labs' figures and README's claims ledger from results/reference/
+#                        $(REFERENCE_MACHINE) (REFERENCE_MACHINE=<slug> for another machine folder)
 #   make claims [RESULTS=dir]  claims ledger C01-C20 of a run or folder of runs; writes ledger.md + chart
 #                        (a folder of machine folders: the machines side by side, machines.md)
 #   make claims-probes   the ledger's probes (C07 startup, C20 descriptors, C15 scheduler) into
@@ -14,6 +15,9 @@
 
 SOLUTION ?=
 FIG_ARGS ?=
+# The machine folder of results/reference/ whose figures the README and the labs quote (the
+# others are shown beside it by make report RESULTS=results/reference).
+REFERENCE_MACHINE ?= amd-epyc-2cpu-vm
 LAB_VARIANT = $(if $(SOLUTION),solution,exercise)
 # `make charts` belongs to the notebooks; the labs use it when it exists.
 HAVE_CHARTS := $(shell grep -ls '^charts:' Makefile $(MAKEFILE_PARTS))
@@ -42,8 +46,8 @@ labs-check:
 	@/usr/bin/python3 labs/run_check.py --all --variant solution --build-dir $(BUILD_DIR)
 
 lab-figures:
-	/usr/bin/python3 labs/fill_figures.py $(FIG_ARGS)
-	/usr/bin/python3 bench/claims.py --readme README.md
+	/usr/bin/python3 labs/fill_figures.py --machine $(REFERENCE_MACHINE) $(FIG_ARGS)
+	/usr/bin/python3 bench/claims.py --readme README.md --machine $(REFERENCE_MACHINE)
 
 claims:
 	@scripts/install-deps.sh test
