@@ -239,7 +239,8 @@ def probe_descriptors(spec: dict[str, Any], run: ProbeRun, bin_dir: Path) -> Non
                     "--duration", f"{duration:g}s", "--timeout", "1s",
                     "--setup-timeout", "5s"], timeout_s=duration + 60, server_pid=proc.pid)
             except HarnessError as e:
-                run.add(server, point, repeat, {"served_share": None}, str(e),)
+                run.add(server, point, repeat, {"served_share": None, "failed_share": None},
+                        str(e),)
                 continue
             finally:
                 alive = proc.poll() is None
@@ -248,7 +249,10 @@ def probe_descriptors(spec: dict[str, Any], run: ProbeRun, bin_dir: Path) -> Non
             served = float(report.get("requests", 0))
             errors = (report.get("errors") or {}).get("total", 0)
             run.add(server, point, repeat, {
-                "served_share": served / offered, "errors": float(errors),
+                # Both shares of the offered requests: C20's rule reads the failed one (a share
+                # that is 0 when the server fails outright tests nothing as a bound to stay under).
+                "served_share": served / offered, "failed_share": 1.0 - served / offered,
+                "errors": float(errors),
                 "idle_ready": float((report.get("idle_connections") or {}).get("ready", 0)),
                 "server_alive": 1.0 if alive else 0.0,
                 "background_cpus": report["background_cpus"]}, background_problem(report))

@@ -3,10 +3,10 @@
 run_scenario prepares the run (CPUs, a --target's probe, the manifest), finds which servers
 exist here, calibrates the offered rate, then loops: for each repeat, server and cell of the
 matrix, measure_cell measures its load points, its memory point (every round of the first cell,
-the first round of the others) and, in the first repeat, its cache point, each into one row. Every process it starts is stopped before it returns, also on
-Ctrl-C, which leaves a consistent folder (rows so far, manifest marked interrupted). A server
-that crashes mid-run or never gets ready becomes invalid rows with the reason, and the run goes
-on.
+the first round of the others) and, in the first repeat, its cache point, each into one row.
+Every process it starts is stopped before it returns, also on Ctrl-C, which leaves a consistent
+folder (rows so far, manifest marked interrupted). A server that crashes mid-run or never gets
+ready becomes invalid rows with the reason, and the run goes on.
 """
 
 import argparse

@@ -135,7 +135,9 @@ class RunTest(unittest.TestCase):
                     str(bin_dir), "--repeats", "1", "--set", 'servers=["epoll_et"]',
                     "--set", 'points=["fixed_rate"]', *FAST]
             manifests = []
-            for extra in ([], [], ["--recalibrate"], ["--set", "rate_fraction=0.25"]):
+            extras: list[list[str]] = [[], [], ["--recalibrate"],
+                                       ["--set", "rate_fraction=0.25"]]
+            for extra in extras:
                 code, out, _ = run_main(*args, *extra)
                 self.assertEqual(code, 0, out)
                 newest = sorted((results / "runs").iterdir())[-1]

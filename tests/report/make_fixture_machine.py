@@ -2,8 +2,9 @@
 """Writes tests/report/fixture-machines/synthetic-fixture-machine/: a SYNTHETIC second machine
 for make report's side-by-side page (tests only; no figure in it was measured).
 
-It is the AMD EPYC reference's quick run (results/reference/amd-epyc-2cpu-vm-v1/quick, iolab's first round) with its
-manifest renamed to a machine that does not exist and its summary figures scaled by fixed
+It is the AMD EPYC reference's quick run as iolab's first round measured it
+(results/reference/amd-epyc-2cpu-vm-v1/quick) with its manifest renamed to a machine that does
+not exist and its summary figures scaled by fixed
 factors, plus the keys issue 26 adds to summary rows (mean, low, high, method, ratio,
 ratio_low, ratio_high), so the pages are tested with both the summaries of today and the ones
 with intervals. Run it again (never edit the files by hand) when the reference's quick run
