@@ -21,7 +21,8 @@ Either kind may add "scale": a factor applied to the value (1e9 turns seconds in
 
 A "results" path may be one run folder or a folder of run folders at any depth (results/runs/,
 results/reference/<machine>/): a harness source is looked up in the newest finished run of its
-scenario, a micro source in the newest run that has that suite. Standard library only.
+scenario, a micro source in the run that repeated its benchmark most (newest among equals).
+Standard library only.
 """
 
 import json
@@ -199,7 +200,11 @@ def harness_figure(runs: list[RunFolder], source: dict[str, Any]) -> Figure | No
 
 
 def micro_figure(runs: list[RunFolder], source: dict[str, Any]) -> Figure | None:
+    """The benchmark's figure from the run that repeated it most (a `make micro MICRO_FULL=1`
+    run over the quick suites `make bench` adds to its own run folder, whichever is newer), the
+    newest among equals."""
     check_source(source)
+    found: list[tuple[int, Figure]] = []
     for run in runs:
         benchmarks = run.micro(source["micro"])
         if not benchmarks:
@@ -228,8 +233,10 @@ def micro_figure(runs: list[RunFolder], source: dict[str, Any]) -> Figure | None
         if background is not None and background > MAX_BACKGROUND_CPUS:
             why.append(f"background load {background:.2f} CPUs during micro_{source['micro']}")
         where = f"{run.dir.name}: micro_{source['micro']} {name} {fld}"
-        return Figure(statistics.median(values), not why, why, run.dir, where)
-    return None
+        found.append((len(iterations), Figure(statistics.median(values), not why, why, run.dir,
+                                              where)))
+    # max() keeps the first of equals: runs are newest first.
+    return max(found, key=lambda f: f[0])[1] if found else None
 
 
 def figure(runs: list[RunFolder], source: dict[str, Any]) -> Figure | None:

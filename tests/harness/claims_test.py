@@ -137,6 +137,28 @@ class RealLedgerTest(Fixture):
         self.assertNotIn("<dc:date>", svg)  # reproducible: no date in the metadata
         self.assertIn("Claims ledger: Fixture Xeon, 2 CPUs, Linux 6.1.0", svg)
 
+    def test_micro_figure_from_the_run_that_repeated_it_most(self) -> None:
+        # A make micro MICRO_FULL=1 run (5 repetitions) and a later make bench (its quick suites
+        # ran once): the figure and its interval come from the repetitions.
+        folder = self.root / "machine"
+        full = syscalls(900, 300.0)["syscalls"] * 5
+        full = [dict(b, tsc_cycles=c) for b, c in zip(full, (880, 900, 910, 890, 920))]
+        write_run(folder / "micro", "micro", micro={"syscalls": full},
+                  started="2026-01-01T00:00:00")
+        write_run(folder / "quick", "quick", summary=[], micro=syscalls(2000, 700.0),
+                  started="2026-01-02T00:00:00")
+        rc, out = self.run_main("--results", str(folder), "--only", "C01", "--no-write")
+        self.assertEqual(rc, 0, out)
+        self.assertRegex(out, r"C01 .* 900 cycles \[[0-9]+, [0-9]+\] +holds")
+        # Two runs that repeated it as often: the newer one.
+        write_run(self.root / "two" / "a", "micro", micro=syscalls(900, 300.0),
+                  started="2026-01-01T00:00:00")
+        write_run(self.root / "two" / "b", "quick", summary=[], micro=syscalls(2000, 700.0),
+                  started="2026-01-02T00:00:00")
+        rc, out = self.run_main("--results", str(self.root / "two"), "--only", "C01",
+                                "--no-write")
+        self.assertRegex(out, r"C01 .* 2000 cycles")
+
     def test_only_and_unknown_ids(self) -> None:
         run = self.root / "r"
         write_run(run, "micro", micro=syscalls(1000, 70))
