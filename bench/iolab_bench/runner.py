@@ -317,18 +317,43 @@ def measure_cell(ctx: Context, spec: str, cell: Cell, repeat: int,
         measure_cache(ctx, spec, cell)
 
 
-def wide_points(summary: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+def reachable(s: dict[str, Any], max_rounds: int | None) -> bool:
+    """Whether `max_rounds` rounds can be expected to bring a summary figure's interval within
+    its kind's precision: with the round-to-round spread it has now, the half-width of a
+    t-interval shrinks as t(n - 1) / sqrt(n). A fixed-rate p99 that moves 5x between rounds will
+    not reach ±25% in a few more; a saturation rate at ±12% over 4 rounds will at 7."""
+    n, low, high = s.get("n", 0), s.get("low"), s.get("high")
+    if max_rounds is None or low is None or high is None or n < 2:
+        return True
+    if n >= max_rounds:
+        return False
+    from scipy import stats  # here, as intervals.py does: importing the package needs no scipy
+    reach = (high - low) / 2
+    t_now = stats.t.ppf(0.975, n - 1)
+    t_max = stats.t.ppf(0.975, max_rounds - 1)
+    predicted = reach * (t_max / t_now) * math.sqrt(n / max_rounds)
+    return bool(predicted <= validity.max_reach(s["metric"], s["mean"]))
+
+
+def wide_points(summary: list[dict[str, Any]],
+                max_rounds: int | None = None) -> set[tuple[str, str, str]]:
     """(server, params as JSON, point) of the load points with a figure in the table that is
     invalid only for want of precision (its interval too wide, or every round disturbed by
     steal or background load): more rounds can make it valid. A figure with a lasting reason
-    (errors, a missed rate, client-bound) cannot be helped by more rounds and gets none."""
+    (errors, a missed rate, client-bound) cannot be helped by more rounds and gets none, nor
+    does one whose interval `max_rounds` rounds cannot be expected to narrow enough
+    (reachable): the time budget goes where it can make figures valid."""
     shown = {(c[1], c[2]) for c in tables.run_columns(summary)}
     out = set()
     for s in summary:
         if s["point"] not in POINT_KIND or s["valid"] or (s["point"], s["metric"]) not in shown:
             continue
-        if all(validity.is_precision_reason(w) or validity.is_transient(w)
-               for w in s["reasons"]):
+        if not all(validity.is_precision_reason(w) or validity.is_transient(w)
+                   for w in s["reasons"]):
+            continue
+        imprecise = any(validity.is_precision_reason(w) and w.startswith("interval ")
+                        for w in s["reasons"])
+        if not imprecise or reachable(s, max_rounds):
             out.add((s["server"], json.dumps(s["params"], sort_keys=True), s["point"]))
     return out
 
@@ -347,7 +372,7 @@ def extra_rounds(ctx: Context, found: list[str], cells: list[Cell], baseline: st
         if repeat >= rounds["max"]:
             stopped = f"at the most rounds ({rounds['max']})"
             break
-        wide = wide_points(validity.summarize_rows(ctx.run.rows, baseline))
+        wide = wide_points(validity.summarize_rows(ctx.run.rows, baseline), rounds["max"])
         if not wide:
             stopped = "every figure precise enough, or invalid for a reason rounds cannot fix"
             break

@@ -116,7 +116,8 @@ class RunTest(unittest.TestCase):
             # The third round measured exactly the points whose figures were imprecise after
             # two (0.4 s windows: some always are), plus the baseline's same points.
             first = [r for r in rows if r["repeat"] < 2]
-            wide = runner.wide_points(validity.summarize_rows(first, "epoll_et"))
+            wide = runner.wide_points(validity.summarize_rows(first, "epoll_et"),
+                                      manifest["rounds"]["max"])
             expected = {(s, p) for s, _, p in wide}
             expected |= {("epoll_et", p) for _, _, p in wide}
             third = {(r["server"], r["point"]) for r in rows if r["repeat"] == 2}

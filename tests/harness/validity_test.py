@@ -167,6 +167,26 @@ class ExtraRounds(unittest.TestCase):
         self.assertEqual(wide, {("threads", "{}", "fixed_rate"),
                                 ("epoll_et", "{}", "saturation")})
 
+    def test_no_rounds_for_a_figure_they_cannot_make_precise(self) -> None:
+        # Over 4 rounds: a saturation rate at about ±12% (it would be ±10% or better at 8) and
+        # a fixed-rate p99 that moves 5x between rounds (never ±25% at 8).
+        rows = [row("epoll_et", "saturation", i, r) for i, r in
+                enumerate((1.70e6, 1.85e6, 1.95e6, 1.62e6))]
+        rows += [row("threads", "fixed_rate", i, 1000.0, p99=p) for i, p in
+                 enumerate((1500.0, 8000.0, 2000.0, 9000.0))]
+        summary = validity.summarize_rows(rows)
+        rps = entry(summary, "epoll_et", "saturation", "rps")
+        p99 = entry(summary, "threads", "fixed_rate", "p99_us")
+        self.assertFalse(rps["valid"])
+        self.assertFalse(p99["valid"])
+        self.assertTrue(runner.reachable(rps, 8))
+        self.assertFalse(runner.reachable(p99, 8))
+        self.assertFalse(runner.reachable(rps, 4))  # no round left to give
+        self.assertTrue(runner.reachable(p99, None))  # no limit: as before
+        self.assertEqual(runner.wide_points(summary, 8), {("epoll_et", "{}", "saturation")})
+        self.assertEqual(runner.wide_points(summary),
+                         {("epoll_et", "{}", "saturation"), ("threads", "{}", "fixed_rate")})
+
 
 class Tables(unittest.TestCase):
     def test_table_states_the_split_once_and_names_the_metrics_of_each_reason(self) -> None:
