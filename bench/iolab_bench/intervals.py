@@ -80,7 +80,8 @@ class Interval:
         return self.low is not None and self.high is not None and self.low <= value <= self.high
 
 
-def _t_quantile(confidence: float, dof: int) -> float:
+def t_quantile(confidence: float, dof: int) -> float:
+    """Student's t quantile of a two-sided `confidence` interval with `dof` degrees of freedom."""
     from scipy import stats
     return float(stats.t.ppf(0.5 + confidence / 2, dof))
 
@@ -98,7 +99,7 @@ def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE,
     if min(xs) == max(xs):
         return Interval(mean, mean, mean, n, "constant")
     if n < MIN_BOOTSTRAP_ROUNDS:
-        half = _t_quantile(confidence, n - 1) * statistics.stdev(xs) / math.sqrt(n)
+        half = t_quantile(confidence, n - 1) * statistics.stdev(xs) / math.sqrt(n)
         return Interval(mean, mean - half, mean + half, n, "t")
     import numpy as np
     low, high = _bootstrap((np.asarray(xs),), np.mean, False, confidence, random_state)
@@ -137,7 +138,7 @@ def fieller_interval(values: Sequence[float], baseline: Sequence[float],
     vaa = statistics.variance(values) / n
     vbb = statistics.variance(baseline) / n
     vab = statistics.covariance(values, baseline) / n
-    t = _t_quantile(confidence, n - 1)
+    t = t_quantile(confidence, n - 1)
     g = t * t * vbb / (b * b) if b else math.inf
     if g >= 1:
         return None

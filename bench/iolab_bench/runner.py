@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import HarnessError, machine, runfolder, servers, tables, validity
+from . import HarnessError, intervals, machine, runfolder, servers, tables, validity
 from .measure import Load, cache_point, measure, memory_point
 from .runfolder import Run, base_row, row_from_cell
 from .scenarios import POINT_KIND, Cell, matrix_cells, placed
@@ -327,10 +327,9 @@ def reachable(s: dict[str, Any], max_rounds: int | None) -> bool:
         return True
     if n >= max_rounds:
         return False
-    from scipy import stats  # here, as intervals.py does: importing the package needs no scipy
     reach = (high - low) / 2
-    t_now = stats.t.ppf(0.975, n - 1)
-    t_max = stats.t.ppf(0.975, max_rounds - 1)
+    t_now = intervals.t_quantile(intervals.CONFIDENCE, n - 1)
+    t_max = intervals.t_quantile(intervals.CONFIDENCE, max_rounds - 1)
     predicted = reach * (t_max / t_now) * math.sqrt(n / max_rounds)
     return bool(predicted <= validity.max_reach(s["metric"], s["mean"]))
 

@@ -101,6 +101,24 @@ class CompareRunsTest(unittest.TestCase):
         self.assertIn("all cells: 1 of 2 agree within their 95% intervals; 2 of 3 within 10%",
                       out)
 
+    def test_valid_rows_per_run_and_small_counts_agree_on_absolute_precision(self) -> None:
+        ctx = lambda v: dict(interval_row("epoll_et", "ctx_switches_per_req", v, v, v))  # noqa
+        a = [interval_row("epoll_et", "rps", 100.0, 99.0, 101.0),
+             interval_row("threads", "rps", 100.0, 70.0, 130.0, valid=False), ctx(2.0e-05)]
+        b = [interval_row("epoll_et", "rps", 104.0, 103.0, 105.0),
+             interval_row("threads", "rps", 100.0, 99.0, 101.0), ctx(9.5e-05)]
+        make_run(self.root, "a", a)
+        make_run(self.root, "b", b)
+        status, out, _ = run_main(str(self.root / "a"), str(self.root / "b"), "--no-micro")
+        self.assertEqual(status, 0, out)
+        self.assertIn("valid metric rows in A: fixed_rate 2 of 3, fixed-rate and saturation "
+                      "together 2 of 3 (67%)", out)
+        self.assertIn("valid metric rows in B: fixed_rate 3 of 3", out)
+        # 0.00002 and 0.000095 context switches per request are both none: they agree, though
+        # not within 10% of each other.
+        self.assertIn("cells valid in both runs: 0 of 2 agree within their 95% intervals; "
+                      "2 of 2 within 10%", out)
+
     def test_different_machines_are_called_out(self) -> None:
         a = make_run(self.root, "a", [summary_row("x", "saturation", "rps", 1)], cpu="CPU one")
         b = make_run(self.root, "b", [summary_row("x", "saturation", "rps", 1)], cpu="CPU two")
