@@ -96,28 +96,40 @@ const char* skip_field_chars(const char* p, const char* end) {
   return p;
 }
 
-const char* skip_target_chars(const char* p, const char* end) {
+// Also notes the first '?' before the byte it returns in `question` (left alone when there is
+// none): the query's start, found in the same pass.
+const char* skip_target_chars(const char* p, const char* end, const char*& question) {
 #if defined(IOLAB_PARSER_SSE2)
   const __m128i space = _mm_set1_epi8(0x20);
   const __m128i del = _mm_set1_epi8(0x7f);
+  const __m128i question_mark = _mm_set1_epi8('?');
   while (end - p >= 16) {
     const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
     const __m128i stop = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(x, space), x),   // x <= 0x20
                                       _mm_cmpeq_epi8(_mm_max_epu8(x, del), x));    // x >= 0x7f
-    if (const int mask = _mm_movemask_epi8(stop); mask != 0) return p + __builtin_ctz(static_cast<unsigned>(mask));
+    const auto mask = static_cast<unsigned>(_mm_movemask_epi8(stop));
+    auto marks = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, question_mark)));
+    if (mask != 0) marks &= (mask & -mask) - 1;  // only those before the stop
+    if (marks != 0 && question == nullptr) question = p + __builtin_ctz(marks);
+    if (mask != 0) return p + __builtin_ctz(mask);
     p += 16;
   }
 #endif
 #if defined(IOLAB_PARSER_SWAR)
   while (end - p >= 8) {
     const std::uint64_t v = load8(p);
-    if (const std::uint64_t stop = bytes_below(v, 0x21) | bytes_equal(v, 0x7f) | (v & kHighs); stop != 0) {
-      return first_flagged(p, stop);
+    const std::uint64_t stop = bytes_below(v, 0x21) | bytes_equal(v, 0x7f) | (v & kHighs);
+    if (const std::uint64_t marks = bytes_equal(v, '?'); marks != 0 && question == nullptr) {
+      const char* const mark = first_flagged(p, marks);
+      if (stop == 0 || mark < first_flagged(p, stop)) question = mark;
     }
+    if (stop != 0) return first_flagged(p, stop);
     p += 8;
   }
 #endif
-  while (p < end && is_target_char(*p)) ++p;
+  for (; p < end && is_target_char(*p); ++p) {
+    if (*p == '?' && question == nullptr) question = p;
+  }
   return p;
 }
 
@@ -136,33 +148,37 @@ std::size_t find_lf(std::string_view in, std::size_t from) {
            : std::string_view::npos;
 }
 
-// find_lf without a call, for the search for the blank line: header lines are short, and the
-// first 16 (or 8) bytes usually hold the LF. Same answer as find_lf.
-std::size_t find_lf_inline(std::string_view in, std::size_t from) {
-  const char* p = in.data() + from;
-  const char* const end = in.data() + in.size();
+// The first `c` in [p, end), or `end`; without a call, for short runs (a header line, a path),
+// where the first 16 (or 8) bytes usually hold the answer and memchr's call and set-up cost
+// more than the search.
+[[gnu::always_inline]] inline const char* find_byte(const char* p, const char* const end, char c) {
 #if defined(IOLAB_PARSER_SSE2)
-  const __m128i lf = _mm_set1_epi8('\n');
+  const __m128i wanted = _mm_set1_epi8(c);
   while (end - p >= 16) {
     const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    if (const int mask = _mm_movemask_epi8(_mm_cmpeq_epi8(x, lf)); mask != 0) {
-      return static_cast<std::size_t>(p - in.data()) + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
+    if (const int mask = _mm_movemask_epi8(_mm_cmpeq_epi8(x, wanted)); mask != 0) {
+      return p + __builtin_ctz(static_cast<unsigned>(mask));
     }
     p += 16;
   }
 #endif
 #if defined(IOLAB_PARSER_SWAR)
   while (end - p >= 8) {
-    if (const std::uint64_t flags = bytes_equal(load8(p), '\n'); flags != 0) {
-      return static_cast<std::size_t>(first_flagged(p, flags) - in.data());
+    if (const std::uint64_t flags = bytes_equal(load8(p), static_cast<unsigned char>(c)); flags != 0) {
+      return first_flagged(p, flags);
     }
     p += 8;
   }
 #endif
-  for (; p < end; ++p) {
-    if (*p == '\n') return static_cast<std::size_t>(p - in.data());
-  }
-  return std::string_view::npos;
+  while (p < end && *p != c) ++p;
+  return p;
+}
+
+// Position of the next '\n' at or after `from`, or npos (find_lf without a call).
+[[gnu::always_inline]] inline std::size_t find_lf_inline(std::string_view in, std::size_t from) {
+  const char* const end = in.data() + in.size();
+  const char* const lf = find_byte(in.data() + from, end, '\n');
+  return lf == end ? std::string_view::npos : static_cast<std::size_t>(lf - in.data());
 }
 
 // The end of the blank line that starts at `s` (after its LF), or 0 when there is none (yet).
@@ -219,49 +235,71 @@ std::string_view line_without_cr(std::string_view in, std::size_t start, std::si
   return line;
 }
 
-// Returns 0 or the error status.
+// Returns 0 or the error status. `scan_end` is the end of the input: the byte after the line
+// (its CR or LF) stops every scan below, so a scan may run to it with the 16-byte blocks that a
+// short line alone would not fill.
 // Each part is scanned once, up to the first byte outside its class, which must then be the
 // space that ends it: a bad byte before the space and a missing space are both a 400.
-int parse_request_line(std::string_view line, RequestHead& head) {
+int parse_request_line(std::string_view line, const char* scan_end, RequestHead& head) {
   const char* const begin = line.data();
   const char* const end = begin + line.size();
   const char* m = begin;
-  while (m != end && is_tchar(*m)) ++m;
+  if (line.size() >= 4 && std::memcmp(begin, "GET ", 4) == 0) {
+    m = begin + 3;  // the usual method, in one comparison
+  } else {
+    while (m != end && is_tchar(*m)) ++m;
+  }
   const std::size_t sp1 = static_cast<std::size_t>(m - begin);
   if (sp1 == 0 || m == end || *m != ' ') return 400;
   head.method = line.substr(0, sp1);
-  const char* t = skip_target_chars(m + 1, end);
+  const char* question = nullptr;
+  const char* t = skip_target_chars(m + 1, scan_end, question);
   const std::size_t sp2 = static_cast<std::size_t>(t - begin);
   if (t == end || *t != ' ' || sp2 == sp1 + 1) return 400;
   head.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
   const std::string_view version = line.substr(sp2 + 1);
-  if (version.size() != 8 || version[0] != 'H' || version[1] != 'T' || version[2] != 'T' ||
-      version[3] != 'P' || version[4] != '/' || !is_digit(version[5]) ||
-      version[6] != '.' || !is_digit(version[7])) {
+  // "HTTP/" digit "." digit, compared as one word: its five letters and the dot under a mask.
+  std::uint64_t word = 0;
+  if (version.size() == 8) std::memcpy(&word, version.data(), 8);
+  constexpr std::uint64_t kVersionMask = 0x00ff00'ff'ff'ff'ff'ffULL;  // all but the two digits
+  constexpr std::uint64_t kVersionForm = 0x002e00'2f'50'54'54'48ULL;   // "HTTP/" "." little-endian
+  if (version.size() != 8 ||
+      (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? (word & kVersionMask) != kVersionForm
+                                                 : version.substr(0, 5) != "HTTP/" || version[6] != '.') ||
+      !is_digit(version[5]) || !is_digit(version[7])) {
     return 400;
   }
   if (version[5] != '1' || (version[7] != '0' && version[7] != '1')) return 505;
   head.version_minor = version[7] - '0';
 
   std::string_view target = head.target;
-  if (target == "*") {
+  if (target.front() != '/') {  // origin-form, the usual case, starts with '/'
+    if (target == "*") {
+      head.path = target;
+      head.query = {};
+      return 0;
+    }
+    // absolute-form (RFC 9112 3.2.2): keep only the path and query.
+    for (std::string_view scheme : {std::string_view("http://"), std::string_view("https://")}) {
+      if (target.size() >= scheme.size() && equals_ignore_case(target.substr(0, scheme.size()), scheme)) {
+        const std::size_t slash = target.find('/', scheme.size());
+        target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+        break;
+      }
+    }
+    if (target.front() != '/') return 400;
+    // The '?' found in the whole target may lie in the part cut off.
+    const char* const found = find_byte(target.data(), target.data() + target.size(), '?');
+    question = found == target.data() + target.size() ? nullptr : found;
+  }
+  const char* const target_end = target.data() + target.size();
+  if (question == nullptr || question >= target_end) {
     head.path = target;
     head.query = {};
-    return 0;
+  } else {
+    head.path = {target.data(), static_cast<std::size_t>(question - target.data())};
+    head.query = {question + 1, static_cast<std::size_t>(target_end - question - 1)};
   }
-  // absolute-form (RFC 9112 3.2.2): keep only the path and query.
-  for (std::string_view scheme : {std::string_view("http://"), std::string_view("https://")}) {
-    if (target.front() == '/') break;  // origin-form, the usual case: no scheme to look for
-    if (target.size() >= scheme.size() && equals_ignore_case(target.substr(0, scheme.size()), scheme)) {
-      const std::size_t slash = target.find('/', scheme.size());
-      target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
-      break;
-    }
-  }
-  if (target.front() != '/') return 400;
-  const std::size_t q = target.find('?');
-  head.path = target.substr(0, q);
-  head.query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
   return 0;
 }
 
@@ -288,8 +326,89 @@ int overlong_line_status(std::string_view line) {
   return status != 0 ? status : 414;
 }
 
+// Case-insensitive equality with `lower`, a lower-case constant of letters, digits and '-',
+// for a header name or value (no control byte but HTAB), a word at a time: OR-ing 0x20 into a
+// byte lowers a letter, leaves digits and '-' alone, and turns no other byte such a field can
+// hold into a lower-case letter, a digit or '-' (their only other pre-images are control bytes).
+std::uint64_t lowered8(const char* p) {
+  std::uint64_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v | 0x2020202020202020ULL;
+}
+std::uint32_t lowered4(const char* p) {
+  std::uint32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v | 0x20202020U;
+}
+[[gnu::always_inline]] inline bool equals_lower(std::string_view s, std::string_view lower) {
+  const std::size_t n = lower.size();
+  if (s.size() != n) return false;
+  const char* a = s.data();
+  const char* b = lower.data();
+  if (n >= 8) {
+    for (std::size_t i = 0; i + 8 <= n; i += 8) {
+      if (lowered8(a + i) != lowered8(b + i)) return false;
+    }
+    return lowered8(a + n - 8) == lowered8(b + n - 8);  // the last 8, overlapping
+  }
+  if (n >= 4) return lowered4(a) == lowered4(b) && lowered4(a + n - 4) == lowered4(b + n - 4);
+  for (std::size_t i = 0; i < n; ++i) {
+    if ((a[i] | 0x20) != b[i]) return false;
+  }
+  return true;
+}
+
+enum class FieldLines { kBlankLine, kNeedMore, kMalformed, kTooMany };
+
+// Reads field lines from `pos` into head.headers, one pass per line, until the blank line
+// (kBlankLine: `pos` is after it, `blank_line` where it starts), a line that is wrong
+// (kMalformed: 400; kTooMany: a well-formed line past kMaxHeaders, 431) or the end of `in`
+// before a line ends (kNeedMore). Every scan stops at `in`'s end.
+FieldLines parse_field_lines(std::string_view in, std::size_t& pos, std::size_t& blank_line,
+                             RequestHead& head) {
+  const char* const begin = in.data();
+  const char* const end = begin + in.size();
+  const char* p = begin + pos;
+  for (;;) {
+    if (p == end) return FieldLines::kNeedMore;
+    if (*p == '\n' || *p == '\r') {
+      if (*p == '\r') {
+        if (end - p < 2) return FieldLines::kNeedMore;
+        if (p[1] != '\n') return FieldLines::kMalformed;  // a bare CR
+      }
+      blank_line = static_cast<std::size_t>(p - begin);
+      pos = blank_line + (*p == '\r' ? 2 : 1);
+      return FieldLines::kBlankLine;
+    }
+    if (*p == ' ' || *p == '\t') return FieldLines::kMalformed;  // obs-fold
+    // The name; whitespace before the colon is not a tchar. Four at a time while four remain.
+    const char* q = p;
+    while (end - q >= 4 && is_tchar(q[0]) && is_tchar(q[1]) && is_tchar(q[2]) && is_tchar(q[3])) q += 4;
+    while (q != end && is_tchar(*q)) ++q;
+    if (q == end) return FieldLines::kNeedMore;
+    if (q == p || *q != ':') return FieldLines::kMalformed;
+    const std::string_view name(p, static_cast<std::size_t>(q - p));
+    ++q;
+    if (q != end && *q == ' ') ++q;  // the usual single space, then any more
+    while (q != end && (*q == ' ' || *q == '\t')) ++q;
+    const char* const value_start = q;
+    // Stops at CR, LF or another control byte.
+    q = skip_field_chars(q, end);
+    if (q == end) return FieldLines::kNeedMore;
+    // Leading whitespace is skipped already; trailing whitespace is not part of the value.
+    const char* value_end = q;
+    while (value_end != value_start && (value_end[-1] == ' ' || value_end[-1] == '\t')) --value_end;
+    const std::string_view value(value_start, static_cast<std::size_t>(value_end - value_start));
+    if (*q == '\r' && ++q == end) return FieldLines::kNeedMore;
+    if (*q != '\n') return FieldLines::kMalformed;  // a bare CR or a control byte inside the line
+    p = q + 1;
+    if (head.header_count == kMaxHeaders) return FieldLines::kTooMany;
+    head.headers[head.header_count++] = {name, value};
+  }
+}
+
 // Returns 0 or the error status. Fills the framing fields of `head` from its headers.
-int analyze_framing(RequestHead& head) {
+[[gnu::always_inline]] inline int analyze_framing(RequestHead& head) {
   bool has_content_length = false;
   int transfer_encodings = 0;
   bool chunked = false;
@@ -298,7 +417,11 @@ int analyze_framing(RequestHead& head) {
   bool keep_alive_token = false;
   for (std::size_t i = 0; i < head.header_count; ++i) {
     const HeaderView& h = head.headers[i];
-    if (equals_ignore_case(h.name, "content-length")) {
+    const std::string_view n = h.name;
+    if (n.size() != 4 && n.size() != 6 && n.size() != 10 && n.size() != 14 && n.size() != 17) {
+      continue;  // most fields: none of the names below has this length
+    }
+    if (equals_lower(n, "content-length")) {
       if (has_content_length || h.value.empty() || h.value.size() > 18) return 400;
       std::uint64_t v = 0;
       for (char c : h.value) {
@@ -307,22 +430,22 @@ int analyze_framing(RequestHead& head) {
       }
       has_content_length = true;
       head.content_length = v;
-    } else if (equals_ignore_case(h.name, "transfer-encoding")) {
+    } else if (equals_lower(n, "transfer-encoding")) {
       ++transfer_encodings;
-      chunked = equals_ignore_case(h.value, "chunked");
-    } else if (equals_ignore_case(h.name, "host")) {
+      chunked = equals_lower(h.value, "chunked");
+    } else if (equals_lower(n, "host")) {
       ++hosts;
-    } else if (equals_ignore_case(h.name, "connection")) {
+    } else if (equals_lower(n, "connection")) {
       std::string_view rest = h.value;
       while (!rest.empty()) {
         const std::size_t comma = rest.find(',');
         const std::string_view token = trim_ows(rest.substr(0, comma));
-        if (equals_ignore_case(token, "close")) close_token = true;
-        if (equals_ignore_case(token, "keep-alive")) keep_alive_token = true;
+        if (equals_lower(token, "close")) close_token = true;
+        if (equals_lower(token, "keep-alive")) keep_alive_token = true;
         rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
       }
-    } else if (equals_ignore_case(h.name, "expect")) {
-      head.expect_continue = equals_ignore_case(h.value, "100-continue");
+    } else if (equals_lower(n, "expect")) {
+      head.expect_continue = equals_lower(h.value, "100-continue");
     }
   }
   // Request smuggling defences (RFC 9112 6.1, 6.3): never guess between two framings.
@@ -378,7 +501,7 @@ ParseResult parse_request_head(std::string_view in, RequestHead& head, std::size
     ++pos;
     if (pos > kMaxLeadingEmptyBytes) return error(400);
   }
-  const std::size_t line_lf = find_lf(in, pos);
+  const std::size_t line_lf = find_lf_inline(in, pos);
   if (line_lf == std::string_view::npos) {
     const int status = check_partial_request_line(in.substr(pos));
     if (status != 0) return error(status);
@@ -389,11 +512,32 @@ ParseResult parse_request_head(std::string_view in, RequestHead& head, std::size
   }
   const std::string_view request_line = line_without_cr(in, pos, line_lf);
   if (request_line.size() > kMaxRequestLineBytes) return error(overlong_line_status(request_line));
-  if (const int status = parse_request_line(request_line, head); status != 0) return error(status);
+  if (const int status = parse_request_line(request_line, in.data() + in.size(), head); status != 0) {
+    return error(status);
+  }
+
+  const std::size_t headers_start = line_lf + 1;
+  head.header_count = 0;
+  head.body_kind = BodyKind::kNone;
+  head.content_length = 0;
+  head.expect_continue = false;
+  // The usual case first: the whole head has arrived, well-formed, and this is the first look
+  // at its fields. One pass then both reads the fields and finds the blank line. Anything else
+  // (a line that is wrong or not all there, a section over its limit) takes the careful path
+  // below, which decides between "incomplete", 431 and 400 in the order the contract gives.
+  std::size_t fields_end = headers_start;  // after the blank line, once found
+  std::size_t blank_line = 0;
+  if (scanned == 0) {
+    if (parse_field_lines(in, fields_end, blank_line, head) == FieldLines::kBlankLine &&
+        blank_line - headers_start <= kMaxHeaderSectionBytes) {
+      if (const int status = analyze_framing(head); status != 0) return error(status);
+      return {ParseStatus::kComplete, fields_end, 0, 0};
+    }
+    head.header_count = 0;
+  }
 
   // Find the blank line that ends the head before validating the headers, resuming where the
   // last call stopped (`scanned` is always the start of a line in the header section).
-  const std::size_t headers_start = line_lf + 1;
   std::size_t line_start = scanned > headers_start ? scanned : headers_start;
   const std::size_t head_end = find_blank_line(in, line_start);
   // The header section is measured up to its blank line. While incomplete, one byte over the
@@ -406,33 +550,17 @@ ParseResult parse_request_head(std::string_view in, RequestHead& head, std::size
   }
   if (line_start - headers_start > kMaxHeaderSectionBytes) return error(431);
 
-  head.header_count = 0;
-  head.body_kind = BodyKind::kNone;
-  head.content_length = 0;
-  head.expect_continue = false;
-  // One pass per field line, byte by byte: every line up to head_end ends with an LF, which no
-  // character class below accepts, so each scan stops inside the head without a bounds check.
-  std::size_t p = headers_start;
-  while (in[p] != '\n' && !(in[p] == '\r' && in[p + 1] == '\n')) {
-    if (in[p] == ' ' || in[p] == '\t') return error(400);  // obs-fold
-    std::size_t q = p;
-    // The name; whitespace before the colon is not a tchar. Four at a time: the LF that ends
-    // the line is not a tchar either, so no read goes past it.
-    while (is_tchar(in[q]) && is_tchar(in[q + 1]) && is_tchar(in[q + 2]) && is_tchar(in[q + 3])) q += 4;
-    while (is_tchar(in[q])) ++q;
-    if (q == p || in[q] != ':') return error(400);
-    const std::string_view name = in.substr(p, q - p);
-    ++q;
-    while (in[q] == ' ' || in[q] == '\t') ++q;
-    const std::size_t value_start = q;
-    // Stops at CR, LF or another control byte; the LF that ends the head comes first.
-    q = static_cast<std::size_t>(skip_field_chars(in.data() + q, in.data() + in.size()) - in.data());
-    const std::string_view value = trim_ows(in.substr(value_start, q - value_start));
-    if (in[q] == '\r') ++q;
-    if (in[q] != '\n') return error(400);  // a bare CR or a control byte inside the line
-    p = q + 1;
-    if (head.header_count == kMaxHeaders) return error(431);
-    head.headers[head.header_count++] = {name, value};
+  // Every line up to head_end is complete, so the field lines end at the blank line or at the
+  // first line that is wrong.
+  fields_end = headers_start;
+  switch (parse_field_lines(in.substr(0, head_end), fields_end, blank_line, head)) {
+    case FieldLines::kBlankLine:
+      break;
+    case FieldLines::kTooMany:
+      return error(431);
+    case FieldLines::kMalformed:
+    case FieldLines::kNeedMore:  // cannot happen before head_end; a 400 if it did
+      return error(400);
   }
   if (const int status = analyze_framing(head); status != 0) return error(status);
   return {ParseStatus::kComplete, head_end, 0, 0};
