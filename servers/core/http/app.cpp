@@ -12,15 +12,12 @@
 
 namespace iolab {
 
-Request::Request(const http::RequestHead& head, std::pmr::memory_resource* mr)
-    : method(head.method, mr), path(head.path, mr), query(head.query, mr), headers(mr),
-      version_minor(head.version_minor) {
-  headers.reserve(head.header_count);
-  // Built in place: the vector's allocator passes `mr` on to both strings (uses-allocator
-  // construction), with no temporary strings to move from.
-  for (std::size_t i = 0; i < head.header_count; ++i) {
-    headers.emplace_back(head.headers[i].name, head.headers[i].value);
-  }
+void Request::keep() {
+  kept_.reserve(method.size() + path.size() + query.size());
+  kept_.append(method).append(path).append(query);
+  method = std::string_view(kept_).substr(0, method.size());
+  path = std::string_view(kept_).substr(method.size(), path.size());
+  query = std::string_view(kept_).substr(method.size() + path.size());
 }
 
 std::string_view reason_phrase(int status) {
@@ -68,6 +65,13 @@ std::optional<std::uint64_t> number_param(std::string_view query, std::string_vi
   return value;
 }
 
+// s == literal, with the length known when compiled: the comparison is a load or two, not a
+// call to memcmp with a run-time length.
+template <std::size_t N>
+bool is(std::string_view s, const char (&literal)[N]) {
+  return s.size() == N - 1 && std::memcmp(s.data(), literal, N - 1) == 0;
+}
+
 void text_body(Response& out, int status, std::string_view text) {
   out.status = status;
   out.content_type = "text/plain";
@@ -88,17 +92,17 @@ void App::handle(const Request& req, Response& out) const {
   const std::string_view query = req.query;
   enum class Route { kPing, kPlaintext, kBytes, kFile, kWork, kSleep, kStats, kNone };
   Route route = Route::kNone;
-  if (path == "/ping") route = Route::kPing;
-  else if (path == "/plaintext") route = Route::kPlaintext;
-  else if (path == "/bytes") route = Route::kBytes;
-  else if (path == "/file") route = Route::kFile;
-  else if (path == "/work") route = Route::kWork;
-  else if (path == "/sleep") route = Route::kSleep;
-  else if (path == "/stats") route = Route::kStats;
+  if (is(path, "/ping")) route = Route::kPing;
+  else if (is(path, "/plaintext")) route = Route::kPlaintext;
+  else if (is(path, "/bytes")) route = Route::kBytes;
+  else if (is(path, "/file")) route = Route::kFile;
+  else if (is(path, "/work")) route = Route::kWork;
+  else if (is(path, "/sleep")) route = Route::kSleep;
+  else if (is(path, "/stats")) route = Route::kStats;
 
   count(route == Route::kStats ? Counter::kStatsRequests : Counter::kRequests);
   if (route == Route::kNone) return text_body(out, 404, "Not Found\n");
-  if (req.method != "GET" && req.method != "HEAD") {
+  if (!is(req.method, "GET") && !is(req.method, "HEAD")) {
     out.allow = "GET, HEAD";
     return text_body(out, 405, "Method Not Allowed\n");
   }
@@ -219,35 +223,32 @@ void App::append_head(const Response& resp, bool keep_alive, bool echo_keep_aliv
   assert(p == out.data() + out.size());
 }
 
-std::string_view App::fixed_response(const Response& resp) const {
-  // Keyed by the App and by where the content type and text live: both are constants of
-  // handle(), so the same route finds the same entry. Rebuilt when the second changes.
-  struct Entry {
-    std::uint64_t app = 0;
-    const char* type = nullptr;
-    std::size_t type_len = 0;
-    const char* text = nullptr;
-    std::size_t text_len = 0;
-    long long second = -1;
-    std::size_t len = 0;
-    char bytes[256];  // /ping's response is about 150
-  };
-  constexpr std::size_t kEntries = 3;
-  thread_local Entry cache[kEntries];
-  thread_local std::size_t victim = 0;
-  const HttpDate date = http_date_now();
-  Entry* e = nullptr;
-  for (Entry& c : cache) {
-    if (c.app == id_ && c.type == resp.content_type.data() && c.type_len == resp.content_type.size() &&
-        c.text == resp.text.data() && c.text_len == resp.text.size()) {
-      if (c.second == date.second) return {c.bytes, c.len};
-      e = &c;
-      break;
-    }
-  }
+namespace {
+
+// One prebuilt response of fixed_response(), keyed by the App and by where the content type and
+// text live: both are constants of handle(), so the same route finds the same entry.
+struct FixedEntry {
+  std::uint64_t app = 0;
+  const char* type = nullptr;
+  std::size_t type_len = 0;
+  const char* text = nullptr;
+  std::size_t text_len = 0;
+  long long second = -1;
+  std::size_t len = 0;
+  char bytes[256];  // /ping's response is about 150
+};
+constexpr std::size_t kFixedEntries = 3;
+thread_local FixedEntry fixed_cache[kFixedEntries];
+thread_local std::size_t fixed_victim = 0;
+
+// fixed_response()'s slow path, once per second per route and thread, kept out of its way:
+// rebuilds entry `e` (or a new one when null) for `app`, whose id is `app_id`.
+[[gnu::noinline]] std::string_view build_fixed_response(const App& app, std::uint64_t app_id,
+                                                        const Response& resp, FixedEntry* e,
+                                                        long long second) {
   if (e == nullptr) {
-    e = &cache[victim];
-    victim = (victim + 1) % kEntries;
+    e = &fixed_cache[fixed_victim];
+    fixed_victim = (fixed_victim + 1) % kFixedEntries;
   }
   // Formatted by append_head() itself, so the bytes are the slow path's; into a stack buffer,
   // so a rebuild allocates nothing (the pooled server counts zero allocations per request).
@@ -257,7 +258,7 @@ std::string_view App::fixed_response(const Response& resp) const {
   std::pmr::string out(&arena);
   try {
     out.reserve(sizeof e->bytes);
-    append_head(resp, true, false, out);
+    app.append_head(resp, true, false, out);
     out.append(resp.text);
   } catch (const std::bad_alloc&) {
     return {};  // longer than the scratch buffer: too long to keep
@@ -265,13 +266,27 @@ std::string_view App::fixed_response(const Response& resp) const {
   if (out.size() > sizeof e->bytes) return {};
   std::memcpy(e->bytes, out.data(), out.size());
   e->len = out.size();
-  e->app = id_;
+  e->app = app_id;
   e->type = resp.content_type.data();
   e->type_len = resp.content_type.size();
   e->text = resp.text.data();
   e->text_len = resp.text.size();
-  e->second = date.second;
+  e->second = second;
   return {e->bytes, e->len};
+}
+
+}  // namespace
+
+std::string_view App::fixed_response(const Response& resp) const {
+  const HttpDate date = http_date_now();
+  for (FixedEntry& e : fixed_cache) {
+    if (e.app == id_ && e.type == resp.content_type.data() && e.type_len == resp.content_type.size() &&
+        e.text == resp.text.data() && e.text_len == resp.text.size()) {
+      if (e.second == date.second) return {e.bytes, e.len};
+      return build_fixed_response(*this, id_, resp, &e, date.second);
+    }
+  }
+  return build_fixed_response(*this, id_, resp, nullptr, date.second);
 }
 
 std::string App::refusal_response() const {

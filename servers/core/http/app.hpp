@@ -1,10 +1,9 @@
 // The application every server runs: routes a parsed request to a response.
 //
-// Requests and responses are allocated the way typical servers allocate them (owned strings, a
-// header vector, a response string), but from a std::pmr::memory_resource the caller injects:
-// the plain servers pass operator new (std::pmr::new_delete_resource), the pooled server an
-// arena, so the two differ only in where memory comes from. Large bodies are never copied:
-// /bytes points into a read-only mapping and /file names a region of the content file.
+// What a request keeps and a response's string are allocated from a std::pmr::memory_resource
+// the caller injects: the plain servers pass operator new, the pooled server an arena, so the two
+// differ only in where memory comes from. Large bodies are never copied: /bytes points into a read-only
+// mapping and /file names a region of the content file.
 #pragma once
 
 #include <cstdint>
@@ -13,20 +12,32 @@
 #include <string>
 #include <string_view>
 #include <utility>
-#include <vector>
 
 #include "http_parser.hpp"
 
 namespace iolab {
 
-// A request as the application sees it, owning its strings.
+// A request as the application sees it: its method, path and query. They are views into the
+// input, where the head was parsed, while the request is answered straight from its head (the
+// usual case); a request kept while its body is read owns a copy (keep()), since the input
+// buffer may move meanwhile. No route reads the header fields: they stay in the parsed head.
 struct Request {
-  Request(const http::RequestHead& head, std::pmr::memory_resource* mr);
-  std::pmr::string method;
-  std::pmr::string path;
-  std::pmr::string query;
-  std::pmr::vector<std::pair<std::pmr::string, std::pmr::string>> headers;
+  Request(const http::RequestHead& head, std::pmr::memory_resource* mr)
+      : method(head.method), path(head.path), query(head.query),
+        version_minor(head.version_minor), kept_(mr) {}
+  Request(const Request&) = delete;  // the views may point into kept_
+  Request& operator=(const Request&) = delete;
+  // Copies the three strings into memory of the request's own (one allocation from its
+  // resource, none when they fit in the string itself) and points at the copy.
+  void keep();
+
+  std::string_view method;
+  std::string_view path;
+  std::string_view query;
   int version_minor = 1;
+
+ private:
+  std::pmr::string kept_;
 };
 
 // A byte range of a file, to be sent with sendfile/splice or read+write.

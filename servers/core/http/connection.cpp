@@ -172,6 +172,7 @@ bool Connection::parse_head() {
     dispatch();
     return true;
   }
+  request_->keep();  // the body comes first, and the input buffer may move while it does
   if (body_kind_ == http::BodyKind::kContentLength) {
     if (content_length > limits_.max_body_bytes) {
       fail(413);
@@ -266,28 +267,6 @@ void Connection::fail(int status) {
   ended_on_error_ = true;
 }
 
-bool Connection::has_output() const {
-  return out_sent_ < out_.size() || static_sent_ < static_body_.size() || file_.length > 0;
-}
-
-bool Connection::output_full() const {
-  return out_.size() - out_sent_ >= kOutputHighWater || static_sent_ < static_body_.size() ||
-         file_.length > 0;
-}
-
-Output Connection::output() const {
-  Output o;
-  if (out_sent_ < out_.size()) {
-    o.iov[o.iovcnt++] = {const_cast<char*>(out_.data()) + out_sent_, out_.size() - out_sent_};
-  }
-  if (static_sent_ < static_body_.size()) {
-    o.iov[o.iovcnt++] = {const_cast<char*>(static_body_.data()) + static_sent_,
-                         static_body_.size() - static_sent_};
-  }
-  o.file = file_;
-  return o;
-}
-
 Step Connection::on_written(std::size_t n, TimePoint now) {
   count(Counter::kBytesOut, n);
   last_progress_ = now;
@@ -330,13 +309,6 @@ Step Connection::on_work_done(TimePoint now) {
   return next();
 }
 
-TimePoint Connection::next_deadline() const {
-  if (work_ != Work::kNone) return TimePoint::max();
-  if (has_output() || phase_ == Phase::kBody) return last_progress_ + limits_.idle_timeout;
-  if (header_timer_running_) return header_deadline_;
-  return last_progress_ + limits_.idle_timeout;
-}
-
 Step Connection::on_timeout(TimePoint now) {
   if (now >= next_deadline()) {
     aborted_ = true;
@@ -352,19 +324,6 @@ bool Connection::release_idle_buffers() {
   buffer_ = {};
   start_ = end_ = 0;
   return true;
-}
-
-Step Connection::next() const {
-  if (aborted_) return Step::kClose;
-  if (has_output()) return Step::kWrite;
-  if (work_ == Work::kPending) return Step::kRunWork;
-  if (work_ == Work::kTaken) return Step::kWaitWork;
-  if (closing_ || peer_eof_) return Step::kClose;
-  return Step::kRead;
-}
-
-bool Connection::wants_read() const {
-  return !aborted_ && !closing_ && !peer_eof_ && work_ == Work::kNone && !output_full();
 }
 
 }  // namespace iolab

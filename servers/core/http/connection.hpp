@@ -120,7 +120,18 @@ class Connection {
   Step on_input(std::span<const char> bytes, TimePoint now);
 
   // Output.
-  Output output() const;
+  Output output() const {
+    Output o;
+    if (out_sent_ < out_.size()) {
+      o.iov[o.iovcnt++] = {const_cast<char*>(out_.data()) + out_sent_, out_.size() - out_sent_};
+    }
+    if (static_sent_ < static_body_.size()) {
+      o.iov[o.iovcnt++] = {const_cast<char*>(static_body_.data()) + static_sent_,
+                           static_body_.size() - static_sent_};
+    }
+    o.file = file_;
+    return o;
+  }
   Step on_written(std::size_t n, TimePoint now);
 
   // Deferred work (valid when next() == kRunWork).
@@ -128,7 +139,12 @@ class Connection {
   Step on_work_done(TimePoint now);
 
   // Timers. TimePoint::max() when no timer runs (deferred work in progress).
-  TimePoint next_deadline() const;
+  TimePoint next_deadline() const {
+    if (work_ != Work::kNone) return TimePoint::max();
+    if (has_output() || phase_ == Phase::kBody) return last_progress_ + limits_.idle_timeout;
+    if (header_timer_running_) return header_deadline_;
+    return last_progress_ + limits_.idle_timeout;
+  }
   Step on_timeout(TimePoint now);
 
   // Returns the input buffer when nothing is buffered; true when the connection holds no
@@ -136,10 +152,20 @@ class Connection {
   bool release_idle_buffers();
   bool holds_buffer() const { return !buffer_.empty(); }
 
-  Step next() const;
+  // Inline, as the two below: the I/O layer asks after every step.
+  Step next() const {
+    if (aborted_) return Step::kClose;
+    if (has_output()) return Step::kWrite;
+    if (work_ == Work::kPending) return Step::kRunWork;
+    if (work_ == Work::kTaken) return Step::kWaitWork;
+    if (closing_ || peer_eof_) return Step::kClose;
+    return Step::kRead;
+  }
   // True when more input can be taken now, even with some output pending (event loops read on
   // while their output is small).
-  bool wants_read() const;
+  bool wants_read() const {
+    return !aborted_ && !closing_ && !peer_eof_ && work_ == Work::kNone && !output_full();
+  }
   bool timed_out() const { return timed_out_; }
   // At close: true when the peer may still be sending into a socket we are about to close (the
   // server ended the connection on an error, or bytes are buffered past the last request, or a
@@ -165,8 +191,13 @@ class Connection {
   void dispatch();
   void emit(const Response& resp);
   void fail(int status);
-  bool output_full() const;
-  bool has_output() const;
+  bool output_full() const {
+    return out_.size() - out_sent_ >= kOutputHighWater || static_sent_ < static_body_.size() ||
+           file_.length > 0;
+  }
+  bool has_output() const {
+    return out_sent_ < out_.size() || static_sent_ < static_body_.size() || file_.length > 0;
+  }
   void drained(TimePoint now);
 
   const App& app_;
