@@ -134,7 +134,7 @@ def _shown(fig, source: dict, notes: list[str], where: str) -> str:  # type: ign
 
 
 def print_side_by_side(lab: Path, preds: dict[str, str], run_dir: Path,
-                       reference: Path) -> None:
+                       reference: Path, machine: str | None = None) -> None:
     """Per figure key: the prediction, this run's figure and the reference machine's."""
     figures = fill_figures.figures
     sources = fill_figures.load_sources(lab)
@@ -142,7 +142,7 @@ def print_side_by_side(lab: Path, preds: dict[str, str], run_dir: Path,
         return
     here = figures.find_runs(run_dir)
     try:
-        ref_dir, ref = figures.reference_runs(reference, None)
+        ref_dir, ref = figures.reference_runs(reference, machine)
     except figures.SourceError as e:
         ref_dir, ref = None, []
         print(f"run_lab: reference: {e}")
@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
     p.add_argument("--reference", default=str(ROOT / "results" / "reference"),
                    help="the reference runs the figures are compared with")
+    p.add_argument("--machine", help="the machine folder of --reference (make: REFERENCE_MACHINE)")
     opts = p.parse_args(argv)
     lab = find_lab(opts.lab)
     label = f"lab-{lab.name[:2]}"
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if opts.charts:
         subprocess.run(["make", "--no-print-directory", "charts", f"RESULTS={run_dir}"], cwd=ROOT)
-    print_side_by_side(lab, preds, Path(run_dir), Path(opts.reference))
+    print_side_by_side(lab, preds, Path(run_dir), Path(opts.reference), opts.machine)
     claims = spec.get("claims")
     if claims and (ROOT / "bench" / "claims.py").exists():
         subprocess.run(["/usr/bin/python3", str(ROOT / "bench" / "claims.py"), "--results",

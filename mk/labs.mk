@@ -38,7 +38,7 @@ lab-%-check:
 lab-%:
 	@scripts/install-deps.sh bench
 	@$(MAKE) --no-print-directory build
-	@/usr/bin/python3 labs/run_lab.py $* --build-dir $(BUILD_DIR) $(if $(HAVE_CHARTS),--charts)
+	@/usr/bin/python3 labs/run_lab.py $* --build-dir $(BUILD_DIR) --machine $(REFERENCE_MACHINE) $(if $(HAVE_CHARTS),--charts)
 
 labs-check:
 	@scripts/install-deps.sh test

@@ -99,8 +99,9 @@ class PredictTest(unittest.TestCase):
             reference = LABS.parent / "results" / "reference"
             out = io.StringIO()
             with redirect_stdout(out):
-                run_lab.print_side_by_side(lab, preds, reference, reference)
+                run_lab.print_side_by_side(lab, preds, reference, reference, "amd-epyc-2cpu-vm")
             text = out.getvalue()
+        self.assertNotIn("none committed", text)
         self.assertIn("prediction", text)
         self.assertIn("reference", text)
         row = [line for line in text.splitlines() if line.startswith("threads_user_kb")]

@@ -1,5 +1,5 @@
 """Lab 00 exercise, part 2: Little's law and where tail latency comes from. YOUR TASK: write both
-functions (the README's "Little's law" and "Tail latency" sections ask the questions first).
+functions (the README's Background explains both laws; Predict 4 and 5 ask the questions first).
 """
 
 
