@@ -4,9 +4,7 @@
 // file in place of servers/coro/run_work.cpp. When a handler's work must block (/sleep?ms=N
 // sleeps N ms in the calling thread: DeferredWork in servers/core/http/app.hpp),
 // serve_connection() awaits run_work() on a worker, then goes on with the connection.
-//
-// Usage: server_lab11 [--port 8080] [--threads N workers] [--blocking-threads N] (--help)
-// Try:   curl -s 'localhost:8080/sleep?ms=2000' & time curl -s localhost:8080/ping
+// Try: curl -s 'localhost:8080/sleep?ms=2000' & time curl -s localhost:8080/ping
 #include "run_work.hpp"
 
 #include "scheduler.hpp"
