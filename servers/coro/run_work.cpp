@@ -10,11 +10,35 @@
 #include "scheduler.hpp"
 
 namespace iolab::coro {
+namespace {
+
+// co_await OffTheWorker{work}: the awaiter, and the pool's job, in the coroutine's frame.
+class OffTheWorker final : public BlockingJob {
+ public:
+  explicit OffTheWorker(DeferredWork& work) : work_(work) {}
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) {
+    waker_ = Waker(h);       // before the job is handed over: the pool may finish it at once
+    submit_blocking(*this);  // nothing touches this awaiter after the hand-over
+  }
+  void await_resume() const noexcept {}
+
+  // On a pool thread. Resuming the coroutine here would run the connection on this thread,
+  // outside the scheduler; the waker queues it for a worker instead.
+  void run() noexcept override {
+    work_.run();
+    waker_.wake();
+  }
+
+ private:
+  DeferredWork& work_;
+  Waker waker_;
+};
+
+}  // namespace
 
 Task<void> run_work(DeferredWork work) {
-  // `run` is a named lambda, not a temporary: see blocking() in scheduler.hpp for why.
-  auto run = [&work] { work.run(); };
-  co_await blocking(run);
+  co_await OffTheWorker{work};
 }
 
 }  // namespace iolab::coro

@@ -541,13 +541,7 @@ void BlockingPool::thread_main() {
       BlockingJob* job = jobs_.front();
       jobs_.pop_front();
       lock.unlock();
-      job->run();
-      // Hand the coroutine back; the job lives in its frame, so read what we need first.
-      const std::coroutine_handle<> waiter = job->waiter;
-      SchedulerState& s = *job->owner;
-      push_global(s, &waiter, 1);
-      s.external_global_pushes.fetch_add(1, std::memory_order_relaxed);
-      wake_one(s);
+      job->run();  // it lives in a coroutine frame that may be gone when run() returns
       lock.lock();
       continue;
     }
@@ -638,17 +632,6 @@ void make_runnable(SchedulerState& s, std::coroutine_handle<> h) {
   wake_one(s);
 }
 
-void submit_blocking(BlockingJob& job) {
-  SchedulerState& s = current_state();
-  job.owner = &s;
-  bump(tls_worker->c.blocking_handoffs);
-  if (s.pool.submit(job)) return;
-  // No thread could start: run the job here (it blocks this worker, as in an event loop) and
-  // resume its coroutine next.
-  count(Counter::kBlockingInline);
-  job.run();
-  push_local(*tls_worker, job.waiter);
-}
 
 IoState* register_socket(int fd) {
   SchedulerState& s = current_state();
@@ -742,6 +725,15 @@ void print_probe(SchedulerState& s) {
 }  // namespace
 
 }  // namespace detail
+
+void submit_blocking(BlockingJob& job) {
+  detail::SchedulerState& s = detail::current_state();
+  detail::bump(detail::tls_worker->c.blocking_handoffs);
+  if (s.pool.submit(job)) return;
+  // No thread could start: run the job here (it blocks this worker, as in an event loop).
+  count(Counter::kBlockingInline);
+  job.run();
+}
 
 // ---- Scheduler --------------------------------------------------------------------------
 

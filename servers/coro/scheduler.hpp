@@ -24,8 +24,8 @@
 //   - Timers (`co_await sleep_for(d)` and socket deadlines) live in one heap under a mutex,
 //     fired by whichever worker finds them due.
 //   - `co_await blocking(fn)` hands fn to a pool of threads (grown on demand, like the Ms Go
-//     starts for blocking system calls); the worker goes on with other coroutines, and the pool
-//     thread puts the coroutine back on the global queue when fn returns.
+//     starts for blocking system calls); the worker goes on with other coroutines, and when fn
+//     returns the pool thread puts the coroutine back on the global queue (a Waker).
 //   - Coroutines are always resumed from a worker's loop (or inline by an awaiting parent that
 //     it returns to), never through chains of symmetric transfers: see task.hpp.
 //
@@ -96,19 +96,6 @@ void spawn_on(SchedulerState& state, std::coroutine_handle<Promise<void>> root);
 // Makes a suspended coroutine of `state` runnable: on this worker's queue when called on one
 // of its workers, else on the global queue; wakes an idle worker if nobody spins.
 void make_runnable(SchedulerState& state, std::coroutine_handle<> h);
-
-class BlockingJob {
- public:
-  virtual void run() noexcept = 0;  // on a pool thread
-  std::coroutine_handle<> waiter;
-  SchedulerState* owner = nullptr;
-
- protected:
-  ~BlockingJob() = default;
-};
-// Runs job.run() on the blocking pool, then makes job.waiter runnable. The job belongs to the
-// waiter's frame: after this call nothing may touch it.
-void submit_blocking(BlockingJob& job);
 
 // Small synchronisation for threads outside the scheduler (block_on).
 class Signal {
@@ -270,19 +257,54 @@ class Event {
   detail::SchedulerState* owner_ = nullptr;    // the waiter's scheduler
 };
 
+// What blocking() below is made of, for an awaiter of your own (lab 11 writes one):
+//   - submit_blocking(job), on a worker, returns at once; a thread of the blocking pool (started
+//     on demand, at most max_blocking_threads) calls job.run() once. When no thread can start,
+//     the job runs on the calling worker before submit_blocking returns.
+//   - Waker(h), made on a worker: wake(), from any thread, once, puts h back on that worker's
+//     scheduler, where a worker resumes it; the thread that calls wake() never runs h.
+// Both usually live in the awaiter, in the coroutine's frame: wake() may let a worker resume
+// and destroy that frame before it returns, so it is the last thing that touches them.
+class BlockingJob {
+ public:
+  virtual void run() noexcept = 0;  // on a pool thread
+
+ protected:
+  ~BlockingJob() = default;
+};
+void submit_blocking(BlockingJob& job);
+
+class Waker {
+ public:
+  Waker() = default;
+  explicit Waker(std::coroutine_handle<> h) : state_(&detail::current_state()), h_(h) {}
+  void wake() const { detail::make_runnable(*state_, h_); }
+
+ private:
+  detail::SchedulerState* state_ = nullptr;
+  std::coroutine_handle<> h_;
+};
+
+#ifdef IOLAB_NO_BLOCKING_HELPER
+template <class F>
+void blocking(F&&) {
+  static_assert(sizeof(F) == 0, "lab 11 builds without blocking(): write the awaiter yourself, "
+                                "with submit_blocking() and Waker (above)");
+}
+#else
 // co_await blocking(fn): runs fn() on the blocking pool and returns what it returns; the worker
 // runs other coroutines meanwhile. fn must be a named object (an lvalue): g++ 12 can destroy a
 // lambda temporary twice when it sits in the same full-expression as co_await, so the rvalue
 // overload is deleted to make that mistake impossible.
 template <class F>
-class BlockingAwaiter final : public detail::BlockingJob {
+class BlockingAwaiter final : public BlockingJob {
  public:
   using Result = std::invoke_result_t<F&>;
   explicit BlockingAwaiter(F& fn) : fn_(fn) {}
   bool await_ready() const noexcept { return false; }
   void await_suspend(std::coroutine_handle<> h) {
-    waiter = h;
-    detail::submit_blocking(*this);  // last: the pool may resume h before this returns
+    waker_ = Waker(h);
+    submit_blocking(*this);  // last: the pool may resume h before this returns
   }
   Result await_resume() {
     if (error_) std::rethrow_exception(error_);
@@ -298,11 +320,13 @@ class BlockingAwaiter final : public detail::BlockingJob {
     } catch (...) {
       error_ = std::current_exception();
     }
+    waker_.wake();
   }
 
  private:
   struct Empty {};
   F& fn_;
+  Waker waker_;
   std::conditional_t<std::is_void_v<Result>, Empty, std::optional<Result>> result_;
   std::exception_ptr error_;
 };
@@ -312,5 +336,6 @@ BlockingAwaiter<F> blocking(F& fn) {
 }
 template <class F>
 void blocking(F&& fn) = delete;  // name the callable first (see above)
+#endif
 
 }  // namespace iolab::coro

@@ -22,6 +22,8 @@
 //     ready descriptor gets its turn in the same pass.
 //   - Timers need no heap here: the loop already visits every connection on each pass, so it
 //     finds the nearest deadline and the expired ones in the same O(n) scan.
+//   - At the descriptor limit accept4() fails with EMFILE and leaves the connection queued: a
+//     descriptor held in reserve lets the loop take it and answer 503 at once (spare_fd.cpp).
 //   - A blocking handler (/sleep) runs inline and stalls the loop, as in server_epoll_et.
 //
 // Usage
@@ -54,6 +56,7 @@
 #include "net.hpp"
 #include "options.hpp"
 #include "server.hpp"
+#include "spare_fd.hpp"
 #include "stats.hpp"
 #include "sys.hpp"
 
@@ -96,6 +99,7 @@ struct Loop {
   UniqueFd listener;
   UniqueFd wakeup_read;   // main() writes a byte to stop the loop
   UniqueFd wakeup_write;
+  select_loop::SpareFd spare;  // a descriptor in reserve for EMFILE (spare_fd.cpp)
   std::array<Client*, FD_SETSIZE> clients{};
   int max_client_fd = -1;
   TimePoint accept_paused_until = TimePoint::min();
@@ -184,7 +188,13 @@ void on_accept(Loop& loop, TimePoint now) {
   for (int i = 0; i < kAcceptBatch; ++i) {
     const int fd = sys::accept4(loop.listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
-      const Millis pause = errno == EAGAIN ? Millis{0} : select_loop::accept_pause(errno);
+      const int error = errno;
+      // spare_fd.cpp: out of descriptors, refuse the waiting connections instead of leaving
+      // them queued; back off only if the reserve is gone too.
+      if (error == EMFILE && loop.spare.refuse_waiting(loop.listener.get(), loop.shared, kAcceptBatch - i)) {
+        return;
+      }
+      const Millis pause = error == EAGAIN ? Millis{0} : select_loop::accept_pause(error);
       if (pause > Millis{0}) {  // accept_pause.cpp: EMFILE and the like
         count(Counter::kAcceptBackoffs);
         loop.accept_paused_until = now + pause;
@@ -252,7 +262,6 @@ void event_loop(Loop& loop) {
     now = coarse_now();
     if (ready > 0) {
       if (FD_ISSET(wakeup_fd, &readable)) loop.stopping = true;
-      if (FD_ISSET(listen_fd, &readable)) on_accept(loop, now);
       for (int fd = 0; fd <= loop.max_client_fd; ++fd) {
         Client* c = loop.clients[static_cast<std::size_t>(fd)];
         if (c == nullptr) continue;
@@ -260,6 +269,9 @@ void event_loop(Loop& loop) {
         const bool w = FD_ISSET(fd, &writable);
         if (r || w) drive(loop, c, r, w);
       }
+      // After the connections: one that closed in this pass has freed its descriptor, so a
+      // table that was full takes the new connection instead of refusing it (spare_fd.cpp).
+      if (FD_ISSET(listen_fd, &readable)) on_accept(loop, now);
     }
     // Expired timers, found by the same kind of scan.
     for (int fd = 0; fd <= loop.max_client_fd; ++fd) {

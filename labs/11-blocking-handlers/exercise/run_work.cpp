@@ -1,14 +1,10 @@
-// How server_lab11 runs a request's blocking work: the part you change (lab 11).
+// How server_lab11 runs a request's blocking work: the part you write (lab 11).
 //
 // server_lab11 is server_coro (servers/coro/main.cpp: read its header first) built with this
-// file in place of servers/coro/run_work.cpp. One coroutine per connection runs on the M:N
-// work-stealing scheduler of servers/coro (N worker threads, per-worker run queues, stealing, one
-// epoll poller, timers, a blocking pool). When a handler's work must block (/sleep?ms=N sleeps N
-// ms in the calling thread: DeferredWork in servers/core/http/app.hpp), serve_connection() awaits
-// run_work() and then goes on with the connection.
-//
-// Usage: server_lab11 [--port 8080] [--threads N workers] [--blocking-threads N] (--help)
-// Try:   curl -s 'localhost:8080/sleep?ms=2000' & time curl -s localhost:8080/ping
+// file in place of servers/coro/run_work.cpp. When a handler's work must block (/sleep?ms=N
+// sleeps N ms in the calling thread: DeferredWork in servers/core/http/app.hpp),
+// serve_connection() awaits run_work() on a worker, then goes on with the connection.
+// Try: curl -s 'localhost:8080/sleep?ms=2000' & time curl -s localhost:8080/ping
 #include "run_work.hpp"
 
 #include "scheduler.hpp"
@@ -17,8 +13,9 @@ namespace iolab::coro {
 
 Task<void> run_work(DeferredWork work) {
   // TODO(lab 11): the work runs right here, on the worker thread: while it sleeps, this worker
-  // runs no other coroutine, and its run queue waits. Run it somewhere else and resume this
-  // coroutine when it is done.
+  // runs no other coroutine, and its run queue waits. Write an awaiter that hands the work to
+  // the blocking pool and has a worker resume this coroutine when it is done (the README's
+  // Exercise; the pieces are above blocking() in scheduler.hpp).
   work.run();
   co_return;
 }

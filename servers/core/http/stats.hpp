@@ -49,6 +49,7 @@ enum class Counter : unsigned {
   kFdSetsizeRefused,
   kConnectionErrors,  // closed by an error on its own path (EPOLL_CTL_ADD, an exception)
   kBlockingInline,    // blocking work run inline because no pool thread could start
+  kResumedOffWorker,  // server_coro: a connection came back from its blocking work off a worker
   kPoolHits,
   kPoolMisses,
   kPoolReservedBytes,

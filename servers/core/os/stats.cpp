@@ -18,7 +18,7 @@ constexpr std::string_view kCounterNames[kCounterCount] = {
     "read", "write", "writev", "sendfile", "pread", "splice", "accept", "close", "shutdown",
     "setsockopt", "poll", "select", "epoll_wait", "epoll_ctl", "io_uring_enter",
     "accept_backoffs", "deferred_work", "threads_created", "fd_setsize_refused",
-    "connection_errors", "blocking_inline", "pool_hits",
+    "connection_errors", "blocking_inline", "resumed_off_worker", "pool_hits",
     "pool_misses", "pool_reserved_bytes", "pool_high_water", "steals", "parks", "sqes_submitted", "cqes_reaped"};
 
 // Registry of live blocks and the totals of exited threads. Blocks come from calloc, not
