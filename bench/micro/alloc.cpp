@@ -8,7 +8,7 @@
 //     connection from); BM_ObjectPoolLocked is one pool shared by threads behind a mutex, the
 //     shape of a global pool: with threads:2 the lock line bounces between the CPUs.
 //   - BM_RequestMemory/arena:0 builds one request and response the way the plain servers do
-//     (owned strings, header vector, response string from operator new); arena:1 builds the
+//     (the response string from operator new; the Request's views need none); arena:1 builds the
 //     same objects from the pooled server's per-request arena over its BlockPool, released
 //     after each request. heap_allocs_per_request and heap_bytes_per_request count what reached
 //     operator new (servers/core/os/alloc_counter.cpp is linked in): C09/C10 claim pooling nearly

@@ -16,8 +16,8 @@ class RequestPath {
   RequestPath(const RequestPath&) = delete;
   RequestPath& operator=(const RequestPath&) = delete;
 
-  // Parses `request` (one whole head), builds the Request as the plain servers do (owned strings
-  // from operator new), routes it and serialises the response head and body. Returns the
+  // Parses `request` (one whole head), builds the Request as the plain servers do (views of the
+  // head), routes it and serialises the response head and body. Returns the
   // response's size in bytes, or 0 when the request did not parse.
   std::size_t serve(std::string_view request);
 

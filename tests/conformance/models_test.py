@@ -235,7 +235,10 @@ class PooledTest(unittest.TestCase):
               f"(pool_hits {stats['model_counters']['pool_hits']}, "
               f"pool_reserved_bytes {stats['model_counters']['pool_reserved_bytes']})")
         self.assertEqual(pooled, 0.0)
-        self.assertGreater(plain, 1.0)
+        # The plain server takes at least one response string from operator new per batch of
+        # 50 pipelined requests (the batch's answers share it): the same path allocates, so the
+        # pooled server's zero is the pools' doing, not a counter that misses.
+        self.assertGreaterEqual(plain, 1 / 50)
 
 
 if __name__ == "__main__":

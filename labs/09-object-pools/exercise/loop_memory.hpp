@@ -4,8 +4,8 @@
 // has a ConnectionMemory built on it. The Connection state machine (servers/core/http/connection.hpp)
 // asks it for two things:
 //   request_resource()        a std::pmr::memory_resource for everything one request needs:
-//                             the parsed Request (method, path, query, header vector, all owned
-//                             strings), the Response and its body, and the output buffer. The
+//                             the copy a Request keeps while its body arrives, the Response and
+//                             its body, and the output buffer (the response string). The
 //                             connection calls reset_request_resource() once every object
 //                             allocated from it has been destroyed (the output has drained), so
 //                             a resource that frees everything at once is allowed there.

@@ -2,8 +2,8 @@
 //
 // LoopMemory belongs to the event loop (one thread: nothing here needs a lock); each connection
 // has a ConnectionMemory built on it. The Connection state machine (servers/core/http/connection.hpp)
-// asks it for two things: request_resource() for everything one request needs (the parsed
-// Request with its owned strings and header vector, the Response, the output buffer), reset by
+// asks it for two things: request_resource() for everything one request needs (what a Request
+// keeps while its body arrives, the Response, the output buffer), reset by
 // reset_request_resource() once all of it is destroyed; and the input buffer
 // (acquire_buffer/release_buffer).
 //
