@@ -196,8 +196,10 @@ class Server:
                 pass
         return err.decode(errors="replace")
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop()
+    def __exit__(self, *exc: object) -> None:  # ended by a signal we did not send: a crash
+        err, died = self._stop().strip(), -self.proc.returncode
+        if died > 0 and died not in (signal.SIGTERM, signal.SIGKILL):
+            raise AssertionError(f"{self.binary.name} died: {signal.strsignal(died)}. {err[-500:]}")
 
     def connect(self, timeout: float = 3.0) -> socket.socket:
         """A raw connection (TCP_NODELAY), for requests written by hand."""
