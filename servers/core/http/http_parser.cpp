@@ -133,7 +133,7 @@ const char* skip_target_chars(const char* p, const char* end, const char*& quest
   return p;
 }
 
-// Inlined: on the header path it runs once per field, on a value already stripped at the front.
+// Optional whitespace off both ends (the tokens of a Connection value).
 [[gnu::always_inline]] inline std::string_view trim_ows(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -389,7 +389,6 @@ FieldLines parse_field_lines(std::string_view in, std::size_t& pos, std::size_t&
     if (q == p || *q != ':') return FieldLines::kMalformed;
     const std::string_view name(p, static_cast<std::size_t>(q - p));
     ++q;
-    if (q != end && *q == ' ') ++q;  // the usual single space, then any more
     while (q != end && (*q == ' ' || *q == '\t')) ++q;
     const char* const value_start = q;
     // Stops at CR, LF or another control byte.
