@@ -6,14 +6,11 @@
 //   fd               the non-blocking socket, registered EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET
 //   may_read         set it false to wait for the next edge; leave it true to be called again
 //   peer_closing     EPOLLRDHUP was seen: the peer sent its FIN
-//   drain_to_eagain  --drain-to-eagain 1
-//   returns          the bytes handed to conn (0 when none), or -1: the loop closes this
-//                    connection, and only this one
+//   drain_to_eagain  --drain-to-eagain 1: the textbook rule instead of nginx's refinement
+//   returns          the bytes handed to conn (0: none), or -1: the loop closes this connection
 // What you have:
-//   conn.read_space()       where input goes, the free end of the connection's buffer (empty:
-//                           it can hold no more, give up on the connection)
-//   conn.on_read(n, now)    takes the n bytes just read into read_space(); on_read(0, now): the
-//                           peer will send nothing more
+//   conn.read_space()       where to read: the buffer's free end (empty: it is full, give up)
+//   conn.on_read(n, now)    hands conn the n bytes read into read_space(); n == 0: end of stream
 //   sys::recv(fd, p, len)   recvfrom(2), counted in /stats; -1 and errno on failure
 //   coarse_now()            the loop's clock, for on_read()
 // Until you write it, every connection closes at its first read. `make lab-03-check`.
