@@ -1,17 +1,19 @@
-// The read path of server_lab03: one recv after an EPOLLIN edge, and whether another may follow.
-// The part you change.
+// The read path of server_lab03: on_readable(), yours to write (lab 03's exercise).
 //
 // server_lab03 is server_epoll_et (servers/epoll_et/main.cpp) built with this file in place of
-// servers/epoll_et/read.cpp. drive() calls on_readable() while may_read holds and the core wants
-// input; may_read = false means "wait for the next edge".
-//
-// EXERCISE (lab 03): this starter reads once per edge, the habit level-triggered epoll allows
-// (there, bytes left behind are reported again at the next epoll_wait). Under EPOLLET they are
-// not: a request larger than the buffer, or many pipelined requests sent in one go, leave bytes
-// queued that nobody will read, and the client waits forever. Make it honour the ET rule: clear
-// may_read only when the receive queue is known to be empty. First drain to EAGAIN; then apply
-// nginx's refinement (a short read means empty, unless the peer is closing: peer_closing), and
-// make --drain-to-eagain 1 (drain_to_eagain) keep the plain drain. `make lab-03-check`.
+// servers/epoll_et/read.cpp; read.hpp has the contract. drive() calls on_readable() while
+// may_read holds and the connection wants input, again and again: each call reads at most once.
+//   fd               the non-blocking socket, registered EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET
+//   may_read         set it false to wait for the next edge; leave it true to be called again
+//   peer_closing     EPOLLRDHUP was seen: the peer sent its FIN
+//   drain_to_eagain  --drain-to-eagain 1: the textbook rule instead of nginx's refinement
+//   returns          the bytes handed to conn (0: none), or -1: the loop closes this connection
+// What you have:
+//   conn.read_space()       where to read: the buffer's free end (empty: it is full, give up)
+//   conn.on_read(n, now)    hands conn the n bytes read into read_space(); n == 0: end of stream
+//   sys::recv(fd, p, len)   recvfrom(2), counted in /stats; -1 and errno on failure
+//   coarse_now()            the loop's clock, for on_read()
+// Until you write it, every connection closes at its first read. `make lab-03-check`.
 #include "read.hpp"
 
 #include <cerrno>
@@ -22,22 +24,10 @@
 
 namespace iolab::epoll_et {
 
-long on_readable(int fd, Connection& conn, bool& may_read, bool peer_closing, bool drain_to_eagain) {
-  (void)peer_closing;     // the exercise needs it
-  (void)drain_to_eagain;  // and this
-  const std::span<char> space = conn.read_space();
-  if (space.empty()) return -1;  // the core refuses input it could not hold: give up
-  const ssize_t n = sys::recv(fd, space.data(), space.size());
-  if (n < 0) {
-    if (errno == EAGAIN || errno == EINTR) {
-      may_read = errno == EINTR;  // EAGAIN: drained, the next byte raises a new edge
-      return 0;
-    }
-    return -1;  // ECONNRESET and friends
-  }
-  may_read = false;  // one read per edge: wrong under EPOLLET (see above)
-  conn.on_read(static_cast<std::size_t>(n), coarse_now());
-  return n;
+long on_readable(int fd, Connection& conn, bool& may_read, bool peer_closing,
+                 bool drain_to_eagain) {
+  (void)fd, (void)conn, (void)may_read, (void)peer_closing, (void)drain_to_eagain;
+  return -1;
 }
 
 }  // namespace iolab::epoll_et
