@@ -50,6 +50,7 @@ void print_usage(std::string_view program, std::size_t default_max_conns,
       "  --pin LIST             pin threads to CPUs, e.g. 1 or 2-5 (not pinned)\n"
       "  --max-conns N          refuse connections beyond N (%zu)\n"
       "  --idle-timeout-ms N    keep-alive idle time (60000)\n"
+      "  --keepalive-requests N responses per connection, the last says close (0: no limit)\n"
       "  --header-timeout-ms N  time for a request head to arrive (10000)\n"
       "  --max-body-bytes N     larger bodies get 413 (1048576)\n"
       "  --sendfile on|off      how /file is sent (on)\n",
@@ -106,6 +107,9 @@ Options parse_options(int argc, char** argv, std::string_view model, std::size_t
       o.max_conns = static_cast<std::size_t>(p.number(flag, take_value(), 1, 10'000'000));
     } else if (flag == "--idle-timeout-ms") {
       o.limits.idle_timeout = Millis(p.number(flag, take_value(), 1, 86'400'000));
+    } else if (flag == "--keepalive-requests") {
+      o.limits.keepalive_requests =
+          static_cast<std::uint64_t>(p.number(flag, take_value(), 0, 1'000'000'000));
     } else if (flag == "--header-timeout-ms") {
       o.limits.header_timeout = Millis(p.number(flag, take_value(), 1, 86'400'000));
     } else if (flag == "--max-body-bytes") {
