@@ -190,7 +190,6 @@ class Connection {
   bool read_body();
   void dispatch();
   void emit(const Response& resp);
-  bool stays_open_after(const Response& resp);  // keep_alive.cpp: emit() asks once per response
   void fail(int status);
   bool output_full() const {
     return out_.size() - out_sent_ >= kOutputHighWater || static_sent_ < static_body_.size() ||
@@ -200,6 +199,7 @@ class Connection {
     return out_sent_ < out_.size() || static_sent_ < static_body_.size() || file_.length > 0;
   }
   void drained(TimePoint now);
+  bool stays_open_after(const Response& resp);  // keep_alive.cpp: emit() asks once per response
 
   const App& app_;
   const ConnectionLimits& limits_;

@@ -103,13 +103,13 @@ Options parse_options(int argc, char** argv, std::string_view model, std::size_t
       } catch (const std::invalid_argument& e) {
         p.fail(flag, e.what());
       }
+    } else if (flag == "--keepalive-requests") {
+      o.limits.keepalive_requests =
+          static_cast<std::uint64_t>(p.number(flag, take_value(), 0, 1'000'000'000));
     } else if (flag == "--max-conns") {
       o.max_conns = static_cast<std::size_t>(p.number(flag, take_value(), 1, 10'000'000));
     } else if (flag == "--idle-timeout-ms") {
       o.limits.idle_timeout = Millis(p.number(flag, take_value(), 1, 86'400'000));
-    } else if (flag == "--keepalive-requests") {
-      o.limits.keepalive_requests =
-          static_cast<std::uint64_t>(p.number(flag, take_value(), 0, 1'000'000'000));
     } else if (flag == "--header-timeout-ms") {
       o.limits.header_timeout = Millis(p.number(flag, take_value(), 1, 86'400'000));
     } else if (flag == "--max-body-bytes") {
