@@ -12,9 +12,8 @@
 #                     [MODEL <model>] [LIBS <lib>...] [DEFINITIONS <d>...])
 #
 #   SOURCES      the files the student writes, by name: exercise/<file> and solution/<file>.
-#                With REFERENCE, a file missing from solution/ is taken from the first <dir>
-#                holding it (relative to the project root): the real server's own file is the
-#                reference solution.
+#                With REFERENCE, a file missing from solution/ comes from the first <dir> holding
+#                it (from the project root): the real server's own file is the reference solution.
 #   SHARED       the rest of the program, the same in both variants: paths relative to the lab
 #                folder, or ${PROJECT_SOURCE_DIR}/servers/... for a real server's files (their
 #                folders join the include path, after the variant's own folder).

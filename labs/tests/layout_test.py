@@ -60,8 +60,7 @@ def layout_problems(lab):
         cmake = lab / "CMakeLists.txt"
         # A lab whose reference is the real server's own file (REFERENCE in its CMakeLists.txt,
         # see labs/lab.cmake) holds no solution/ of its own.
-        reference = cmake.exists() and re.search(r"\bREFERENCE((\s+[a-z][\w/.-]*)+)",
-                                                 cmake.read_text())
+        reference = cmake.exists() and re.search(r"\bREFERENCE((\s+[a-z]\S*)+)", cmake.read_text())
         for variant in ("exercise",) if reference else ("exercise", "solution"):
             if not (lab / variant).is_dir():
                 out.append(f"{lab.name}: has a check but no {variant}/")

@@ -1,15 +1,12 @@
-// The keep-alive limits of a connection: the second part you change. server_lab10 is built with
-// this file in place of servers/core/http/keep_alive.cpp; both functions are members of
-// Connection (servers/core/http/connection.hpp), so its state is yours to read.
+// The keep-alive limits: the second part you change, in place of servers/core/http/keep_alive.cpp.
+// Both functions are members of Connection (servers/core/http/connection.hpp): read its state.
 //
-// 1. stays_open_after(): emit() asks it once for each response it queues. false puts
-//    "Connection: close" in that response's head and stops parsing; the connection closes once
-//    its output is written. Make the Nth response of a connection its last, N being
-//    limits_.keepalive_requests (--keepalive-requests; 0: no limit).
-// 2. next_deadline(): the connection is closed (on_timeout) when that time passes. Add the idle
-//    timer, limits_.idle_timeout (--idle-timeout-ms): a connection waiting for its next request,
-//    or a peer that stops reading its response or sending its body, is closed after that long
-//    without a byte; one that keeps sending is not. A request head on its way has its own timer.
+// 1. stays_open_after(): emit() asks it once per response; false puts "Connection: close" in its
+//    head, stops parsing and closes the connection once the output is written. Make the Nth
+//    response the last, N = limits_.keepalive_requests (0: no limit).
+// 2. next_deadline(), past which on_timeout() closes the connection: add the idle timer. Waiting
+//    for the next request, or on a peer that stops reading or sending its body, the connection is
+//    closed after limits_.idle_timeout without a byte. A request head has its own timer.
 #include "connection.hpp"
 
 namespace iolab {
