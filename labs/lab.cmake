@@ -8,12 +8,12 @@
 #   ${CMAKE_BINARY_DIR}/labs/bin/exercise/<name>
 #   ${CMAKE_BINARY_DIR}/labs/bin/solution/<name>
 #
-#   iolab_lab_program(<name> SOURCES <file>... [REFERENCE <dir>] [SHARED <file>...]
+#   iolab_lab_program(<name> SOURCES <file>... [REFERENCE <dir>...] [SHARED <file>...]
 #                     [MODEL <model>] [LIBS <lib>...] [DEFINITIONS <d>...])
 #
 #   SOURCES      the files the student writes, by name: exercise/<file> and solution/<file>.
-#                With REFERENCE, a file missing from solution/ is taken from <dir> (relative to
-#                the project root): the real server's own file is the reference solution.
+#                With REFERENCE, a file missing from solution/ comes from the first <dir> holding
+#                it (from the project root): the real server's own file is the reference solution.
 #   SHARED       the rest of the program, the same in both variants: paths relative to the lab
 #                folder, or ${PROJECT_SOURCE_DIR}/servers/... for a real server's files (their
 #                folders join the include path, after the variant's own folder).
@@ -105,7 +105,7 @@ function(iolab_lab_wrong_fixtures lab_dir fixtures_var)
 endfunction()
 
 function(iolab_lab_program name)
-  cmake_parse_arguments(PARSE_ARGV 1 arg "" "MODEL;REFERENCE" "SOURCES;SHARED;LIBS;DEFINITIONS")
+  cmake_parse_arguments(PARSE_ARGV 1 arg "" "MODEL" "SOURCES;SHARED;LIBS;DEFINITIONS;REFERENCE")
   if(NOT arg_SOURCES)
     message(FATAL_ERROR "iolab_lab_program(${name}): SOURCES is required")
   endif()
@@ -157,10 +157,13 @@ function(iolab_lab_program name)
         set(path ${CMAKE_CURRENT_SOURCE_DIR}/solution/${file})
         list(APPEND dirs ${CMAKE_CURRENT_SOURCE_DIR}/solution)
       endif()
-      if(fallback STREQUAL "solution" AND NOT EXISTS ${path} AND arg_REFERENCE)
-        set(path ${PROJECT_SOURCE_DIR}/${arg_REFERENCE}/${file})
-        list(APPEND dirs ${PROJECT_SOURCE_DIR}/${arg_REFERENCE})
-      endif()
+      foreach(reference ${arg_REFERENCE})
+        if(fallback STREQUAL "solution" AND NOT EXISTS ${path}
+           AND EXISTS ${PROJECT_SOURCE_DIR}/${reference}/${file})
+          set(path ${PROJECT_SOURCE_DIR}/${reference}/${file})
+          list(APPEND dirs ${PROJECT_SOURCE_DIR}/${reference})
+        endif()
+      endforeach()
       if(NOT EXISTS ${path})
         message(FATAL_ERROR "iolab_lab_program(${name}): ${path} is missing")
       endif()

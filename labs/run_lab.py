@@ -4,7 +4,8 @@
 A lab says what to measure in labs/NN-topic/scenario.json, through the public command lines of
 the harness (so a lab never depends on the harness's insides):
 
-  {"scenario": "c10k",                        an existing bench/scenarios/<name>.json
+  {"scenario": "c10k",                        an existing bench/scenarios/<name>.json (or a list:
+                                              one run folder each)
    "set": {"servers": ["select", "epoll_et"],  fields overridden with bench/run.py --set
            "repeats": 1},
    "micro": {"suites": ["syscalls"],           optional: bench/micro/run_micro.py suites and a
@@ -47,8 +48,9 @@ def commands(lab: Path, spec: dict[str, Any], build_dir: Path,
     label = f"lab-{lab.name[:2]}"
     bin_dir = str(Path(build_dir) / "bin")
     out = []
-    if "scenario" in spec:
-        argv = ["/usr/bin/python3", str(ROOT / "bench" / "run.py"), "--scenario", spec["scenario"],
+    names = spec.get("scenario", [])
+    for name in [names] if isinstance(names, str) else names:
+        argv = ["/usr/bin/python3", str(ROOT / "bench" / "run.py"), "--scenario", name,
                 "--label", label, "--results-dir", str(results_dir), "--bin-dir", bin_dir]
         for key, value in spec.get("set", {}).items():
             argv += ["--set", f"{key}={json.dumps(value)}"]
@@ -133,14 +135,15 @@ def _shown(fig, source: dict, notes: list[str], where: str) -> str:  # type: ign
     return text
 
 
-def print_side_by_side(lab: Path, preds: dict[str, str], run_dir: Path,
+def print_side_by_side(lab: Path, preds: dict[str, str], run_dir: Path | list[Path],
                        reference: Path, machine: str | None = None) -> None:
-    """Per figure key: the prediction, this run's figure and the reference machine's."""
+    """Per figure key: the prediction, this run's figure (or these runs') and the reference's."""
     figures = fill_figures.figures
     sources = fill_figures.load_sources(lab)
     if not sources:
         return
-    here = figures.find_runs(run_dir)
+    here = [r for d in ([run_dir] if isinstance(run_dir, Path) else run_dir)
+            for r in figures.find_runs(d)]
     try:
         ref_dir, ref = figures.reference_runs(reference, machine)
     except figures.SourceError as e:
@@ -198,10 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     preds = {} if opts.dry_run else announce_predictions(lab, lab / PREDICTIONS)
-    run_dir = None
+    run_dirs: list[Path] = []
     for argv_, what in todo:
-        if what == "micro" and run_dir is not None:
-            argv_ += ["--run-dir", str(run_dir)]  # next to the harness results of this run
+        if what == "micro" and run_dirs:
+            argv_ += ["--run-dir", str(run_dirs[0])]  # next to the harness results of this run
         print("run_lab: " + " ".join(argv_), flush=True)
         if opts.dry_run:
             continue
@@ -209,21 +212,18 @@ def main(argv: list[str] | None = None) -> int:
         if rc != 0:
             print(f"run_lab: {what} step failed (exit {rc})", file=sys.stderr)
             return rc
-        if what == "harness":
-            run_dir = newest_run(opts.results_dir, label)
-        elif what == "micro" and run_dir is None:
-            run_dir = newest_run(opts.results_dir, label)
+        if what == "harness" or not run_dirs:
+            run_dirs += [d for d in [newest_run(opts.results_dir, label)] if d]
     if opts.dry_run:
         return 0
-    if run_dir is None:
-        run_dir = Path(opts.results_dir) / "latest"
-    print(f"run_lab: {lab.name}: results in {run_dir}")
+    run_dirs = run_dirs or [Path(opts.results_dir) / "latest"]
+    print(f"run_lab: {lab.name}: results in {', '.join(map(str, run_dirs))}")
 
-    if opts.charts:
+    for run_dir in run_dirs if opts.charts else []:
         subprocess.run(["make", "--no-print-directory", "charts", f"RESULTS={run_dir}"], cwd=ROOT)
-    print_side_by_side(lab, preds, Path(run_dir), Path(opts.reference), opts.machine)
+    print_side_by_side(lab, preds, run_dirs, Path(opts.reference), opts.machine)
     claims = spec.get("claims")
-    if claims and (ROOT / "bench" / "claims.py").exists():
+    for run_dir in run_dirs if claims and (ROOT / "bench" / "claims.py").exists() else []:
         subprocess.run(["/usr/bin/python3", str(ROOT / "bench" / "claims.py"), "--results",
                         str(run_dir), "--only", ",".join(claims), "--no-write"], cwd=ROOT)
     print(

@@ -60,11 +60,11 @@ def layout_problems(lab):
         cmake = lab / "CMakeLists.txt"
         # A lab whose reference is the real server's own file (REFERENCE in its CMakeLists.txt,
         # see labs/lab.cmake) holds no solution/ of its own.
-        reference = cmake.exists() and re.search(r"\bREFERENCE\s+(\S+)", cmake.read_text())
+        reference = cmake.exists() and re.search(r"\bREFERENCE((\s+[a-z]\S*)+)", cmake.read_text())
         for variant in ("exercise",) if reference else ("exercise", "solution"):
             if not (lab / variant).is_dir():
                 out.append(f"{lab.name}: has a check but no {variant}/")
-        out += wrong_problems(lab, reference.group(1) if reference else None)
+        out += wrong_problems(lab, reference.group(1).split() if reference else [])
 
     scenario = lab / "scenario.json"
     if scenario.exists():
@@ -74,15 +74,16 @@ def layout_problems(lab):
             return out + [f"{lab.name}/scenario.json: not JSON: {e}"]
         if "scenario" not in spec and "micro" not in spec:
             out.append(f"{lab.name}/scenario.json: names neither \"scenario\" nor \"micro\"")
-        if "scenario" in spec:
+        names = spec.get("scenario", [])
+        for name in [names] if isinstance(names, str) else names:
             try:
-                base = scenarios.load_scenario(spec["scenario"])
+                base = scenarios.load_scenario(name)
             except HarnessError as e:
                 out.append(f"{lab.name}/scenario.json: {e}")
             else:
                 unknown = [k for k in spec.get("set", {}) if k not in base]
                 if unknown:
-                    out.append(f"{lab.name}/scenario.json: scenario {spec['scenario']} has no "
+                    out.append(f"{lab.name}/scenario.json: scenario {name} has no "
                                f"field {', '.join(unknown)} (bench/run.py --set would refuse it)")
         for suite in spec.get("micro", {}).get("suites", []):
             if not any((ROOT / "bench" / "micro").glob(f"{suite}.cpp")) and \
@@ -94,7 +95,7 @@ def layout_problems(lab):
     return out
 
 
-def wrong_problems(lab: Path, reference: str | None) -> list[str]:
+def wrong_problems(lab: Path, references: list[str]) -> list[str]:
     """wrong/: only NAME.patch files (labs/lab.cmake makes variant wrong-NAME from each), each
     saying what the bug is (`# bug:`) and patching one file: the lab's reference."""
     out: list[str] = []
@@ -116,8 +117,7 @@ def wrong_problems(lab: Path, reference: str | None) -> list[str]:
             continue
         path = Path(targets[0])
         allowed = {(lab / "solution" / path.name).relative_to(ROOT)}
-        if reference:
-            allowed.add(Path(reference) / path.name)
+        allowed |= {Path(reference) / path.name for reference in references}
         if path not in allowed or not (ROOT / path).is_file():
             out.append(f"{where}: patches {path}, not the lab's reference "
                        f"({' or '.join(sorted(map(str, allowed)))})")

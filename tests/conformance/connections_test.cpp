@@ -41,6 +41,29 @@ TEST_P(Conformance, Http11ConnectionCloseHonoured) {
   expect_server_closes(p, "after the Connection: close request of a pipeline");
 }
 
+TEST_P(Conformance, KeepAliveRequestsLimitEndsTheConnection) {
+  START_SERVER({{"--keepalive-requests", "3"}});
+  Conn c = connect();
+  for (int i = 1; i <= 3; ++i) {
+    auto r = roundtrip(c, get("/ping"));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->connection_has("close"), i == 3) << "response " << i << " of 3";
+  }
+  expect_server_closes(c, "after the third response of --keepalive-requests 3");
+
+  SCOPED_TRACE("pipelined past the limit: the third is sent whole, the fourth not answered");
+  Conn p = connect();
+  ASSERT_TRUE(p.send(get("/ping") + get("/plaintext") + get("/bytes?n=3000000") + get("/ping")));
+  std::optional<Response> r;
+  for (int i = 0; i < 3; ++i) {
+    r = p.read_response();
+    ASSERT_TRUE(r) << p.error();
+  }
+  EXPECT_EQ(r->body, pattern_bytes(3000000));
+  EXPECT_TRUE(r->connection_has("close"));
+  expect_server_closes(p, "after the third response of a pipeline of four");
+}
+
 TEST_P(Conformance, HeaderNamesCaseInsensitive) {
   START_SERVER();
   Conn c = connect();

@@ -90,5 +90,27 @@ TEST_P(Conformance, IdleTimerStopsAtFirstByte) {
   EXPECT_EQ(r->body, "Hello, World!");
 }
 
+TEST_P(Conformance, IdleTimerRestartsWithEachResponse) {
+  START_SERVER({{"--header-timeout-ms", "3000"}, {"--idle-timeout-ms", "600"}});
+  Conn c = connect();
+  // Eight requests 200 ms apart: 1.6 s in all, well past the idle timeout, each within it.
+  for (int i = 1; i <= 8; ++i) {
+    ASSERT_TRUE(roundtrip(c, get("/ping"))) << "request " << i << " of a busy connection";
+    std::this_thread::sleep_for(200ms);
+  }
+}
+
+TEST_P(Conformance, IdleTimeoutDropsAPeerThatStopsReading) {
+  START_SERVER({{"--header-timeout-ms", "3000"}, {"--idle-timeout-ms", "500"}});
+  Conn c = connect();
+  ASSERT_TRUE(c.send(get("/bytes?n=16000000")));
+  std::this_thread::sleep_for(2000ms);  // not reading: the server's sends stall
+  const CloseResult closed = c.wait_closed(5000ms);
+  EXPECT_TRUE(closed.kind == CloseKind::Closed || closed.kind == CloseKind::Reset)
+      << "a peer that stopped reading for 2 s (the idle timeout is 0.5 s) was not dropped: "
+      << "connection " << to_string(closed.kind) << " after " << closed.extra.size() << " bytes";
+  EXPECT_LT(closed.extra.size(), 16000000u) << "the whole response was sent after the stall";
+}
+
 }  // namespace
 }  // namespace iolab::test

@@ -317,6 +317,47 @@ TEST_F(ConnectionTest, Http10KeepAliveIsHonouredAndEchoed) {
   EXPECT_EQ(d.run("GET /ping HTTP/1.0\r\n\r\n"), Step::kClose);
 }
 
+// --keepalive-requests N: the Nth response says "Connection: close", and the connection closes
+// once it is written; requests pipelined behind it are not answered.
+TEST_F(ConnectionTest, KeepAliveRequestsLimitClosesAfterTheNthResponse) {
+  limits.keepalive_requests = 3;
+  FakeDriver d(app(), limits, memory);
+  EXPECT_EQ(d.run(kPing), Step::kRead);
+  EXPECT_EQ(d.run(kPing), Step::kRead);
+  d.read(kPing);
+  EXPECT_TRUE(d.conn().read_space().empty()) << "no request is read after the last one";
+  d.write(10);
+  EXPECT_EQ(d.conn().next(), Step::kWrite) << "the last response is sent whole";
+  d.flush();
+  EXPECT_EQ(d.conn().next(), Step::kClose);
+  const auto r = parse_responses(d.written());
+  ASSERT_EQ(r.size(), 3u);
+  EXPECT_FALSE(r[0].has_header("Connection"));
+  EXPECT_FALSE(r[1].has_header("Connection"));
+  EXPECT_EQ(r[2].header("Connection"), "close");
+  EXPECT_EQ(r[2].body, R"({"message":"pong"})");
+}
+
+TEST_F(ConnectionTest, KeepAliveRequestsLimitLeavesPipelinedRequestsUnanswered) {
+  limits.keepalive_requests = 2;
+  FakeDriver d(app(), limits, memory);
+  const std::uint64_t before = requests_counted();
+  EXPECT_EQ(d.run(std::string(kPing) + std::string(kPlaintext) + std::string(kPing)), Step::kClose);
+  const auto r = parse_responses(d.written());
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[1].header("Connection"), "close");
+  EXPECT_EQ(requests_counted() - before, 2u);
+  EXPECT_TRUE(d.conn().may_have_unread_input())
+      << "the unanswered request asks for a lingering close";
+}
+
+TEST_F(ConnectionTest, KeepAliveRequestsZeroIsNoLimit) {
+  limits.keepalive_requests = 0;
+  FakeDriver d(app(), limits, memory);
+  for (int i = 0; i < 1100; ++i) ASSERT_EQ(d.run(kPing), Step::kRead) << "request " << i;
+  EXPECT_EQ(parse_responses(d.take_written()).size(), 1100u);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Pipelining, partial writes, backpressure.
 

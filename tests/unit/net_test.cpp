@@ -265,6 +265,7 @@ TEST(OptionsTest, Defaults) {
   EXPECT_EQ(o.limits.idle_timeout, Millis(60000));
   EXPECT_EQ(o.limits.header_timeout, Millis(10000));
   EXPECT_EQ(o.limits.max_body_bytes, 1048576u);
+  EXPECT_EQ(o.limits.keepalive_requests, 0u) << "no limit unless asked";
   EXPECT_TRUE(o.sendfile);
   EXPECT_EQ(o.extra_value("--stack-kb"), 64);
 }
@@ -272,7 +273,8 @@ TEST(OptionsTest, Defaults) {
 TEST(OptionsTest, EveryFlag) {
   const Options o = parse({"--port", "0", "--bind", "127.0.0.2", "--threads", "4", "--pin", "0-1",
                            "--max-conns", "100", "--idle-timeout-ms", "5", "--header-timeout-ms",
-                           "6", "--max-body-bytes", "7", "--sendfile", "off", "--stack-kb", "256"});
+                           "6", "--max-body-bytes", "7", "--sendfile", "off", "--stack-kb", "256",
+                           "--keepalive-requests", "8"});
   EXPECT_EQ(o.port, 0);
   EXPECT_EQ(o.bind, "127.0.0.2");
   EXPECT_EQ(o.threads, 4);
@@ -281,6 +283,7 @@ TEST(OptionsTest, EveryFlag) {
   EXPECT_EQ(o.limits.idle_timeout, Millis(5));
   EXPECT_EQ(o.limits.header_timeout, Millis(6));
   EXPECT_EQ(o.limits.max_body_bytes, 7u);
+  EXPECT_EQ(o.limits.keepalive_requests, 8u);
   EXPECT_FALSE(o.sendfile);
   EXPECT_EQ(o.extra_value("--stack-kb"), 256);
 }

@@ -231,7 +231,7 @@ void Connection::dispatch() {
 }
 
 void Connection::emit(const Response& resp) {
-  const bool keep_alive = keep_alive_ && !resp.close;
+  const bool keep_alive = stays_open_after(resp);
   if (keep_alive && !echo_keep_alive_ && !head_only_ && resp.fixed()) {
     // A fixed route (/ping): its whole response is prebuilt; one copy.
     if (const std::string_view whole = app_.fixed_response(resp); !whole.empty()) {

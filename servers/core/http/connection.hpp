@@ -9,6 +9,9 @@
 //   take_work() -> the I/O layer runs it somewhere -> on_work_done()
 //   next_deadline() / on_timeout(now)   header, idle and send-stall timers, without a clock
 //
+// How long a connection lives (the keep-alive limits: requests per connection, the idle timer)
+// is decided in keep_alive.cpp, a file of its own so that lab 10 can swap it.
+//
 // The bytes output() points at stay where they are until on_written() or the destructor: a
 // completion-based server may hand them to the kernel, but must not call on_read()/on_input()
 // while they are in flight, since parsing appends to the same buffer (it may move).
@@ -88,6 +91,8 @@ struct ConnectionLimits {
   Millis header_timeout{10'000};
   Millis idle_timeout{60'000};  // also bounds a stalled body read or a stalled send
   std::uint64_t max_body_bytes = 1024 * 1024;
+  // Responses per connection, the last one saying "Connection: close"; 0: no limit.
+  std::uint64_t keepalive_requests = 0;
 };
 
 struct Output {
@@ -138,13 +143,8 @@ class Connection {
   DeferredWork take_work();
   Step on_work_done(TimePoint now);
 
-  // Timers. TimePoint::max() when no timer runs (deferred work in progress).
-  TimePoint next_deadline() const {
-    if (work_ != Work::kNone) return TimePoint::max();
-    if (has_output() || phase_ == Phase::kBody) return last_progress_ + limits_.idle_timeout;
-    if (header_timer_running_) return header_deadline_;
-    return last_progress_ + limits_.idle_timeout;
-  }
+  // Timers (keep_alive.cpp). TimePoint::max() when no timer runs (deferred work in progress).
+  TimePoint next_deadline() const;
   Step on_timeout(TimePoint now);
 
   // Returns the input buffer when nothing is buffered; true when the connection holds no
@@ -199,6 +199,7 @@ class Connection {
     return out_sent_ < out_.size() || static_sent_ < static_body_.size() || file_.length > 0;
   }
   void drained(TimePoint now);
+  bool stays_open_after(const Response& resp);  // keep_alive.cpp: emit() asks once per response
 
   const App& app_;
   const ConnectionLimits& limits_;
@@ -237,6 +238,7 @@ class Connection {
   bool aborted_ = false;   // close now, dropping any output (timeout, overflow)
 
   bool ended_on_error_ = false;  // fail() answered an error and ends the connection
+  std::uint64_t responses_ = 0;  // queued so far, for --keepalive-requests
 
   bool header_timer_running_ = true;  // from accept, and from the first byte of later requests
   TimePoint header_deadline_;

@@ -50,6 +50,7 @@ void print_usage(std::string_view program, std::size_t default_max_conns,
       "  --pin LIST             pin threads to CPUs, e.g. 1 or 2-5 (not pinned)\n"
       "  --max-conns N          refuse connections beyond N (%zu)\n"
       "  --idle-timeout-ms N    keep-alive idle time (60000)\n"
+      "  --keepalive-requests N responses per connection, the last says close (0: no limit)\n"
       "  --header-timeout-ms N  time for a request head to arrive (10000)\n"
       "  --max-body-bytes N     larger bodies get 413 (1048576)\n"
       "  --sendfile on|off      how /file is sent (on)\n",
@@ -102,6 +103,9 @@ Options parse_options(int argc, char** argv, std::string_view model, std::size_t
       } catch (const std::invalid_argument& e) {
         p.fail(flag, e.what());
       }
+    } else if (flag == "--keepalive-requests") {
+      o.limits.keepalive_requests =
+          static_cast<std::uint64_t>(p.number(flag, take_value(), 0, 1'000'000'000));
     } else if (flag == "--max-conns") {
       o.max_conns = static_cast<std::size_t>(p.number(flag, take_value(), 1, 10'000'000));
     } else if (flag == "--idle-timeout-ms") {
