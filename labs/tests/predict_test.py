@@ -8,7 +8,6 @@ stay in "Claim under test". Also checks that run_lab.py reads a predictions file
 prediction, this machine's figure and the reference side by side. Standard library only.
 """
 
-import importlib.util
 import io
 import re
 import tempfile
@@ -16,26 +15,15 @@ import unittest
 from contextlib import redirect_stdout
 from pathlib import Path
 
+import fill_figures  # labs/ and bench/ on PYTHONPATH (CTest sets it)
+import run_lab
+
 LABS = Path(__file__).resolve().parent.parent
-
-
-def _load(name: str):  # type: ignore[no-untyped-def]
-    """labs/<name>.py as a module, by its path (no change to sys.path)."""
-    spec = importlib.util.spec_from_file_location(name, LABS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fill_figures = _load("fill_figures")
-run_lab = _load("run_lab")
-
 MARKER = re.compile(r"<!-- fig:([A-Za-z0-9_.-]+) -->")
 
 
 def lab_dirs() -> list:
-    return sorted(p for p in LABS.glob("[0-9][0-9]-*") if (p / "README.md").exists())
+    return fill_figures.lab_dirs(LABS)
 
 
 def figures_before_predict(text: str) -> list:
@@ -58,10 +46,9 @@ class PredictTest(unittest.TestCase):
     def test_a_figure_carries_at_most_a_mark(self) -> None:
         # Validity reasons go in the README's footnotes (labs/fill_figures.py), not inside the
         # sentence: a marker holds a value, a unit and at most "! [^N]".
-        values = re.compile(r"<!-- fig:([A-Za-z0-9_.-]+) -->(.*?)<!-- /fig -->")
         problems = []
         for lab in lab_dirs():
-            for key, value in values.findall((lab / "README.md").read_text()):
+            for key, value in fill_figures.MARKER.findall((lab / "README.md").read_text()):
                 if key != "machine" and "(" in value and not value.startswith("(run make"):
                     problems.append(f"{lab.name}: fig:{key} carries its reasons: {value}")
         self.assertEqual(problems, [], "\n" + "\n".join(problems))
