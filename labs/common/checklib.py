@@ -331,6 +331,22 @@ def read_responses(sock: Any, count: int, what: str, expect: Sequence[bytes] = (
         buf += b
 
 
+def keep_alive_rounds(server: Server, conns: int, rounds: int, hint: str = "") -> None:
+    """`conns` keep-alive connections, `rounds` times a GET /ping sent on each and every answer
+    read (read_responses: a hang is reported with `hint`)."""
+    socks = [server.connect() for _ in range(conns)]
+    try:
+        for _ in range(rounds):
+            for s in socks:
+                s.sendall(PING)
+            for s in socks:
+                read_responses(s, 1, f"{conns} keep-alive connection(s), a request each in "
+                               "flight", hint=hint)
+    finally:
+        for s in socks:
+            s.close()
+
+
 def read_status(sock: Any, deadline: float) -> int | None:
     """The status code of one response on a blocking socket, or None on close/time-out."""
     data = b""
