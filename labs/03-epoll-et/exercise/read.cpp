@@ -9,7 +9,7 @@
 //   drain_to_eagain  --drain-to-eagain 1: the textbook rule instead of nginx's refinement
 //   returns          the bytes handed to conn (0: none), or -1: the loop closes this connection
 // What you have:
-//   conn.read_space()       where to read: the buffer's free end (empty: it is full, give up)
+//   conn.read_space()       where to read: the buffer's free end (empty: full, give up: -1)
 //   conn.on_read(n, now)    hands conn the n bytes read into read_space(); n == 0: end of stream
 //   sys::recv(fd, p, len)   recvfrom(2), counted in /stats; -1 and errno on failure
 //   coarse_now()            the loop's clock, for on_read()
