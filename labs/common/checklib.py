@@ -439,7 +439,7 @@ def conformance(opts: argparse.Namespace, binary: Path, include: Iterable[str] |
         block = re.search(
             rf"\[ RUN      \] Servers/Conformance\.{name}/lab\n(.*?)\[  FAILED  \]", out, re.S)
         if block:
-            msg = [ln for ln in block.group(1).splitlines() if ln.strip()][:4]
-            lines.append(f"  {name}: " + " | ".join(m.strip() for m in msg)[:400])
+            msg = [ln for ln in block.group(1).splitlines() if ln.strip()][:6]
+            lines.append(f"  {name}: " + " | ".join(m.strip() for m in msg)[:600])
     lines.append(f"  rerun: IOLAB_SERVER_UNDER_TEST={binary} {test} --gtest_filter='{gfilter}'")
     raise AssertionError("\n".join(lines))
