@@ -177,10 +177,11 @@ def lab_coverage_problems(lab_dir: Path, ledger: dict[str, dict[str, Any]]) -> l
     """What a lab's scenario.json lacks for the claims it lists (make lab-NN prints them)."""
     spec = json.loads((lab_dir / "scenario.json").read_text())
     out = []
-    sc: dict[str, Any] = {}
-    if "scenario" in spec:
-        sc = json.loads((ROOT / "bench" / "scenarios" / f"{spec['scenario']}.json").read_text())
-        sc.update(spec.get("set", {}))
+    names = spec.get("scenario", [])  # one scenario, or a list run one after the other
+    scenarios: dict[str, dict[str, Any]] = {}
+    for name in [names] if isinstance(names, str) else names:
+        scenarios[name] = json.loads((ROOT / "bench" / "scenarios" / f"{name}.json").read_text())
+        scenarios[name].update(spec.get("set", {}))
     micro = spec.get("micro")
     for cid in spec.get("claims", []):
         for name, src in ledger[cid].get("sources", {}).items():
@@ -193,10 +194,11 @@ def lab_coverage_problems(lab_dir: Path, ledger: dict[str, dict[str, Any]]) -> l
                 elif micro.get("filter") and not re.search(micro["filter"], src["benchmark"]):
                     out.append(f"{where}: {src['benchmark']} not in the filter")
                 continue
-            if src["scenario"] != spec.get("scenario"):
+            if src["scenario"] not in scenarios:
                 out.append(f"{where}: needs scenario {src['scenario']}, the lab runs "
-                           f"{spec.get('scenario')}")
+                           f"{', '.join(scenarios) or 'none'}")
                 continue
+            sc = scenarios[src["scenario"]]
             if src["server"] not in sc["servers"]:
                 out.append(f"{where}: server {src['server']} not run")
             if src["point"] not in sc.get("points", ["fixed_rate", "saturation", "closed_loop"]):
