@@ -42,14 +42,19 @@ def newest_run(results_dir: Path, suffix: str) -> Path | None:
     return runs[-1] if runs else None
 
 
+def scenario_names(spec: dict[str, Any]) -> list[str]:
+    """The scenarios a scenario.json names: one ("c10k"), a list, or none (micro suites only)."""
+    names = spec.get("scenario", [])
+    return [names] if isinstance(names, str) else list(names)
+
+
 def commands(lab: Path, spec: dict[str, Any], build_dir: Path,
              results_dir: Path) -> list[tuple[list[str], str]]:
     """The commands a scenario.json asks for, in order: [(argv, what)]."""
     label = f"lab-{lab.name[:2]}"
     bin_dir = str(Path(build_dir) / "bin")
     out = []
-    names = spec.get("scenario", [])
-    for name in [names] if isinstance(names, str) else names:
+    for name in scenario_names(spec):
         argv = ["/usr/bin/python3", str(ROOT / "bench" / "run.py"), "--scenario", name,
                 "--label", label, "--results-dir", str(results_dir), "--bin-dir", bin_dir]
         for key, value in spec.get("set", {}).items():

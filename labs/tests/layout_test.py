@@ -16,6 +16,7 @@ import unittest
 from pathlib import Path
 
 import fill_figures  # labs/ and bench/ on PYTHONPATH (CTest sets it)
+import run_lab
 from iolab_bench import HarnessError, scenarios
 
 LABS = Path(__file__).resolve().parent.parent
@@ -74,8 +75,7 @@ def layout_problems(lab):
             return out + [f"{lab.name}/scenario.json: not JSON: {e}"]
         if "scenario" not in spec and "micro" not in spec:
             out.append(f"{lab.name}/scenario.json: names neither \"scenario\" nor \"micro\"")
-        names = spec.get("scenario", [])
-        for name in [names] if isinstance(names, str) else names:
+        for name in run_lab.scenario_names(spec):
             try:
                 base = scenarios.load_scenario(name)
             except HarnessError as e:

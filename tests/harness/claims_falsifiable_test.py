@@ -26,6 +26,7 @@ from typing import Any
 
 from iolab_bench import claims, figures
 from iolab_bench.claims import FAILS, HOLDS, INCONCLUSIVE, Measured
+import run_lab  # labs/ on PYTHONPATH (CTest sets it)
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "results" / "reference" / "amd-epyc-2cpu-vm"
@@ -177,9 +178,8 @@ def lab_coverage_problems(lab_dir: Path, ledger: dict[str, dict[str, Any]]) -> l
     """What a lab's scenario.json lacks for the claims it lists (make lab-NN prints them)."""
     spec = json.loads((lab_dir / "scenario.json").read_text())
     out = []
-    names = spec.get("scenario", [])  # one scenario, or a list run one after the other
     scenarios: dict[str, dict[str, Any]] = {}
-    for name in [names] if isinstance(names, str) else names:
+    for name in run_lab.scenario_names(spec):  # one scenario, or a list run one after another
         scenarios[name] = json.loads((ROOT / "bench" / "scenarios" / f"{name}.json").read_text())
         scenarios[name].update(spec.get("set", {}))
     micro = spec.get("micro")
